@@ -1,0 +1,151 @@
+"""Benchmark loading: ``load_benchmark(name, split, data_dir, subjects)`` -> list of :class:`~medrlvr.records.Record`.
+
+The data directory holds one folder per benchmark in its official layout (``medqa/US/...``, ``mmlu/test/...``);
+it comes from the ``data_dir`` argument or the ``MEDRLVR_DATA_DIR`` environment variable. ``hf_id`` loads the
+same benchmark from the Hugging Face Hub instead (``hf_id=True`` takes the benchmark's usual id).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+from ..records import Record
+from .benchmarks import BENCHMARKS, Benchmark, DataError, RowError
+from .subjects import SUBJECT2CATEGORY, SUBJECT_GROUPS, expand_subjects
+
+__all__ = [
+    "BENCHMARKS", "DataError", "Records", "SUBJECT2CATEGORY", "SUBJECT_GROUPS", "benchmark_files", "get_benchmark",
+    "load_benchmark", "resolve_data_dir",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+ENV_VAR = "MEDRLVR_DATA_DIR"
+
+
+class Records(list):
+    """A list of records that also says how many malformed rows were skipped (``on_error="skip"``)."""
+
+    skipped: list[str]
+
+    def __init__(self, items: Iterable[Record] = (), skipped: list[str] | None = None):
+        super().__init__(items)
+        self.skipped = skipped or []
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, required: bool = True) -> Path | None:
+    value = data_dir if data_dir is not None else os.environ.get(ENV_VAR)
+    if not value:
+        if required:
+            raise DataError(f"no data directory: pass --data-dir or set {ENV_VAR} (e.g. {ENV_VAR}=../shared/data)")
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise DataError(f"data directory {path} does not exist (from {'--data-dir' if data_dir else ENV_VAR})")
+    return path
+
+
+def get_benchmark(name: str) -> Benchmark:
+    try:
+        return BENCHMARKS[name]
+    except KeyError:
+        raise DataError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}") from None
+
+
+def _split(bench: Benchmark, split: str | None) -> str:
+    split = split or bench.default_split
+    split = bench.aliases.get(split, split)
+    if split not in bench.files:
+        raise DataError(f"{bench.name} has no split {split!r}; known: {', '.join(bench.files)}")
+    return split
+
+
+def benchmark_files(name: str, split: str | None = None, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The files of one split that exist in the data directory, in load order."""
+    bench = get_benchmark(name)
+    split = _split(bench, split)
+    root = resolve_data_dir(data_dir) / bench.folder
+    files: list[Path] = []
+    for pattern in bench.files[split]:
+        files.extend(sorted(root.glob(pattern)))
+    return files
+
+
+def load_benchmark(
+    name: str,
+    split: str | None = "test",
+    data_dir: str | os.PathLike | None = None,
+    subjects: str | list[str] | None = None,
+    *,
+    hf_id: str | bool | None = None,
+    on_error: str = "raise",
+) -> Records:
+    """Load one split of a benchmark as records.
+
+    ``subjects`` takes subject names or group names (``"medical"``, ``"stem"``; see ``SUBJECT_GROUPS``).
+    A malformed row raises :class:`DataError` naming the file, the row and the field; with
+    ``on_error="skip"`` such rows are skipped and listed in the result's ``skipped``.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    bench = get_benchmark(name)
+    if split == "test" and "test" not in bench.files:
+        split = None  # e.g. MedMCQA's test answers are not public: its evaluation split is dev
+    split = _split(bench, split)
+    wanted = expand_subjects(name, subjects)
+    if hf_id:
+        rows = _hf_rows(bench, split, bench.hf_id if hf_id is True else str(hf_id))
+    else:
+        files = benchmark_files(name, split, data_dir)
+        if not files:
+            root = resolve_data_dir(data_dir) / bench.folder
+            raise DataError(
+                f"{bench.name} {split}: no files matching {', '.join(bench.files[split])} under {root}"
+            )
+        rows = (located for path in files for located in bench.read(path))
+
+    records, skipped, seen = Records(), [], {}
+    counters: dict[Path, int] = {}
+    for path, where, row in rows:
+        index = counters.get(path, 0)
+        counters[path] = index + 1
+        try:
+            record = bench.adapt(row, index, split, path)
+            if record.id in seen:
+                raise RowError("id", f"duplicates {seen[record.id]}")
+            seen[record.id] = where
+        except (RowError, KeyError, TypeError, ValueError) as e:
+            message = f"{path}: {where}: {e if isinstance(e, RowError) else f'field {e!s}: is missing or malformed'}"
+            if on_error == "raise":
+                raise DataError(message) from None
+            skipped.append(message)
+            continue
+        if wanted is None or record.subject in wanted:
+            records.append(record)
+    if wanted is not None and not records and not skipped:
+        known = sorted({*SUBJECT_GROUPS.get(name, {})})
+        raise DataError(f"{name} {split}: no rows for subjects {sorted(wanted)}; groups: {', '.join(known) or '-'}")
+    if skipped:
+        log.warning("%s %s: skipped %d malformed rows; first: %s", name, split, len(skipped), skipped[0])
+    records.skipped = skipped
+    return records
+
+
+def _hf_rows(bench: Benchmark, split: str, hf_id: str):
+    """Rows of the same benchmark from the Hugging Face Hub (needs network access and ``datasets``)."""
+    import datasets
+
+    if split not in bench.hf_splits:
+        raise DataError(f"{bench.name}: the Hub copy {hf_id} has no split for {split!r}")
+    configs = [bench.hf_config]
+    if bench.name == "cmmlu":  # one config per subject
+        configs = sorted(SUBJECT2CATEGORY["cmmlu"])
+    for config in configs:
+        ds = datasets.load_dataset(hf_id, config, split=bench.hf_splits[split])
+        # The adapters take the subject from the file name; give the Hub rows a stand-in path that says it.
+        for i, row in enumerate(ds):
+            subject = row.get("subject") or config or bench.name
+            path = Path(f"hf://{hf_id}") / (f"{subject}_{split}.csv" if bench.name == "mmlu" else f"{subject}.csv")
+            yield path, f"row {i + 1}", bench.hf_row(row) if bench.hf_row else row

@@ -1,0 +1,59 @@
+"""The two prompts of Open-Medical-R1 (arXiv 2504.13950), verbatim, and the rendering of a question.
+
+- Fig. 1, the filter prompt: the filter model reasons step by step and answers in ``\\boxed{}``.
+- Fig. 2, the R1-Zero training prompt (after DeepSeek-R1-Zero): reasoning in ``<think>``, answer in ``<answer>``.
+
+Each renders as chat messages (instruct models, through their chat template) or as one plain string
+(base models, plain completion), from the same question text.
+"""
+
+from __future__ import annotations
+
+from .records import Record
+
+# Fig. 1 ("Please reason step by step, and put your final answer within \boxed{ }. Please answer:" then the
+# question). The figure typesets the braces with a space; the text the model sees is the usual \boxed{}.
+FILTER_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}. Please answer:\n"
+
+# Fig. 2, word for word.
+R1_ZERO_SYSTEM = (
+    "A conversation between user and assistant. The user asks a question, and the assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with the "
+    "answer. The reasoning process is to solve the problem step by step, so you will think about it sincerely. "
+    "The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, "
+    "respectively, i.e., <think> reasoning process here </think><answer> answer here </answer>"
+)
+
+PROMPTS = ("filter", "r1_zero")
+
+
+def render_question(record: Record) -> str:
+    """The question followed by its options as ``A. text`` lines (GSM8K: the question alone)."""
+    lines = [record.question.strip()]
+    lines += [f"{letter}. {text}" for letter, text in record.options.items()]
+    return "\n".join(lines)
+
+
+def chat_messages(record: Record, prompt: str = "r1_zero") -> list[dict[str, str]]:
+    """Messages for a chat template. The R1-Zero text is a system prompt; the filter text leads the user turn."""
+    question = render_question(record)
+    if prompt == "filter":
+        return [{"role": "user", "content": FILTER_PROMPT + question}]
+    if prompt == "r1_zero":
+        return [{"role": "system", "content": R1_ZERO_SYSTEM}, {"role": "user", "content": question}]
+    raise ValueError(f"unknown prompt {prompt!r}; known: {', '.join(PROMPTS)}")
+
+
+def plain_prompt(record: Record, prompt: str = "r1_zero") -> str:
+    """One string for a base model with no chat template.
+
+    R1-Zero's own template puts the conversation in "User: ... Assistant:" form; the model then writes the
+    think and answer tags itself, so the format reward scores the completion alone. The filter prompt ends
+    with a cue for the same reason.
+    """
+    question = render_question(record)
+    if prompt == "filter":
+        return f"{FILTER_PROMPT}{question}\nSolution:"
+    if prompt == "r1_zero":
+        return f"{R1_ZERO_SYSTEM}\nUser: {question}\nAssistant:"
+    raise ValueError(f"unknown prompt {prompt!r}; known: {', '.join(PROMPTS)}")

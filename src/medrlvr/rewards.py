@@ -1,0 +1,153 @@
+"""Rewards for RLVR, in TRL's form ``fn(completions, **dataset_columns) -> list[float]`` and verl's
+``compute_score(data_source, solution_str, ground_truth, extra_info=None)``.
+
+The three rewards of Open-Medical-R1 (section 3.1): format, accuracy and XML count. Completions may be
+plain strings or chat messages (``[{"role": "assistant", "content": ...}]``). No reward ever raises: a
+completion that cannot be read scores 0.0, and nothing pays for hedging (see :mod:`medrlvr.extract`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Mapping, Sequence
+
+from .extract import canonical_number, extract_answer, normalize_options
+from .records import LETTERS
+
+TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+TRAILING_PENALTY_PER_CHAR = 0.001  # xml_count: text after </answer> costs this much per character ...
+TRAILING_PENALTY_MAX = 0.25  # ... up to one tag's worth
+
+
+def completion_text(completion: Any) -> str:
+    """The text of one completion: a string, or the assistant messages of a chat completion, joined."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Mapping):
+        content = completion.get("content")
+        return content if isinstance(content, str) else ""
+    if isinstance(completion, (list, tuple)):
+        parts = [completion_text(m) for m in completion if not isinstance(m, Mapping) or m.get("role") != "user"]
+        return "".join(parts)
+    return ""
+
+
+def _column(values: Any, i: int) -> Any:
+    if values is None or isinstance(values, (str, bytes, Mapping)):
+        return values
+    try:
+        return values[i]
+    except (IndexError, TypeError, KeyError):
+        return None
+
+
+def _options(value: Any) -> dict[str, str]:
+    if isinstance(value, str):  # a JSON-encoded column (parquet, verl extra_info)
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    if isinstance(value, (Mapping, list, tuple)):
+        return normalize_options(value)
+    return {}
+
+
+def is_correct(text: str, gold: Any, options: Any = None) -> bool:
+    """Whether a completion's extracted answer equals the gold answer (a letter, or a number for GSM8K)."""
+    gold = str(gold).strip() if gold is not None else ""
+    if not gold:
+        return False
+    opts = _options(options)
+    if not opts and len(gold) == 1 and gold.upper() in LETTERS:
+        # A letter answer with no options column: take the letters up to the gold's as the options.
+        opts = {letter: "" for letter in LETTERS[: max(4, LETTERS.index(gold.upper()) + 1)]}
+    if opts:
+        return extract_answer(text, opts) == gold.upper()
+    answer = extract_answer(text)
+    return answer is not None and answer == canonical_number(gold)
+
+
+def _safe(score: Callable[[str, int], float], completions: Sequence[Any]) -> list[float]:
+    out = []
+    for i, completion in enumerate(completions or []):
+        try:
+            out.append(float(score(completion_text(completion), i)))
+        except Exception:  # a reward must never stop training
+            out.append(0.0)
+    return out
+
+
+def accuracy_reward(completions: Sequence[Any], answer: Sequence[Any] | None = None, options: Any = None,
+                    **kwargs: Any) -> list[float]:
+    """1.0 iff the extracted answer equals the gold ``answer`` column, else 0.0.
+
+    >>> accuracy_reward(["<think>...</think><answer>B</answer>", "<answer>A or B</answer>"], answer=["B", "B"])
+    [1.0, 0.0]
+    """
+    return _safe(lambda text, i: is_correct(text, _column(answer, i), _column(options, i)), completions)
+
+
+def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """1.0 iff the completion is one ``<think>...</think>`` then one ``<answer>...</answer>``, nothing else
+    but white space around and between them.
+
+    >>> format_reward(["<think>x</think>\\n<answer>B</answer>", "<answer>B</answer>"])
+    [1.0, 0.0]
+    """
+
+    def score(text: str, i: int) -> float:
+        if any(text.count(tag) != 1 for tag in TAGS):
+            return 0.0
+        t0, t1, a0, a1 = (text.find(tag) for tag in TAGS)
+        ok = (
+            t0 < t1 < a0 < a1
+            and not text[:t0].strip()
+            and not text[t1 + len("</think>") : a0].strip()
+            and not text[a1 + len("</answer>") :].strip()
+        )
+        return 1.0 if ok else 0.0
+
+    return _safe(score, completions)
+
+
+def xml_count_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """0.25 for each of the four tags that occurs exactly once, less 0.001 per character after ``</answer>``
+    (at most 0.25), never below 0.
+
+    >>> xml_count_reward(["<think>x</think><answer>B</answer>", "<think>x</think>"])
+    [1.0, 0.5]
+    """
+
+    def score(text: str, i: int) -> float:
+        total = sum(0.25 for tag in TAGS if text.count(tag) == 1)
+        end = text.rfind("</answer>")
+        if end != -1:
+            trailing = len(text[end + len("</answer>") :].strip())
+            total -= min(TRAILING_PENALTY_MAX, TRAILING_PENALTY_PER_CHAR * trailing)
+        return max(0.0, total)
+
+    return _safe(score, completions)
+
+
+REWARDS: dict[str, Callable[..., list[float]]] = {
+    "accuracy": accuracy_reward,
+    "format": format_reward,
+    "xml_count": xml_count_reward,
+}
+
+
+def get_reward(name: str) -> Callable[..., list[float]]:
+    try:
+        return REWARDS[name]
+    except KeyError:
+        raise ValueError(f"unknown reward {name!r}; known: {', '.join(REWARDS)}") from None
+
+
+def compute_score(data_source: Any, solution_str: Any, ground_truth: Any, extra_info: Any = None) -> float:
+    """verl's custom reward (``custom_reward_function.path`` = this file's module, ``name`` = compute_score):
+    the accuracy reward, with the options read from ``extra_info["options"]`` when present."""
+    try:
+        options = extra_info.get("options") if isinstance(extra_info, Mapping) else None
+        return 1.0 if is_correct(completion_text(solution_str), ground_truth, options) else 0.0
+    except Exception:
+        return 0.0
