@@ -36,7 +36,7 @@ PATTERNS = ("answer_tag", "boxed", "answer_is", "answer_colon")
 STRICT_PATTERNS = ("answer_tag", "boxed")  # the formats the two prompts ask for
 NUMBER_PATTERNS = ("answer_tag", "hashes", "boxed", "answer_is", "last_number")
 
-_MAX_SPAN = 500  # an answer longer than this is not an answer
+_MAX_SPAN = 2000  # an answer longer than this is not an answer (some law options run to 1,500 characters)
 
 
 class Extraction(NamedTuple):
@@ -129,8 +129,13 @@ def _clean(span: str) -> str:
     return span.replace("**", "").replace("__", "").replace("`", "").replace("$", "").strip()
 
 
+def _soft(text: str) -> str:
+    return " ".join(text.casefold().split()).rstrip(".")
+
+
 def _norm(text: str) -> str:
-    return " ".join(text.casefold().split()).strip(_PUNCT)
+    """Compare texts after the same cleaning on both sides (markdown, $, LaTeX text wrappers, case, spaces)."""
+    return " ".join(_clean(text).casefold().split()).strip(_PUNCT)
 
 
 def normalize_options(options: Mapping[str, str | None] | Sequence[str] | None) -> dict[str, str]:
@@ -148,14 +153,23 @@ def resolve_choice(span: str, options: Mapping[str, str], line: bool = False) ->
     ``line=True`` is for a span cut from running text ("the answer is B because ..."): only the leading
     letter and an immediate hedge ("B or C") are read, not the words after it.
     """
-    span = _clean(span[:_MAX_SPAN] if line else span)
-    if not span or (not line and len(span) > _MAX_SPAN):
+    span = (span[:_MAX_SPAN] if line else span).strip()
+    if not span or len(span) > _MAX_SPAN:
+        return None
+    bare = span.strip(_PUNCT)
+    if len(bare) == 1 and bare in options:
+        return bare  # an option letter means that letter, even where options are letters (MedMCQA: "a", "c", "bc")
+    # The whole span is an option's text: compare as written first, then after cleaning, and take a match only
+    # when it is unique ("*p" and "p" are different options in CMMLU's C questions).
+    for compare in (_soft, _norm):
+        hits = [letter for letter, text in options.items() if compare(text) and compare(text) == compare(span)]
+        if len(hits) == 1:
+            return hits[0]
+    span = _clean(span)
+    if not span:
         return None
     texts = {letter: _norm(text) for letter, text in options.items()}
     norm = _norm(span)
-    for letter, text in texts.items():
-        if text and norm == text:
-            return letter
     m = _LEAD.match(span)
     if m:
         letter, rest = m.group(1), m.group(2)

@@ -112,6 +112,8 @@ def load_benchmark(
         index = counters.get(path, 0)
         counters[path] = index + 1
         try:
+            if isinstance(row, RowError):
+                raise row
             record = bench.adapt(row, index, split, path)
             if record.id in seen:
                 raise RowError("id", f"duplicates {seen[record.id]}")

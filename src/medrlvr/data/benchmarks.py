@@ -78,7 +78,7 @@ def read_jsonl(path: Path) -> Iterator[Located]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {lineno}: field '<json>': not valid JSON ({e.msg})") from None
+                row = RowError("<json>", f"not valid JSON ({e.msg})")  # raised by the loader, which may skip it
             yield path, f"line {lineno}", row
 
 
