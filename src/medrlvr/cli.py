@@ -70,7 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--index", type=int, default=0, help="which question to render as the sample")
     show.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="what a malformed row does")
     show.set_defaults(func=_data_show)
+    bench = commands.add_parser("bench", help="throughput benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    rewards = bench_commands.add_parser("rewards", help="time to score 100 KB adversarial completions")
+    rewards.add_argument("--size", type=int, default=100_000, help="characters per completion")
+    rewards.set_defaults(func=_bench_rewards)
     return parser
+
+
+def _bench_rewards(args: argparse.Namespace) -> None:
+    from .bench import bench_rewards, print_rewards
+
+    print_rewards(bench_rewards(args.size))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,8 @@ Rules that hold for every pattern:
 - The text of an option counts as that option ("Aspirin" for "B. Aspirin").
 - A hedge gives ``None``: two different letters in one answer ("A or B"), or several matches of the deciding
   pattern that disagree (two answer tags with different letters).
-- Unparseable gives ``None``; never a guess.
+- Unparseable gives ``None``; never a guess. More than ``MAX_MATCHES`` matches of the deciding pattern is
+  unparseable too (a completion that repeats answer cues is spamming, not answering).
 
 Numbers (GSM8K): ``answer_tag``, then ``#### 42``, then ``boxed``, then "answer is 42", then the last number in
 the text. Numbers compare by value (``18``, ``18.0``, ``$18`` and ``18 dollars`` agree).
@@ -37,6 +38,9 @@ STRICT_PATTERNS = ("answer_tag", "boxed")  # the formats the two prompts ask for
 NUMBER_PATTERNS = ("answer_tag", "hashes", "boxed", "answer_is", "last_number")
 
 _MAX_SPAN = 2000  # an answer longer than this is not an answer (some law options run to 1,500 characters)
+# More matches of one pattern than this is spam, not an answer: the completion is unparseable. It also bounds
+# the work on adversarial text (100 KB of "the answer is " would otherwise be thousands of spans to read).
+MAX_MATCHES = 16
 
 
 class Extraction(NamedTuple):
@@ -71,7 +75,7 @@ def tag_blocks(text: str, tag: str) -> list[str]:
     """Contents of every closed ``<tag>...</tag>`` block, outermost first-come."""
     open_, close = f"<{tag}>", f"</{tag}>"
     blocks, pos = [], 0
-    while True:
+    while len(blocks) <= MAX_MATCHES:
         start = text.find(open_, pos)
         if start == -1:
             return blocks
@@ -83,12 +87,13 @@ def tag_blocks(text: str, tag: str) -> list[str]:
         last_open = inner.rfind(open_)
         blocks.append(inner[last_open + len(open_) :] if last_open != -1 else inner)
         pos = end + len(close)
+    return blocks
 
 
 def boxed_blocks(text: str) -> list[str]:
     """Contents of every ``\\boxed{...}`` / ``\\fbox{...}``, with nested braces matched."""
     blocks, pos = [], 0
-    while True:
+    while len(blocks) <= MAX_MATCHES:
         hits = [i for i in (text.find("\\boxed", pos), text.find("\\fbox", pos)) if i != -1]
         if not hits:
             return blocks
@@ -113,14 +118,15 @@ def boxed_blocks(text: str) -> list[str]:
             return blocks
         blocks.append(text[brace + 1 : i])
         pos = i + 1
+    return blocks
 
 
 _LATEX_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mathbf|textit|operatorname)\s*\{([^{}]*)\}")
 _LEAD = re.compile(r"(?i:option|choice)?\s*[(\[]?([A-Za-z])(?![A-Za-z0-9])[)\]]?[\s.:)\-]*(.*)", re.S)
 _STANDALONE = re.compile(r"(?<![A-Za-z0-9'])([A-J])(?![A-Za-z0-9'])")
 _HEDGE_AFTER = re.compile(r"\s*(?:,|/|&|(?i:or|and))\s*[(\[]?[A-J](?![A-Za-z0-9])")
-_ANSWER_IS = re.compile(r"(?i:answer)\s+(?i:is|would\s+be|should\s+be)\s*:?\s*([^\n]{0,200})")
-_ANSWER_COLON = re.compile(r"(?m)^[ \t*#>_-]*(?i:final\s+|correct\s+)?(?i:answer)[ \t*_]*[:：][ \t]*([^\n]{0,200})")
+_ANSWER_IS = re.compile(r"(?i:answer)\s+(?i:is|would\s+be|should\s+be)\s*:?[ \t]*")
+_ANSWER_COLON = re.compile(r"(?m)^[ \t*#>_-]*(?i:final\s+|correct\s+)?(?i:answer)[ \t*_]*[:：][ \t]*")
 _PUNCT = " \t\n.,;:!?*`'\"()[]{}$"
 
 
@@ -207,11 +213,30 @@ def _by_text(norm: str, texts: Mapping[str, str], line: bool) -> str | None:
     return hits[0] if len(hits) == 1 else None
 
 
+def _line_spans(pattern: re.Pattern, text: str) -> list[str]:
+    """What follows each match of a cue ("answer is", "####") to the end of its line, at most 200 characters.
+    The cue alone is matched so that two cues on one line are both seen ("answer is A. No, the answer is B")."""
+    spans = []
+    for m in pattern.finditer(text):
+        if len(spans) > MAX_MATCHES:
+            break
+        end = text.find("\n", m.end(), m.end() + 200)
+        spans.append(text[m.end() : end if end != -1 else m.end() + 200])
+    return spans
+
+
 def _decide(spans: Iterable[str], resolve) -> str | None:
-    answers = {resolve(span) for span in spans}
-    if len(answers) != 1:
+    """The one answer all spans agree on; None as soon as one is unreadable or two disagree."""
+    spans = list(spans)
+    if len(spans) > MAX_MATCHES:
         return None
-    return answers.pop()
+    answer = None
+    for span in dict.fromkeys(spans):  # identical spans are read once
+        current = resolve(span)
+        if current is None or (answer is not None and current != answer):
+            return None
+        answer = current
+    return answer
 
 
 # --- multiple choice --------------------------------------------------------------------------------------
@@ -231,9 +256,9 @@ def extract_choice(
         elif name == "boxed":
             spans, line = boxed_blocks(body), False
         elif name == "answer_is":
-            spans, line = _ANSWER_IS.findall(body), True
+            spans, line = _line_spans(_ANSWER_IS, body), True
         elif name == "answer_colon":
-            spans, line = _ANSWER_COLON.findall(body), True
+            spans, line = _line_spans(_ANSWER_COLON, body), True
         else:
             raise ValueError(f"unknown pattern {name!r}; known: {', '.join(PATTERNS)}")
         if spans:
@@ -245,7 +270,7 @@ def extract_choice(
 
 _NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _FRAC = re.compile(r"\\d?frac\{(-?\d+)\}\{(-?\d+)\}")
-_HASHES = re.compile(r"####[ \t]*([^\n]{0,200})")
+_HASHES = re.compile(r"####[ \t]*")
 _OR = re.compile(r"(?i)\bor\b")
 
 
@@ -283,11 +308,11 @@ def extract_number(text: str, patterns: Sequence[str] = NUMBER_PATTERNS) -> Extr
         if name == "answer_tag":
             spans = tag_blocks(body, "answer")
         elif name == "hashes":
-            spans = _HASHES.findall(body)
+            spans = _line_spans(_HASHES, body)
         elif name == "boxed":
             spans = boxed_blocks(body)
         elif name == "answer_is":
-            spans = _ANSWER_IS.findall(body)
+            spans = _line_spans(_ANSWER_IS, body)
         elif name == "last_number":
             numbers = _NUMBER.findall(body[-_MAX_SPAN * 4 :])
             spans = numbers[-1:]
