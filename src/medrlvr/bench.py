@@ -82,8 +82,11 @@ def _naive_baseline(model: str, prompts: list, max_new_tokens: int, seed: int) -
         with torch.inference_mode():
             out = lm.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=0.7, top_p=1.0,
                               top_k=0, pad_token_id=tok.pad_token_id)
-        new = out[:, enc["input_ids"].shape[1] :]
-        tokens += int(((new != tok.pad_token_id) | (new == tok.eos_token_id)).sum())
+        eos = {tok.eos_token_id, *([lm.generation_config.eos_token_id] if isinstance(lm.generation_config.eos_token_id, int)
+                                   else lm.generation_config.eos_token_id or [])}
+        for row in out[:, enc["input_ids"].shape[1] :].tolist():
+            # Counted as the engines count: up to and including the first end-of-sequence token.
+            tokens += next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
     return {"seconds": time.perf_counter() - start, "tokens": tokens, "completions": len(texts)}
 
 
@@ -149,6 +152,7 @@ def bench_generate(model: str, data_dir: str | None, n_prompts: int = 64, max_ne
             row["tok_s"] = row["tokens"] / row["seconds"]
             row["completions_s"] = row["completions"] / row["seconds"]
             row["ratio"] = row["tok_s"] / (base["tokens"] / base["seconds"]) if "error" not in base else float("nan")
+            row["ratio_completions"] = base["seconds"] / row["seconds"] if "error" not in base else float("nan")
     return rows
 
 
@@ -157,12 +161,13 @@ def print_generate(rows: list[dict], model: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"generation on {model}: MedQA test prompts, 128 new tokens, sampled (T=0.7)")
-    for column in ("engine", "config", "s", "tokens", "tok/s", "compl/s", "x baseline", "peak RSS MB"):
+    for column in ("engine", "config", "s", "tokens", "tok/s", "compl/s", "x tok/s", "x compl/s", "peak RSS MB"):
         table.add_column(column, justify="left" if column in ("engine", "config") else "right")
     for r in rows:
         if "error" in r:
-            table.add_row(r["engine"], r["config"], r["error"], "", "", "", "", "")
+            table.add_row(r["engine"], r["config"], r["error"], "", "", "", "", "", "")
             continue
         table.add_row(r["engine"], r["config"], f"{r['seconds']:.1f}", str(r["tokens"]), f"{r['tok_s']:.1f}",
-                      f"{r['completions_s']:.2f}", f"{r['ratio']:.2f}", f"{r['peak_rss_mb']:.0f}")
-    Console().print(table)
+                      f"{r['completions_s']:.2f}", f"{r['ratio']:.2f}", f"{r['ratio_completions']:.2f}",
+                      f"{r['peak_rss_mb']:.0f}")
+    Console(width=160).print(table)

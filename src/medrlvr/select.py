@@ -1,0 +1,148 @@
+"""Training-set selection: strategies are pure functions of (pool, labels, settings, seed).
+
+- ``random``: the paper's baseline, ``n`` questions drawn uniformly.
+- ``ratio``: ``hard`` hard + ``easy`` easy questions from one filter's labels (the paper: 400 + 100).
+- ``band``: questions whose pass rate lies in ``[lo, hi]`` (both ends inclusive), for filters run with k > 1.
+
+``stratify=True`` draws each group in proportion to its subjects (largest remainder). When the pool cannot supply
+what is asked for, :class:`SelectionError` says what is short, unless ``allow_short=True`` takes what there is.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .prompts import chat_messages
+from .records import Record
+from .store import write_json, write_jsonl
+
+STRATEGIES = ("random", "ratio", "band")
+
+
+class SelectionError(ValueError):
+    pass
+
+
+@dataclass
+class SelectConfig:
+    strategy: str = "ratio"
+    n: int = 500  # random and band: how many
+    hard: int = 400  # ratio
+    easy: int = 100  # ratio
+    lo: float = 0.0  # band, inclusive
+    hi: float = 1.0  # band, inclusive
+    stratify: bool = False
+    allow_short: bool = False
+    seed: int = 0
+    decontaminate: list[str] = field(default_factory=list)  # benchmarks, e.g. ["medqa", "mmlu:medical"]
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
+        if not 0 <= self.lo <= self.hi <= 1:
+            raise ValueError(f"band needs 0 <= lo <= hi <= 1, got lo={self.lo} hi={self.hi}")
+
+
+def _draw(candidates: list[Record], count: int, rng: random.Random, stratify: bool, what: str,
+          allow_short: bool) -> list[Record]:
+    if count > len(candidates):
+        if not allow_short:
+            raise SelectionError(f"asked for {count} {what} questions, the pool has {len(candidates)} "
+                                 f"(short by {count - len(candidates)}; --allow-short takes what there is)")
+        count = len(candidates)
+    if not stratify:
+        return rng.sample(candidates, count)
+    by_subject: dict[str, list[Record]] = defaultdict(list)
+    for r in candidates:
+        by_subject[r.subject].append(r)
+    subjects = sorted(by_subject)
+    quotas = {s: count * len(by_subject[s]) / len(candidates) for s in subjects}
+    take = {s: int(q) for s, q in quotas.items()}
+    for s in sorted(subjects, key=lambda s: (-(quotas[s] - take[s]), s))[: count - sum(take.values())]:
+        take[s] += 1
+    chosen: list[Record] = []
+    for s in subjects:
+        chosen += rng.sample(by_subject[s], take[s])
+    rng.shuffle(chosen)
+    return chosen
+
+
+def select(pool: Sequence[Record], labels: Mapping[str, Mapping[str, Any]] | None, config: SelectConfig) -> list[Record]:
+    """The training set: a pure function of its arguments (the same inputs give the same list)."""
+    rng = random.Random(config.seed)
+    pool = sorted(pool, key=lambda r: r.id)  # independent of the order the pool was read in
+    if config.strategy == "random":
+        return _draw(pool, config.n, rng, config.stratify, "random", config.allow_short)
+    if labels is None:
+        raise SelectionError(f"strategy {config.strategy} needs filter labels")
+    missing = [r.id for r in pool if r.id not in labels]
+    if missing:
+        raise SelectionError(f"{len(missing)} pool questions have no filter label (first: {missing[0]}); "
+                             "run the filter over the same pool")
+    if config.strategy == "ratio":
+        hard = [r for r in pool if labels[r.id]["label"] == "hard"]
+        easy = [r for r in pool if labels[r.id]["label"] == "easy"]
+        chosen = _draw(hard, config.hard, rng, config.stratify, "hard", config.allow_short)
+        chosen += _draw(easy, config.easy, rng, config.stratify, "easy", config.allow_short)
+        rng.shuffle(chosen)
+        return chosen
+    band = [r for r in pool if config.lo <= labels[r.id]["pass_rate"] <= config.hi]
+    return _draw(band, config.n, rng, config.stratify, f"pass-rate [{config.lo}, {config.hi}]", config.allow_short)
+
+
+def stats(chosen: Sequence[Record], labels: Mapping[str, Mapping[str, Any]] | None, dropped: Sequence[dict]) -> dict:
+    return {
+        "selected": len(chosen),
+        "by_label": dict(Counter(labels[r.id]["label"] for r in chosen)) if labels else {},
+        "by_subject": dict(sorted(Counter(r.subject for r in chosen).items())),
+        "by_answer": dict(sorted(Counter(r.answer for r in chosen).items())),
+        "decontamination_dropped": len(dropped),
+    }
+
+
+def verl_rows(chosen: Sequence[Record], split: str = "train") -> list[dict]:
+    """Rows in verl's RL data format: the R1-Zero chat prompt, the gold letter as ground truth, and the
+    options in extra_info for :func:`medrlvr.rewards.compute_score`."""
+    return [
+        {
+            "data_source": r.source or "medrlvr",
+            "prompt": chat_messages(r, "r1_zero"),
+            "ability": "medical",
+            "reward_model": {"style": "rule", "ground_truth": r.answer},
+            "extra_info": {"split": split, "index": i, "id": r.id, "subject": r.subject,
+                           "options": json.dumps(dict(r.options), ensure_ascii=False)},
+        }
+        for i, r in enumerate(chosen)
+    ]
+
+
+def write_selection(chosen: Sequence[Record], labels, dropped: Sequence[dict], config: SelectConfig,
+                    out_dir: str | Path, parquet: bool = False) -> Path:
+    out = Path(out_dir)
+    rows = []
+    for r in chosen:
+        row = r.to_dict()
+        if labels:
+            row.update(label=labels[r.id]["label"], pass_rate=labels[r.id]["pass_rate"])
+        rows.append(row)
+    write_jsonl(out / "train.jsonl", rows)
+    write_json(out / "stats.json", {"config": asdict(config), **stats(chosen, labels, dropped)})
+    write_jsonl(out / "decontaminated.jsonl", dropped)
+    if parquet:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(verl_rows(chosen)), out / "train.parquet")
+    return out
+
+
+def load_selection(path: str | Path) -> list[Record]:
+    path = Path(path)
+    path = path / "train.jsonl" if path.is_dir() else path
+    with open(path, encoding="utf-8") as f:
+        return [Record.from_dict(json.loads(line)) for line in f if line.strip()]

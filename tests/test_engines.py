@@ -1,0 +1,136 @@
+"""The transformers engine on a tiny random model (fast), and the OpenAI-compatible engine against a real
+local HTTP server that fails on purpose."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+
+from medrlvr.engines import Sampling, get_engine, truncate_at_stop
+from medrlvr.engines.hf import TransformersEngine
+
+PROMPTS = ["The patient has", "A 45-year-old man presents with chest pain and", [{"role": "user", "content": "Hi?"}],
+           "Short", "x" * 60]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint):
+    return TransformersEngine(str(tiny_checkpoint), dtype="fp32", batch_size=4, prefill_batch_size=2)
+
+
+def test_generate_shapes_counts_and_determinism(engine):
+    sampling = Sampling(max_new_tokens=12, temperature=1.0, seed=3)
+    out = engine.generate(PROMPTS, n=3, sampling=sampling)
+    assert [len(c) for c in out] == [3] * len(PROMPTS)
+    for completions in out:
+        for c in completions:
+            assert 1 <= c.tokens <= 12 and c.finish_reason in ("stop", "length") and c.prompt_tokens > 0
+            assert c.finish_reason == "stop" or c.tokens == 12
+    again = engine.generate(PROMPTS, n=3, sampling=sampling)
+    assert [[c.text for c in cs] for cs in out] == [[c.text for c in cs] for cs in again]
+    other = engine.generate(PROMPTS, n=3, sampling=Sampling(max_new_tokens=12, temperature=1.0, seed=4))
+    assert [[c.text for c in cs] for cs in out] != [[c.text for c in cs] for cs in other]
+
+
+def test_fast_path_matches_transformers_generate(engine):
+    """Growing cache + micro-batch prefill + grouped decode attention give transformers' own greedy output."""
+    greedy = Sampling(max_new_tokens=20, temperature=0)
+    ours = engine.generate(PROMPTS, sampling=greedy)
+    tok = engine.tokenizer
+    texts = [engine.render(p) for p in PROMPTS]
+    enc = tok(texts, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        ref = engine.model.generate(**enc, max_new_tokens=20, do_sample=False, pad_token_id=tok.pad_token_id)
+    expected = [tok.decode(r[enc["input_ids"].shape[1] :], skip_special_tokens=True) for r in ref]
+    assert [c[0].text for c in ours] == expected
+    plain = TransformersEngine(None, model_obj=engine.model, tokenizer=tok, growing_cache=False, dtype="fp32")
+    assert [c[0].text for c in plain.generate(PROMPTS, sampling=greedy)] == expected
+
+
+def test_stop_strings(engine):
+    out = engine.generate(["The patient has"], n=4, sampling=Sampling(max_new_tokens=40, temperature=1.5, seed=1))
+    text = out[0][0].text
+    assert len(text) > 3
+    stop = text[2]
+    cut = engine.generate(["The patient has"], n=4, sampling=Sampling(max_new_tokens=40, temperature=1.5, seed=1, stop=(stop,)))
+    assert cut[0][0].text == text[: text.index(stop)] and cut[0][0].finish_reason == "stop"
+    assert truncate_at_stop("abc</answer>tail", ["</answer>", "zz"]) == ("abc", True)
+
+
+def test_loglikelihood_matches_a_full_forward(engine):
+    pairs = [("The answer is", " B"), ("The answer is", " C"), ("Q: x\nA:", " yes it is")]
+    scores = engine.loglikelihood(pairs)
+    tok = engine.tokenizer
+    for (context, continuation), (score, greedy) in zip(pairs, scores):
+        ctx = tok(context)["input_ids"]
+        cont = tok(continuation, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = engine.model(torch.tensor([ctx + cont])).logits[0].float()
+        logprobs = torch.log_softmax(logits, -1)
+        expected = sum(float(logprobs[len(ctx) - 1 + i, t]) for i, t in enumerate(cont))
+        assert score == pytest.approx(expected, abs=1e-4)
+        assert greedy == all(int(logprobs[len(ctx) - 1 + i].argmax()) == t for i, t in enumerate(cont))
+
+
+def test_sampling_validation_and_unknown_engine():
+    with pytest.raises(ValueError, match="top_p"):
+        Sampling(top_p=0)
+    with pytest.raises(ValueError, match="unknown engine"):
+        get_engine("nope", "x")
+
+
+# --- OpenAI-compatible engine against a real local server that misbehaves --------------------------------
+
+
+class FlakyServer(BaseHTTPRequestHandler):
+    failures_left = 2
+    seen_auth: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen_auth.append(self.headers.get("Authorization"))
+        if type(self).failures_left > 0:
+            type(self).failures_left -= 1
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b"busy")
+            return
+        if "messages" in body:
+            choices = [{"message": {"content": f"echo {body['messages'][-1]['content']} </answer> tail"},
+                        "finish_reason": "stop"} for _ in range(body.get("n", 1))]
+        else:
+            choices = [{"text": f"echo {body['prompt']}", "finish_reason": "length"} for _ in range(body.get("n", 1))]
+        payload = json.dumps({"choices": choices, "usage": {"completion_tokens": 4 * len(choices), "prompt_tokens": 3}})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_engine_retries_and_keeps_the_key_secret(monkeypatch, caplog):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("MEDRLVR_TEST_KEY", "sk-secret-value")
+        eng = get_engine("openai", "served-model", base_url=f"http://127.0.0.1:{server.server_port}/v1",
+                         api_key_env="MEDRLVR_TEST_KEY", concurrency=2, backoff=0.01)
+        caplog.set_level("DEBUG")
+        out = eng.generate([[{"role": "user", "content": "q1"}], "plain"], n=2,
+                           sampling=Sampling(max_new_tokens=8, stop=("</answer>",)))
+        assert [c.text for c in out[0]] == ["echo q1 ", "echo q1 "] and out[0][0].finish_reason == "stop"
+        assert out[1][0].text == "echo plain" and out[1][0].finish_reason == "length" and out[1][0].tokens == 4
+        assert "Bearer sk-secret-value" in FlakyServer.seen_auth
+        assert "retrying" in caplog.text and "sk-secret-value" not in caplog.text
+        FlakyServer.failures_left = 100
+        eng.retries = 1
+        with pytest.raises(Exception) as info:
+            eng.generate(["x"])
+        assert "HTTP 503" in str(info.value) and "sk-secret" not in str(info.value)
+    finally:
+        server.shutdown()

@@ -1,0 +1,130 @@
+"""Slow tests on the real packaged models (pytest -m slow; CI runs them): loading, the conversion cache, chat
+template, generation, log-likelihood, determinism, and the OpenAI-compatible engine against llama.cpp's server."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from medrlvr import models
+from medrlvr.engines import Sampling, get_engine
+
+pytestmark = pytest.mark.slow
+SMOL = "smollm2-135m-instruct"
+QUESTION = [{"role": "user", "content": "Which organ produces insulin? Answer in one word."}]
+
+
+def test_packaged_models_resolve_and_convert_once():
+    for name in models.PACKAGED:
+        ref = models.resolve(name)
+        assert ref.kind == "gguf" and Path(ref.location).stat().st_size > 50_000_000
+        path = Path(models.checkpoint_dir(ref))
+        assert (path / "model.safetensors").exists() and (path / "medrlvr-converted.json").exists()
+        stamp = (path / "model.safetensors").stat().st_mtime
+        assert models.checkpoint_dir(name) == str(path)  # reused, not converted again
+        assert (path / "model.safetensors").stat().st_mtime == stamp
+    assert all(row["installed"] and row["prepared"] for row in models.list_models())
+
+
+def test_interrupted_conversion_leaves_no_checkpoint(tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    monkeypatch.setenv("MEDRLVR_CACHE", str(tmp_path))
+    gguf = Path(models.resolve(SMOL).location)
+    target = tmp_path / "checkpoints" / "smol"
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C in the middle of writing
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        models.convert_gguf(gguf, target)
+    assert not target.exists() and list((tmp_path / "checkpoints").iterdir()) == []
+
+
+def test_transformers_engine_on_smollm2():
+    eng = get_engine("transformers", SMOL)
+    assert eng.tokenizer.chat_template and "<|im_start|>" in eng.render(QUESTION)
+    sampling = Sampling(max_new_tokens=24, temperature=0.7, seed=5)
+    out = eng.generate([QUESTION, QUESTION], n=2, sampling=sampling)
+    assert all(c.text.strip() and c.tokens > 0 for cs in out for c in cs)
+    assert [c.text for c in eng.generate([QUESTION, QUESTION], n=2, sampling=sampling)[0]] == [c.text for c in out[0]]
+    greedy = eng.generate([QUESTION], sampling=Sampling(max_new_tokens=24, temperature=0))[0][0].text
+    assert "pancreas" in greedy.lower()
+    (paris, g1), (london, g2) = eng.loglikelihood([("The capital of France is", " Paris"),
+                                                   ("The capital of France is", " London")])
+    assert paris > london and g1 and not g2
+
+
+def test_gemma_base_model_plain_completion():
+    eng = get_engine("transformers", "gemma-3-270m")
+    out = eng.generate(["The heart has four"], sampling=Sampling(max_new_tokens=8, temperature=0))
+    assert out[0][0].tokens > 0
+    (good, _), (bad, _) = eng.loglikelihood([("The heart has four", " chambers"), ("The heart has four", " wheels")])
+    assert good > bad
+
+
+def test_llamacpp_engine_agrees_with_transformers():
+    pytest.importorskip("llama_cpp")
+    eng = get_engine("llamacpp", SMOL)
+    sampling = Sampling(max_new_tokens=24, temperature=0.7, seed=5)
+    out = eng.generate([QUESTION], n=2, sampling=sampling)
+    assert out == eng.generate([QUESTION], n=2, sampling=sampling)
+    assert "pancreas" in eng.generate([QUESTION], sampling=Sampling(max_new_tokens=24, temperature=0))[0][0].text.lower()
+    pairs = [("The capital of France is", " Paris"), ("The capital of France is", " London")]
+    ours = eng.loglikelihood(pairs)
+    ref = get_engine("transformers", SMOL, dtype="fp32").loglikelihood(pairs)
+    for (a, ga), (b, gb) in zip(ours, ref):
+        assert a == pytest.approx(b, abs=0.3) and ga == gb  # Q4_1 weights against their dequantized copy
+    eng.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    pytest.importorskip("llama_cpp.server")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", models.resolve(SMOL).location,
+                                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", "true"],
+                                stdout=f, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(120):  # bounded: 60 s at most
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"llama.cpp server exited: {log.read_text()[-2000:]}")
+                time.sleep(0.5)
+        else:
+            pytest.fail("llama.cpp server did not start in 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_openai_engine_against_llamacpp_server(llama_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-needed-locally")
+    eng = get_engine("openai", SMOL, base_url=llama_server, concurrency=2)
+    sampling = Sampling(max_new_tokens=24, temperature=0, seed=1)
+    out = eng.generate([QUESTION, "The largest organ of the human body is"], n=1, sampling=sampling)
+    assert "pancreas" in out[0][0].text.lower() and out[0][0].tokens > 0 and out[1][0].text.strip()
+    stopped = eng.generate(["Count: one, two, three,"], sampling=Sampling(max_new_tokens=24, temperature=0, stop=(",",)))
+    assert "," not in stopped[0][0].text and stopped[0][0].finish_reason == "stop"
+    (paris, _), (london, _) = eng.loglikelihood([("The capital of France is", " Paris"),
+                                                 ("The capital of France is", " London")])
+    assert paris > london
