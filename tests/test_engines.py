@@ -97,7 +97,15 @@ class FlakyServer(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"busy")
             return
-        if "messages" in body:
+        if body.get("echo"):  # vLLM-style echo: one entry per prompt token, aligned, first one null
+            text = body["prompt"]
+            pieces = [text[:3], text[3:-6], text[-6:]]
+            offsets = [0, 3, len(text) - 6]
+            token_logprobs = [None, -1.0, -0.5 if text.endswith(" Paris") else -4.0]
+            top = [None, {"x": -1.0}, {" Paris": -0.5}]
+            choices = [{"text": text, "logprobs": {"tokens": pieces, "text_offset": offsets,
+                                                   "token_logprobs": token_logprobs, "top_logprobs": top}}]
+        elif "messages" in body:
             choices = [{"message": {"content": f"echo {body['messages'][-1]['content']} </answer> tail"},
                         "finish_reason": "stop"} for _ in range(body.get("n", 1))]
         else:
@@ -127,6 +135,8 @@ def test_openai_engine_retries_and_keeps_the_key_secret(monkeypatch, caplog):
         assert out[1][0].text == "echo plain" and out[1][0].finish_reason == "length" and out[1][0].tokens == 4
         assert "Bearer sk-secret-value" in FlakyServer.seen_auth
         assert "retrying" in caplog.text and "sk-secret-value" not in caplog.text
+        (paris, g1), (london, g2) = eng.loglikelihood([("The capital is", " Paris"), ("The capital is", " London")])
+        assert (paris, g1) == (-0.5, True) and (london, g2) == (-4.0, False)
         FlakyServer.failures_left = 100
         eng.retries = 1
         with pytest.raises(Exception) as info:

@@ -61,8 +61,9 @@ def _growing_cache(model):
             need = self._n + key_states.shape[-2]
             if self._k is None or need > self._k.shape[-2]:
                 capacity = max(need + 256, 2 * (0 if self._k is None else self._k.shape[-2]))
-                k = key_states.new_empty(*key_states.shape[:-2], capacity, key_states.shape[-1])
-                v = value_states.new_empty(*value_states.shape[:-2], capacity, value_states.shape[-1])
+                # zeros, not empty: decode attention reads the unfilled tail (masked, but 0 * NaN is NaN)
+                k = key_states.new_zeros(*key_states.shape[:-2], capacity, key_states.shape[-1])
+                v = value_states.new_zeros(*value_states.shape[:-2], capacity, value_states.shape[-1])
                 if self._n:
                     k[..., : self._n, :] = self._k[..., : self._n, :]
                     v[..., : self._n, :] = self._v[..., : self._n, :]
@@ -98,19 +99,39 @@ def decode_attention(module, query, key, value, attention_mask, scaling=None, dr
     if query.shape[2] != 1 or dropout:
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     batch, heads, _, dim = query.shape
-    kv_heads = key.shape[1]
+    kv_heads, length = key.shape[1], key.shape[-2]
     scale = scaling if scaling is not None else dim**-0.5
     q = query.reshape(batch, kv_heads, heads // kv_heads, dim)
-    scores = torch.matmul(q, key.transpose(-1, -2)).float() * scale  # batch, kv_heads, group, length
+    # The growing cache hands over views of the filled part of a preallocated buffer. Those views are not
+    # contiguous, and CPU matmuls copy them whole every step; the whole buffer is contiguous, so attend over
+    # it and mask the unfilled tail instead (a little more arithmetic, no copy).
+    capacity = _buffer_length(key)
+    if capacity > length and _buffer_length(value) == capacity:
+        key = key.as_strided((batch, kv_heads, capacity, dim), key.stride())
+        value = value.as_strided((batch, kv_heads, capacity, dim), value.stride())
+    scores = torch.matmul(q, key.transpose(-1, -2)).float() * scale  # batch, kv_heads, group, capacity
     if attention_mask is not None:
-        mask = attention_mask[:, :, -1:, : key.shape[-2]]  # batch, 1, 1, length
+        mask = attention_mask[:, :, -1:, :length]  # batch, 1, 1, length
         if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, float("-inf"))
+            scores[..., :length] = scores[..., :length].masked_fill(~mask, float("-inf"))
         else:
-            scores = scores + mask.float()
+            scores[..., :length] += mask.float()
+    if scores.shape[-1] > length:
+        scores[..., length:] = float("-inf")
     probs = torch.softmax(scores, dim=-1).to(value.dtype)
     out = torch.matmul(probs, value)  # batch, kv_heads, group, dim
     return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+def _buffer_length(view) -> int:
+    """The length of the preallocated buffer behind a growing-cache view (its own length if it is contiguous)."""
+    batch, heads, length, dim = view.shape
+    stride = view.stride()
+    if stride[3] != 1 or stride[2] != dim or stride[1] % dim or stride[0] != heads * stride[1]:
+        return length
+    capacity = stride[1] // dim
+    storage = view.untyped_storage().nbytes() // view.element_size() - view.storage_offset()
+    return capacity if capacity >= length and storage >= batch * heads * capacity * dim else length
 
 
 def register_decode_attention() -> str:
