@@ -128,3 +128,24 @@ def test_openai_engine_against_llamacpp_server(llama_server, monkeypatch):
     # Log-likelihoods are not checked here: llama-cpp-python's server (0.3.x) shifts echoed logprobs by one
     # token (entry i holds the distribution that predicts token i+1); vLLM's are aligned. The parsing is tested
     # against a server that answers as vLLM does (test_engines.py).
+
+
+def test_filter_20_medmcqa_questions_with_smollm2(real_data, tmp_path):
+    import json
+
+    from medrlvr.data import load_pool
+    from medrlvr.filter import FilterConfig, filter_pool, load_labels
+    from medrlvr.select import SelectConfig, select
+
+    pool = load_pool("medmcqa:dev", real_data)[:20]
+    config = FilterConfig(model=SMOL, max_new_tokens=64, chunk_size=10)
+    out = filter_pool(pool, config, tmp_path / "filter", progress=False)
+    labels = load_labels(out)
+    assert set(labels) == {r.id for r in pool}
+    stats = json.loads((out / "stats.json").read_text())
+    assert sum(stats["labels"].values()) == 20 and stats["this_run"]["questions"] == 20
+    rows = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
+    assert all(len(r["responses"]) == 1 and r["tokens"][0] > 0 for r in rows)
+    hard = stats["labels"].get("hard", 0)
+    chosen = select(pool, labels, SelectConfig(strategy="ratio", hard=min(hard, 5), easy=0))
+    assert len(chosen) == min(hard, 5)
