@@ -24,6 +24,8 @@ CHOICE_CASES = [
     ("The correct answer is: **C**", "C", "answer_is"),
     ("The answer is B because the patient lacks vitamin A", "B", "answer_is"),
     ("Some reasoning.\nAnswer: D", "D", "answer_colon"),
+    ("The correct answer is:\nC. Ibuprofen", "C", "answer_is"),
+    ("**Answer:**\n\nB", None, "answer_colon"),  # only the very next line is read
     ("**Final Answer:** C", "C", "answer_colon"),
     # the answer tag outranks everything else
     ("The answer is A. <answer>C</answer>", "C", "answer_tag"),

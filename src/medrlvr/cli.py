@@ -55,6 +55,14 @@ def _data_show(args: argparse.Namespace) -> None:
         console.print(render_question(sample), markup=False, highlight=False)
 
 
+def _pool_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pool and run directory, shared by filter and select (select must see the pool the filter saw)."""
+    parser.add_argument("--pool", default="medmcqa:dev", help="NAME[:SPLIT] or a JSONL of records (never a test split)")
+    parser.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
+    parser.add_argument("--run-dir", default="runs/default", help="filter/MODEL and select/STRATEGY go under it")
+    parser.add_argument("--limit", type=int, help="first N questions of the pool, in pool order (the same for both)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medrlvr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,10 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     flt.add_argument("--model", required=True, help="packaged name, .gguf file, checkpoint dir, hub id, or served name")
     flt.add_argument("--engine", default="transformers", choices=["transformers", "llamacpp", "openai"])
     flt.add_argument("--base-url", help="openai engine: the server's /v1 URL")
-    flt.add_argument("--pool", default="medmcqa:dev", help="NAME[:SPLIT] or a JSONL of records (never a test split)")
-    flt.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
-    flt.add_argument("--run-dir", default="runs/default", help="results go to RUN_DIR/filter/MODEL")
-    flt.add_argument("--limit", type=int, help="first N questions of the pool (in pool order)")
+    _pool_arguments(flt)
     flt.add_argument("--k", type=int, default=1, help="samples per question")
     flt.add_argument("--temperature", type=float, default=0.0)
     flt.add_argument("--max-new-tokens", type=int, default=256)
@@ -104,10 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel = commands.add_parser("select", help="choose the training set from the pool and the filter labels")
     sel.add_argument("--strategy", default="ratio", choices=["random", "ratio", "band"])
     sel.add_argument("--filter-model", help="whose labels (the --model given to filter); not needed for random")
-    sel.add_argument("--pool", default="medmcqa:dev")
-    sel.add_argument("--data-dir")
-    sel.add_argument("--run-dir", default="runs/default")
-    sel.add_argument("--limit", type=int, help="the same --limit as the filter run")
+    _pool_arguments(sel)
     sel.add_argument("--n", type=int, default=500, help="random, band: how many")
     sel.add_argument("--hard", type=int, default=400)
     sel.add_argument("--easy", type=int, default=100)

@@ -220,8 +220,12 @@ def _line_spans(pattern: re.Pattern, text: str) -> list[str]:
     for m in pattern.finditer(text):
         if len(spans) > MAX_MATCHES:
             break
-        end = text.find("\n", m.end(), m.end() + 200)
-        spans.append(text[m.end() : end if end != -1 else m.end() + 200])
+        start = m.end()
+        end = text.find("\n", start, start + 200)
+        if end != -1 and not text[start:end].strip(" \t:*"):  # "The correct answer is:\nC. ..." reads the next line
+            start = end + 1
+            end = text.find("\n", start, start + 200)
+        spans.append(text[start : end if end != -1 else start + 200])
     return spans
 
 
