@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 from .rewards import accuracy_reward, format_reward, xml_count_reward
 
@@ -170,4 +171,82 @@ def print_generate(rows: list[dict], model: str) -> None:
         table.add_row(r["engine"], r["config"], f"{r['seconds']:.1f}", str(r["tokens"]), f"{r['tok_s']:.1f}",
                       f"{r['completions_s']:.2f}", f"{r['ratio']:.2f}", f"{r['ratio_completions']:.2f}",
                       f"{r['peak_rss_mb']:.0f}")
+    Console(width=160).print(table)
+
+
+# --- GRPO step time ----------------------------------------------------------------------------------------
+
+
+def _plain_trl(model: str, train_file: str, out: str, steps: int, max_new_tokens: int) -> dict:
+    """The reference: TRL's GRPOTrainer + a PEFT LoRA config, written the way its documentation shows, with the
+    same data, prompt, rewards and settings as medrlvr's recipe."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from .models import checkpoint_dir
+    from .prompts import chat_messages
+    from .rewards import accuracy_reward, format_reward, xml_count_reward
+    from .select import load_selection
+
+    path = checkpoint_dir(model)
+    records = load_selection(train_file)
+    data = Dataset.from_list([{"prompt": chat_messages(r, "r1_zero"), "answer": r.answer} for r in records])
+    args = GRPOConfig(output_dir=out, learning_rate=2e-5, lr_scheduler_type="cosine", per_device_train_batch_size=9,
+                      num_generations=3, gradient_accumulation_steps=1, max_steps=steps,
+                      max_completion_length=max_new_tokens, logging_steps=1, save_strategy="no", report_to="none",
+                      use_cpu=True, seed=0)
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
+                          reward_funcs=[format_reward, accuracy_reward, xml_count_reward], args=args, train_dataset=data,
+                          processing_class=AutoTokenizer.from_pretrained(path), peft_config=LoraConfig(r=16, lora_alpha=32,
+                          lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
+    start = time.perf_counter()
+    trainer.train()
+    return {"seconds": time.perf_counter() - start, "steps": steps}
+
+
+def _medrlvr_train(model: str, train_file: str, out: str, steps: int, max_new_tokens: int) -> dict:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(model=model, train_file=train_file, output_dir=out, gradient_accumulation_steps=1,
+                         max_steps=steps, max_completion_length=max_new_tokens, save_steps=10_000)
+    start = time.perf_counter()
+    train(config)
+    return {"seconds": time.perf_counter() - start, "steps": steps}
+
+
+def bench_train(model: str, data_dir: str | None, steps: int = 3, max_new_tokens: int = 128) -> list[dict]:
+    """Seconds per GRPO step (3 questions x 3 rollouts, LoRA) for medrlvr train and plain TRL, same run."""
+    import tempfile
+
+    from .data import load_pool
+    from .models import checkpoint_dir
+    from .store import write_jsonl
+
+    checkpoint_dir(model)
+    tmp = Path(tempfile.mkdtemp(prefix="medrlvr-bench-train-"))
+    train_file = tmp / "train.jsonl"
+    write_jsonl(train_file, [r.to_dict() for r in load_pool("medmcqa:dev", data_dir)[: 3 * steps]])
+    rows = []
+    for name, target in (("plain TRL GRPOTrainer + LoRA", _plain_trl), ("medrlvr train (grpo, LoRA)", _medrlvr_train)):
+        result = _isolated(target, model, str(train_file), str(tmp / name.split()[0]), steps, max_new_tokens)
+        rows.append({"name": name, **result})
+    return rows
+
+
+def print_train(rows: list[dict], model: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"GRPO on {model}: 3 questions x 3 rollouts per step, <=128 new tokens, LoRA r=16, CPU")
+    for column in ("trainer", "steps", "s", "s/step", "peak RSS MB"):
+        table.add_column(column, justify="left" if column == "trainer" else "right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["name"], r["error"], "", "", "")
+        else:
+            table.add_row(r["name"], str(r["steps"]), f"{r['seconds']:.1f}", f"{r['seconds'] / r['steps']:.1f}",
+                          f"{r['peak_rss_mb']:.0f}")
     Console(width=160).print(table)

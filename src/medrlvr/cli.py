@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=128)
     generate.add_argument("--engines", default="transformers,llamacpp", help="comma-separated")
     generate.set_defaults(func=_bench_generate)
+    train_bench = bench_commands.add_parser("train", help="seconds per GRPO step: medrlvr train against plain TRL")
+    train_bench.add_argument("--model", default="smollm2-135m-instruct")
+    train_bench.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
+    train_bench.add_argument("--steps", type=int, default=3)
+    train_bench.set_defaults(func=_bench_train)
 
     flt = commands.add_parser("filter", help="label a candidate pool easy/hard with a filter model (Fig. 1 prompt)")
     flt.add_argument("--model", required=True, help="packaged name, .gguf file, checkpoint dir, hub id, or served name")
@@ -122,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--name", help="output folder name under RUN_DIR/select (default: the strategy)")
     sel.add_argument("--seed", type=int, default=0)
     sel.set_defaults(func=_select)
+
+    trn = commands.add_parser("train", help="GRPO (default) or SFT with LoRA on a selected training set (TRL + PEFT)")
+    trn.add_argument("--config", help="recipe YAML (its `train:` section, or top-level keys)")
+    trn.add_argument("overrides", nargs="*", help="key=value settings over the recipe, e.g. max_steps=20 lora_r=8")
+    trn.set_defaults(func=_train)
 
     models = commands.add_parser("models", help="packaged models and converted checkpoints")
     model_commands = models.add_subparsers(dest="models_command", required=True)
@@ -183,12 +193,28 @@ def _select(args: argparse.Namespace) -> None:
     print(f"training set: {out / 'train.jsonl'}")
 
 
+def _train(args: argparse.Namespace) -> None:
+    from .train import load_config, train
+
+    config = load_config(args.config, args.overrides)
+    if not config.train_file:
+        raise ValueError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
+    out = train(config)
+    print(f"trained: {out} (adapter in {out / 'adapter'}, metrics in {out / 'metrics.jsonl'})")
+
+
 def _bench_generate(args: argparse.Namespace) -> None:
     from .bench import bench_generate, print_generate
 
     engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
     rows = bench_generate(args.model, args.data_dir, args.prompts, args.max_new_tokens, engines=engines)
     print_generate(rows, args.model)
+
+
+def _bench_train(args: argparse.Namespace) -> None:
+    from .bench import bench_train, print_train
+
+    print_train(bench_train(args.model, args.data_dir, args.steps), args.model)
 
 
 def _models_list(args: argparse.Namespace) -> None:
