@@ -25,11 +25,17 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, fixture_data):
     bad = tmp_path / "data"
     (bad / "gsm8k").mkdir(parents=True)
     (bad / "gsm8k" / "test.jsonl").write_text('{"question": "q", "answer": "no final line"}\n')
-    proc = subprocess.run([sys.executable, "-m", "medrlvr.cli", "data", "show", "gsm8k", "--data-dir", str(bad)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "medrlvr.cli", "data", "show", "gsm8k", "--data-dir", str(bad)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "test.jsonl: line 1: field 'answer'" in lines[0] and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "medrlvr.cli", "data", "show", "gsm8k", "--data-dir", str(bad),
-                           "--on-error", "skip"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "medrlvr.cli", "data", "show", "gsm8k", "--data-dir", str(bad), "--on-error", "skip"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and "0 questions, 1 malformed rows skipped" in proc.stdout

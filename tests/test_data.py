@@ -153,7 +153,9 @@ def test_real_data_counts_and_gold(real_data, name, split):
     else:
         options = None
     answers = [r.answer for r in records]
-    assert accuracy_reward([_gold_completion(r) for r in records], answer=answers, options=options) == [1.0] * len(records)
+    assert accuracy_reward([_gold_completion(r) for r in records], answer=answers, options=options) == [1.0] * len(
+        records
+    )
     # The gold option's text, with no letter, also scores (the text of an option counts as that option)
     # wherever that text is unique among the question's options and is not itself a letter ("B" as option A's text).
     unique = [
@@ -174,11 +176,40 @@ def test_real_data_known_figures(real_data):
         "medical_genetics": 100, "professional_medicine": 272, "high_school_biology": 310, "nutrition": 306,
         "virology": 166,
     }  # fmt: skip
-    assert Counter(r.answer for r in load_benchmark("medqa", "test", real_data)) == {"A": 353, "B": 309, "C": 346, "D": 265}
-    assert Counter(r.answer for r in load_benchmark("medmcqa", "dev", real_data)) == {"A": 1348, "B": 1085, "C": 925, "D": 825}
+    assert Counter(r.answer for r in load_benchmark("medqa", "test", real_data)) == {
+        "A": 353,
+        "B": 309,
+        "C": 346,
+        "D": 265,
+    }
+    assert Counter(r.answer for r in load_benchmark("medmcqa", "dev", real_data)) == {
+        "A": 1348,
+        "B": 1085,
+        "C": 925,
+        "D": 825,
+    }
     assert len(load_benchmark("mmlu_pro", "test", real_data, subjects="medical")) == 818
-    assert len(load_benchmark("cmmlu", "test", real_data, subjects="medical")) == 148 + 237 + 273 + 176 + 145 + 185 + 169 + 169 + 106 + 376
+    assert (
+        len(load_benchmark("cmmlu", "test", real_data, subjects="medical"))
+        == 148 + 237 + 273 + 176 + 145 + 185 + 169 + 169 + 106 + 376
+    )
     pro = {r.id: r for r in load_benchmark("mmlu_pro", "test", real_data)}
     assert pro["3983"].answer == "C"  # the upstream quirk: the letter is gold, not answer_index
-    assert sum(len(load_benchmark("mmlu", "test", real_data, subjects=c)) for c in ("stem", "humanities", "social_sciences", "other")) == 14042
-    assert {b for b in BENCHMARKS} == {"medqa", "medqa5", "medmcqa", "pubmedqa", "medxpertqa", "mmlu", "cmmlu", "mmlu_pro", "gsm8k"}
+    assert (
+        sum(
+            len(load_benchmark("mmlu", "test", real_data, subjects=c))
+            for c in ("stem", "humanities", "social_sciences", "other")
+        )
+        == 14042
+    )
+    assert {b for b in BENCHMARKS} == {
+        "medqa",
+        "medqa5",
+        "medmcqa",
+        "pubmedqa",
+        "medxpertqa",
+        "mmlu",
+        "cmmlu",
+        "mmlu_pro",
+        "gsm8k",
+    }

@@ -54,7 +54,9 @@ def test_stop_strings(engine):
     text = out[0][0].text
     assert len(text) > 3
     stop = text[2]
-    cut = engine.generate(["The patient has"], n=4, sampling=Sampling(max_new_tokens=40, temperature=1.5, seed=1, stop=(stop,)))
+    cut = engine.generate(
+        ["The patient has"], n=4, sampling=Sampling(max_new_tokens=40, temperature=1.5, seed=1, stop=(stop,))
+    )
     assert cut[0][0].text == text[: text.index(stop)] and cut[0][0].finish_reason == "stop"
     assert truncate_at_stop("abc</answer>tail", ["</answer>", "zz"]) == ("abc", True)
 
@@ -103,14 +105,30 @@ class FlakyServer(BaseHTTPRequestHandler):
             offsets = [0, 3, len(text) - 6]
             token_logprobs = [None, -1.0, -0.5 if text.endswith(" Paris") else -4.0]
             top = [None, {"x": -1.0}, {" Paris": -0.5}]
-            choices = [{"text": text, "logprobs": {"tokens": pieces, "text_offset": offsets,
-                                                   "token_logprobs": token_logprobs, "top_logprobs": top}}]
+            choices = [
+                {
+                    "text": text,
+                    "logprobs": {
+                        "tokens": pieces,
+                        "text_offset": offsets,
+                        "token_logprobs": token_logprobs,
+                        "top_logprobs": top,
+                    },
+                }
+            ]
         elif "messages" in body:
-            choices = [{"message": {"content": f"echo {body['messages'][-1]['content']} </answer> tail"},
-                        "finish_reason": "stop"} for _ in range(body.get("n", 1))]
+            choices = [
+                {
+                    "message": {"content": f"echo {body['messages'][-1]['content']} </answer> tail"},
+                    "finish_reason": "stop",
+                }
+                for _ in range(body.get("n", 1))
+            ]
         else:
             choices = [{"text": f"echo {body['prompt']}", "finish_reason": "length"} for _ in range(body.get("n", 1))]
-        payload = json.dumps({"choices": choices, "usage": {"completion_tokens": 4 * len(choices), "prompt_tokens": 3}})
+        payload = json.dumps(
+            {"choices": choices, "usage": {"completion_tokens": 4 * len(choices), "prompt_tokens": 3}}
+        )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -126,11 +144,20 @@ def test_openai_engine_retries_and_keeps_the_key_secret(monkeypatch, caplog):
     thread.start()
     try:
         monkeypatch.setenv("MEDRLVR_TEST_KEY", "sk-secret-value")
-        eng = get_engine("openai", "served-model", base_url=f"http://127.0.0.1:{server.server_port}/v1",
-                         api_key_env="MEDRLVR_TEST_KEY", concurrency=2, backoff=0.01)
+        eng = get_engine(
+            "openai",
+            "served-model",
+            base_url=f"http://127.0.0.1:{server.server_port}/v1",
+            api_key_env="MEDRLVR_TEST_KEY",
+            concurrency=2,
+            backoff=0.01,
+        )
         caplog.set_level("DEBUG")
-        out = eng.generate([[{"role": "user", "content": "q1"}], "plain"], n=2,
-                           sampling=Sampling(max_new_tokens=8, stop=("</answer>",)))
+        out = eng.generate(
+            [[{"role": "user", "content": "q1"}], "plain"],
+            n=2,
+            sampling=Sampling(max_new_tokens=8, stop=("</answer>",)),
+        )
         assert [c.text for c in out[0]] == ["echo q1 ", "echo q1 "] and out[0][0].finish_reason == "stop"
         assert out[1][0].text == "echo plain" and out[1][0].finish_reason == "length" and out[1][0].tokens == 4
         assert "Bearer sk-secret-value" in FlakyServer.seen_auth

@@ -19,9 +19,15 @@ from medrlvr.select import SelectConfig, SelectionError, select, verl_rows, writ
 
 
 def rec(i, answer="A", subject="s1", question=None):
-    return Record(id=f"q{i:02d}", question=question or f"Question number {i} about organ {i}?",
-                  options={"A": f"alpha {i}", "B": f"beta {i}", "C": f"gamma {i}", "D": f"delta {i}"},
-                  answer=answer, subject=subject, source="toy", split="dev")
+    return Record(
+        id=f"q{i:02d}",
+        question=question or f"Question number {i} about organ {i}?",
+        options={"A": f"alpha {i}", "B": f"beta {i}", "C": f"gamma {i}", "D": f"delta {i}"},
+        answer=answer,
+        subject=subject,
+        source="toy",
+        split="dev",
+    )
 
 
 POOL = [rec(i, answer="ABCD"[i % 4], subject=f"s{i % 3}") for i in range(20)]
@@ -58,7 +64,9 @@ def test_judge_rules():
 
 def test_filter_labels_exactly(tmp_path):
     engine = ScriptedEngine(script_for(POOL))
-    out = filter_pool(POOL, FilterConfig(model="scripted", chunk_size=6, seed=7), tmp_path / "f", engine=engine, progress=False)
+    out = filter_pool(
+        POOL, FilterConfig(model="scripted", chunk_size=6, seed=7), tmp_path / "f", engine=engine, progress=False
+    )
     labels = load_labels(out)
     assert {i for i, row in labels.items() if row["label"] == "easy"} == EXPECTED_EASY
     assert engine.calls == [(6, 7), (6, 8), (6, 9), (2, 10)]  # fixed chunks, one seed each
@@ -69,16 +77,22 @@ def test_filter_labels_exactly(tmp_path):
     assert len(responses) == 20 and responses[0]["responses"] == ["Reasoning. \\boxed{A}"]  # raw text kept
     # rerun: nothing to do, the engine is not called again
     again = ScriptedEngine(script_for(POOL))
-    filter_pool(POOL, FilterConfig(model="scripted", chunk_size=6, seed=7), tmp_path / "f", engine=again, progress=False)
+    filter_pool(
+        POOL, FilterConfig(model="scripted", chunk_size=6, seed=7), tmp_path / "f", engine=again, progress=False
+    )
     assert again.calls == []
     with pytest.raises(ValueError, match="other settings"):
-        filter_pool(POOL, FilterConfig(model="scripted", chunk_size=6, seed=8), tmp_path / "f", engine=again, progress=False)
+        filter_pool(
+            POOL, FilterConfig(model="scripted", chunk_size=6, seed=8), tmp_path / "f", engine=again, progress=False
+        )
 
 
 def test_filter_resumes_after_interruption(tmp_path):
     config = FilterConfig(model="scripted", chunk_size=6, seed=7)
     with pytest.raises(KeyboardInterrupt):
-        filter_pool(POOL, config, tmp_path / "f", engine=ScriptedEngine(script_for(POOL), fail_after_calls=2), progress=False)
+        filter_pool(
+            POOL, config, tmp_path / "f", engine=ScriptedEngine(script_for(POOL), fail_after_calls=2), progress=False
+        )
     assert len((tmp_path / "f" / "responses.jsonl").read_text().splitlines()) == 12  # two whole chunks kept
     resumed = ScriptedEngine(script_for(POOL))
     filter_pool(POOL, config, tmp_path / "f", engine=resumed, progress=False)
@@ -152,7 +166,9 @@ def test_ratio_selection_exact_and_pure():
     assert len(chosen) == 8
     assert sum(LABELS[r.id]["label"] == "easy" for r in chosen) == 2
     assert [r.id for r in select(list(reversed(POOL)), LABELS, config)] == [r.id for r in chosen]  # order-free
-    assert [r.id for r in select(POOL, LABELS, SelectConfig(strategy="ratio", hard=6, easy=2, seed=2))] != [r.id for r in chosen]
+    assert [r.id for r in select(POOL, LABELS, SelectConfig(strategy="ratio", hard=6, easy=2, seed=2))] != [
+        r.id for r in chosen
+    ]
 
 
 def test_shortfalls_are_clear():
@@ -179,7 +195,9 @@ def test_decontamination_and_outputs(tmp_path):
     kept, dropped = decontaminate(POOL + [leaked], evals)
     assert [d["id"] for d in dropped] == ["q50"] and len(kept) == 20
     assert "45 year old man presents with crushing chest" in ngrams(leaked.question)
-    assert not decontaminate([rec(51, question="45 year old man presents with crushing")], evals)[1]  # 7 words: no 8-gram
+    assert not decontaminate([rec(51, question="45 year old man presents with crushing")], evals)[
+        1
+    ]  # 7 words: no 8-gram
     chosen = select(kept, None, SelectConfig(strategy="random", n=4))
     out = write_selection(chosen, None, dropped, SelectConfig(strategy="random", n=4), tmp_path / "sel", parquet=True)
     stats = json.loads((out / "stats.json").read_text())
@@ -191,8 +209,15 @@ def test_decontamination_and_outputs(tmp_path):
     from medrlvr.rewards import compute_score
 
     row = verl_rows(chosen)[0]
-    assert compute_score(row["data_source"], f"<answer>{chosen[0].answer}</answer>", row["reward_model"]["ground_truth"],
-                         row["extra_info"]) == 1.0
+    assert (
+        compute_score(
+            row["data_source"],
+            f"<answer>{chosen[0].answer}</answer>",
+            row["reward_model"]["ground_truth"],
+            row["extra_info"],
+        )
+        == 1.0
+    )
 
 
 def test_pool_refuses_test_splits(fixture_data):
@@ -205,12 +230,68 @@ def test_cli_filter_then_select_on_fixtures(fixture_data, tiny_checkpoint, tmp_p
     from medrlvr.cli import main
 
     run = tmp_path / "run"
-    assert main(["filter", "--model", str(tiny_checkpoint), "--pool", "medmcqa:dev", "--data-dir", str(fixture_data),
-                 "--run-dir", str(run), "--max-new-tokens", "8"]) == 0
-    assert main(["select", "--strategy", "ratio", "--filter-model", str(tiny_checkpoint), "--hard", "2", "--easy", "0",
-                 "--pool", "medmcqa:dev", "--data-dir", str(fixture_data), "--run-dir", str(run),
-                 "--decontaminate", "medqa", "--parquet"]) == 0
+    assert (
+        main(
+            [
+                "filter",
+                "--model",
+                str(tiny_checkpoint),
+                "--pool",
+                "medmcqa:dev",
+                "--data-dir",
+                str(fixture_data),
+                "--run-dir",
+                str(run),
+                "--max-new-tokens",
+                "8",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "select",
+                "--strategy",
+                "ratio",
+                "--filter-model",
+                str(tiny_checkpoint),
+                "--hard",
+                "2",
+                "--easy",
+                "0",
+                "--pool",
+                "medmcqa:dev",
+                "--data-dir",
+                str(fixture_data),
+                "--run-dir",
+                str(run),
+                "--decontaminate",
+                "medqa",
+                "--parquet",
+            ]
+        )
+        == 0
+    )
     assert len((run / "select" / "ratio" / "train.jsonl").read_text().splitlines()) == 2
-    assert main(["select", "--strategy", "ratio", "--filter-model", str(tiny_checkpoint), "--hard", "9",
-                 "--pool", "medmcqa:dev", "--data-dir", str(fixture_data), "--run-dir", str(run)]) == 2
+    assert (
+        main(
+            [
+                "select",
+                "--strategy",
+                "ratio",
+                "--filter-model",
+                str(tiny_checkpoint),
+                "--hard",
+                "9",
+                "--pool",
+                "medmcqa:dev",
+                "--data-dir",
+                str(fixture_data),
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 2
+    )
     assert "short by" in capsys.readouterr().err

@@ -1,7 +1,6 @@
 """Slow tests on the real packaged models (pytest -m slow; CI runs them): loading, the conversion cache, chat
 template, generation, log-likelihood, determinism, and the OpenAI-compatible engine against llama.cpp's server."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -56,8 +55,9 @@ def test_transformers_engine_on_smollm2():
     assert [c.text for c in eng.generate([QUESTION, QUESTION], n=2, sampling=sampling)[0]] == [c.text for c in out[0]]
     greedy = eng.generate([QUESTION], sampling=Sampling(max_new_tokens=24, temperature=0))[0][0].text
     assert "pancreas" in greedy.lower()
-    (paris, g1), (london, g2) = eng.loglikelihood([("The capital of France is", " Paris"),
-                                                   ("The capital of France is", " London")])
+    (paris, g1), (london, g2) = eng.loglikelihood(
+        [("The capital of France is", " Paris"), ("The capital of France is", " London")]
+    )
     assert paris > london and g1 and not g2
 
 
@@ -75,7 +75,9 @@ def test_llamacpp_engine_agrees_with_transformers():
     sampling = Sampling(max_new_tokens=24, temperature=0.7, seed=5)
     out = eng.generate([QUESTION], n=2, sampling=sampling)
     assert out == eng.generate([QUESTION], n=2, sampling=sampling)
-    assert "pancreas" in eng.generate([QUESTION], sampling=Sampling(max_new_tokens=24, temperature=0))[0][0].text.lower()
+    assert (
+        "pancreas" in eng.generate([QUESTION], sampling=Sampling(max_new_tokens=24, temperature=0))[0][0].text.lower()
+    )
     pairs = [("The capital of France is", " Paris"), ("The capital of France is", " London")]
     ours = eng.loglikelihood(pairs)
     ref = get_engine("transformers", SMOL, dtype="fp32").loglikelihood(pairs)
@@ -96,9 +98,25 @@ def llama_server(tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", models.resolve(SMOL).location,
-                                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", "true"],
-                                stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                models.resolve(SMOL).location,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--logits_all",
+                "true",
+            ],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         for _ in range(120):  # bounded: 60 s at most
@@ -123,7 +141,9 @@ def test_openai_engine_against_llamacpp_server(llama_server, monkeypatch):
     sampling = Sampling(max_new_tokens=24, temperature=0, seed=1)
     out = eng.generate([QUESTION, "The largest organ of the human body is"], n=1, sampling=sampling)
     assert "pancreas" in out[0][0].text.lower() and out[0][0].tokens > 0 and out[1][0].text.strip()
-    stopped = eng.generate(["Count: one, two, three,"], sampling=Sampling(max_new_tokens=24, temperature=0, stop=(",",)))
+    stopped = eng.generate(
+        ["Count: one, two, three,"], sampling=Sampling(max_new_tokens=24, temperature=0, stop=(",",))
+    )
     assert "," not in stopped[0][0].text and stopped[0][0].finish_reason == "stop"
     # Log-likelihoods are not checked here: llama-cpp-python's server (0.3.x) shifts echoed logprobs by one
     # token (entry i holds the distribution that predicts token i+1); vLLM's are aligned. The parsing is tested

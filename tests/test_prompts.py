@@ -1,7 +1,9 @@
 from medrlvr.prompts import FILTER_PROMPT, R1_ZERO_SYSTEM, chat_messages, plain_prompt, render_question
 from medrlvr.records import Record
 
-REC = Record(id="q", question="Which nerve supplies the diaphragm?", options={"A": "Vagus", "B": "Phrenic"}, answer="B")
+REC = Record(
+    id="q", question="Which nerve supplies the diaphragm?", options={"A": "Vagus", "B": "Phrenic"}, answer="B"
+)
 
 
 def test_prompts_are_the_papers_text():

@@ -6,7 +6,9 @@ from medrlvr.records import Record
 
 
 def make(**kw):
-    base = dict(id="q1", question="Which?", options={"A": "x", "B": "y"}, answer="B", subject="s", source="t", split="test")
+    base = dict(
+        id="q1", question="Which?", options={"A": "x", "B": "y"}, answer="B", subject="s", source="t", split="test"
+    )
     return Record(**{**base, **kw})
 
 

@@ -41,7 +41,10 @@ def test_accuracy_without_options_and_for_numbers():
 
 
 def test_chat_format_completions():
-    chat = [[{"role": "assistant", "content": "<think>x</think><answer>B</answer>"}], [{"role": "assistant", "content": ""}]]
+    chat = [
+        [{"role": "assistant", "content": "<think>x</think><answer>B</answer>"}],
+        [{"role": "assistant", "content": ""}],
+    ]
     assert accuracy_reward(chat, answer=["B", "B"], options=[OPTS, OPTS]) == [1.0, 0.0]
     assert format_reward(chat) == [1.0, 0.0]
     assert xml_count_reward(chat) == [1.0, 0.0]
@@ -84,7 +87,15 @@ def test_xml_count_table(text, score):
 
 def test_verl_compute_score():
     assert compute_score("medqa", "<answer>B</answer>", "B", {"options": OPTS}) == 1.0
-    assert compute_score("medqa", "<answer>Vitamin A deficiency</answer>", "B", {"options": '{"A": "x", "B": "Vitamin A deficiency"}'}) == 1.0
+    assert (
+        compute_score(
+            "medqa",
+            "<answer>Vitamin A deficiency</answer>",
+            "B",
+            {"options": '{"A": "x", "B": "Vitamin A deficiency"}'},
+        )
+        == 1.0
+    )
     assert compute_score("medqa", "<answer>A or B</answer>", "B", None) == 0.0
     assert compute_score("gsm8k", "#### 72", "72") == 1.0
     assert compute_score(None, None, None, None) == 0.0
@@ -98,15 +109,25 @@ def test_rewards_by_name():
 
 # --- properties ---------------------------------------------------------------------------------------
 
-TAGGY = st.lists(st.sampled_from(list("AB CDEJ<>/{}\\()*.:\n") + ["<think>", "</think>", "<answer>", "</answer>",
-                 "\\boxed{", "answer is ", "Answer: ", "####", "7", " or "]), max_size=60).map("".join)
+TAGGY = st.lists(
+    st.sampled_from(
+        list("AB CDEJ<>/{}\\()*.:\n")
+        + ["<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "answer is ", "Answer: ", "####", "7", " or "]
+    ),
+    max_size=60,
+).map("".join)
 ANY_COMPLETION = st.one_of(
     TAGGY, st.text(max_size=300), st.none(), st.integers(), st.lists(st.dictionaries(st.sampled_from(["role", "content"]),
     st.one_of(st.text(max_size=50), st.none(), st.integers()))),
 )  # fmt: skip
 ANY_GOLD = st.one_of(st.sampled_from(["A", "B", "J", "72", "-3.5", ""]), st.text(max_size=5), st.none(), st.integers())
-ANY_OPTIONS = st.one_of(st.none(), st.just(OPTS), st.lists(st.text(max_size=8), max_size=12),
-                        st.dictionaries(st.text(max_size=2), st.one_of(st.text(max_size=8), st.none()), max_size=12), st.text(max_size=20))
+ANY_OPTIONS = st.one_of(
+    st.none(),
+    st.just(OPTS),
+    st.lists(st.text(max_size=8), max_size=12),
+    st.dictionaries(st.text(max_size=2), st.one_of(st.text(max_size=8), st.none()), max_size=12),
+    st.text(max_size=20),
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -128,7 +149,19 @@ def test_no_pay_for_hedging(text, gold):
     assert accuracy_reward([f"<answer>{gold} or {other}</answer>"], answer=[gold], options=[OPTS]) == [0.0]
 
 
-ADVERSARIAL_UNITS = ["<answer>", "<think>", "\\boxed{", "{", "answer is ", "Answer: A or ", "A ", "#### 1,", "</answer>", "(" , "1"]
+ADVERSARIAL_UNITS = [
+    "<answer>",
+    "<think>",
+    "\\boxed{",
+    "{",
+    "answer is ",
+    "Answer: A or ",
+    "A ",
+    "#### 1,",
+    "</answer>",
+    "(",
+    "1",
+]
 
 
 @settings(max_examples=60, deadline=None)

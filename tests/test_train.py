@@ -13,17 +13,37 @@ from medrlvr.train import REFLECTION, TrainConfig, load_config, self_reflection_
 
 @pytest.fixture
 def train_file(tmp_path):
-    records = [Record(id=f"t{i}", question=f"Which option is number {i}?", options={"A": "one", "B": "two"},
-                      answer="AB"[i % 2], subject="toy", explanation="Because.") for i in range(4)]
+    records = [
+        Record(
+            id=f"t{i}",
+            question=f"Which option is number {i}?",
+            options={"A": "one", "B": "two"},
+            answer="AB"[i % 2],
+            subject="toy",
+            explanation="Because.",
+        )
+        for i in range(4)
+    ]
     path = tmp_path / "train.jsonl"
     write_jsonl(path, [r.to_dict() for r in records])
     return path
 
 
 def _config(tiny_checkpoint, train_file, out, **kw):
-    base = dict(model=str(tiny_checkpoint), train_file=str(train_file), output_dir=str(out), batch_size=2,
-                num_generations=2, gradient_accumulation_steps=1, max_steps=2, max_completion_length=8,
-                learning_rate=1e-2, save_steps=1, lora_r=4, lora_alpha=8)
+    base = dict(
+        model=str(tiny_checkpoint),
+        train_file=str(train_file),
+        output_dir=str(out),
+        batch_size=2,
+        num_generations=2,
+        gradient_accumulation_steps=1,
+        max_steps=2,
+        max_completion_length=8,
+        learning_rate=1e-2,
+        save_steps=1,
+        lora_r=4,
+        lora_alpha=8,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -39,8 +59,14 @@ def test_grpo_two_steps_with_lora(tiny_checkpoint, train_file, tmp_path, monkeyp
     from medrlvr import rewards
 
     monkeypatch.setitem(rewards.REWARDS, "length", length_reward)
-    out = train(_config(tiny_checkpoint, train_file, tmp_path / "grpo",
-                        rewards={"format": 1.0, "accuracy": 1.0, "xml_count": 1.0, "length": 1.0}))
+    out = train(
+        _config(
+            tiny_checkpoint,
+            train_file,
+            tmp_path / "grpo",
+            rewards={"format": 1.0, "accuracy": 1.0, "xml_count": 1.0, "length": 1.0},
+        )
+    )
     adapter = load_file(out / "adapter" / "adapter_model.safetensors")
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and any(float(v.abs().sum()) > 0 for v in lora_b)  # LoRA B starts at zero: it moved
@@ -52,8 +78,14 @@ def test_grpo_two_steps_with_lora(tiny_checkpoint, train_file, tmp_path, monkeyp
     assert all(torch.equal(base_after[k], reference[k]) for k in base_after)  # the base checkpoint is untouched
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     logged = {k for m in metrics for k in m}
-    for key in ("rewards/format_reward/mean", "rewards/accuracy_reward/mean", "rewards/xml_count_reward/mean",
-                "rewards/self_reflection_reward/mean", "frac_reward_zero_std", "learning_rate"):
+    for key in (
+        "rewards/format_reward/mean",
+        "rewards/accuracy_reward/mean",
+        "rewards/xml_count_reward/mean",
+        "rewards/self_reflection_reward/mean",
+        "frac_reward_zero_std",
+        "learning_rate",
+    ):
         assert key in logged, key
     assert (out / "completions.jsonl").read_text().strip()
 
@@ -94,9 +126,16 @@ def test_grpo_on_smollm2_then_the_adapter_evaluates(real_data, tmp_path):
 
     path = tmp_path / "train.jsonl"
     write_jsonl(path, [r.to_dict() for r in load_pool("medmcqa:dev", real_data)[:4]])
-    config = TrainConfig(model="smollm2-135m-instruct", train_file=str(path), output_dir=str(tmp_path / "out"),
-                         batch_size=1, gradient_accumulation_steps=1, max_steps=2, max_completion_length=32,
-                         save_steps=1)
+    config = TrainConfig(
+        model="smollm2-135m-instruct",
+        train_file=str(path),
+        output_dir=str(tmp_path / "out"),
+        batch_size=1,
+        gradient_accumulation_steps=1,
+        max_steps=2,
+        max_completion_length=32,
+        save_steps=1,
+    )
     out = train(config)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/accuracy_reward/mean" in m for m in metrics) and (out / "checkpoint-2").exists()

@@ -52,8 +52,11 @@ def print_rewards(rows: list[dict]) -> None:
     for column in ("completion", "chars", "accuracy_reward", "format_reward", "xml_count_reward"):
         table.add_column(column, justify="left" if column == "completion" else "right")
     for row in rows:
-        table.add_row(row["completion"], f"{row['chars']:,}",
-                      *(f"{row[k]:.2f}" for k in ("accuracy_reward", "format_reward", "xml_count_reward")))
+        table.add_row(
+            row["completion"],
+            f"{row['chars']:,}",
+            *(f"{row[k]:.2f}" for k in ("accuracy_reward", "format_reward", "xml_count_reward")),
+        )
     Console().print(table)
     worst = max(max(r["accuracy_reward"], r["format_reward"], r["xml_count_reward"]) for r in rows)
     Console().print(f"worst: {worst:.2f} ms ({'within' if worst < 50 else 'OVER'} the 50 ms budget)")
@@ -81,10 +84,23 @@ def _naive_baseline(model: str, prompts: list, max_new_tokens: int, seed: int) -
     for i in range(0, len(texts), 32):
         enc = tok(texts[i : i + 32], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            out = lm.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=0.7, top_p=1.0,
-                              top_k=0, pad_token_id=tok.pad_token_id)
-        eos = {tok.eos_token_id, *([lm.generation_config.eos_token_id] if isinstance(lm.generation_config.eos_token_id, int)
-                                   else lm.generation_config.eos_token_id or [])}
+            out = lm.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                temperature=0.7,
+                top_p=1.0,
+                top_k=0,
+                pad_token_id=tok.pad_token_id,
+            )
+        eos = {
+            tok.eos_token_id,
+            *(
+                [lm.generation_config.eos_token_id]
+                if isinstance(lm.generation_config.eos_token_id, int)
+                else lm.generation_config.eos_token_id or []
+            ),
+        }
         for row in out[:, enc["input_ids"].shape[1] :].tolist():
             # Counted as the engines count: up to and including the first end-of-sequence token.
             tokens += next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
@@ -126,8 +142,14 @@ def _isolated(target, *args) -> dict:
     return result
 
 
-def bench_generate(model: str, data_dir: str | None, n_prompts: int = 64, max_new_tokens: int = 128, seed: int = 0,
-                   engines: tuple[str, ...] = ("transformers", "llamacpp")) -> list[dict]:
+def bench_generate(
+    model: str,
+    data_dir: str | None,
+    n_prompts: int = 64,
+    max_new_tokens: int = 128,
+    seed: int = 0,
+    engines: tuple[str, ...] = ("transformers", "llamacpp"),
+) -> list[dict]:
     """Tokens/s and completions/s for each engine on the same MedQA test prompts (Fig. 1 filter prompt, chat),
     with the naive transformers baseline measured in the same run."""
     from .data import load_benchmark
@@ -137,16 +159,26 @@ def bench_generate(model: str, data_dir: str | None, n_prompts: int = 64, max_ne
     records = load_benchmark("medqa", "test", data_dir)[:n_prompts]
     prompts = [chat_messages(r, "filter") for r in records]
     checkpoint_dir(model)  # convert once, outside the timings
-    rows = [{"engine": "naive baseline", "config": "transformers generate, fp32, batch 32",
-             **_isolated(_naive_baseline, model, prompts, max_new_tokens, seed)}]
+    rows = [
+        {
+            "engine": "naive baseline",
+            "config": "transformers generate, fp32, batch 32",
+            **_isolated(_naive_baseline, model, prompts, max_new_tokens, seed),
+        }
+    ]
     configs = []
     if "transformers" in engines:
         configs.append(("transformers", "medrlvr, auto dtype, batch 64", {}))
     if "llamacpp" in engines:
         configs.append(("llamacpp", "llama-cpp-python, GGUF, one stream", {}))
     for engine, config, options in configs:
-        rows.append({"engine": engine, "config": config,
-                     **_isolated(_engine_run, engine, model, prompts, max_new_tokens, seed, options)})
+        rows.append(
+            {
+                "engine": engine,
+                "config": config,
+                **_isolated(_engine_run, engine, model, prompts, max_new_tokens, seed, options),
+            }
+        )
     base = rows[0]
     for row in rows:
         if "error" not in row:
@@ -168,9 +200,17 @@ def print_generate(rows: list[dict], model: str) -> None:
         if "error" in r:
             table.add_row(r["engine"], r["config"], r["error"], "", "", "", "", "", "")
             continue
-        table.add_row(r["engine"], r["config"], f"{r['seconds']:.1f}", str(r["tokens"]), f"{r['tok_s']:.1f}",
-                      f"{r['completions_s']:.2f}", f"{r['ratio']:.2f}", f"{r['ratio_completions']:.2f}",
-                      f"{r['peak_rss_mb']:.0f}")
+        table.add_row(
+            r["engine"],
+            r["config"],
+            f"{r['seconds']:.1f}",
+            str(r["tokens"]),
+            f"{r['tok_s']:.1f}",
+            f"{r['completions_s']:.2f}",
+            f"{r['ratio']:.2f}",
+            f"{r['ratio_completions']:.2f}",
+            f"{r['peak_rss_mb']:.0f}",
+        )
     Console(width=160).print(table)
 
 
@@ -194,14 +234,31 @@ def _plain_trl(model: str, train_file: str, out: str, steps: int, max_new_tokens
     path = checkpoint_dir(model)
     records = load_selection(train_file)
     data = Dataset.from_list([{"prompt": chat_messages(r, "r1_zero"), "answer": r.answer} for r in records])
-    args = GRPOConfig(output_dir=out, learning_rate=2e-5, lr_scheduler_type="cosine", per_device_train_batch_size=9,
-                      num_generations=3, gradient_accumulation_steps=1, max_steps=steps,
-                      max_completion_length=max_new_tokens, logging_steps=1, save_strategy="no", report_to="none",
-                      use_cpu=True, seed=0)
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
-                          reward_funcs=[format_reward, accuracy_reward, xml_count_reward], args=args, train_dataset=data,
-                          processing_class=AutoTokenizer.from_pretrained(path), peft_config=LoraConfig(r=16, lora_alpha=32,
-                          lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
+    args = GRPOConfig(
+        output_dir=out,
+        learning_rate=2e-5,
+        lr_scheduler_type="cosine",
+        per_device_train_batch_size=9,
+        num_generations=3,
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        max_completion_length=max_new_tokens,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+    )
+    trainer = GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
+        reward_funcs=[format_reward, accuracy_reward, xml_count_reward],
+        args=args,
+        train_dataset=data,
+        processing_class=AutoTokenizer.from_pretrained(path),
+        peft_config=LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+        ),
+    )
     start = time.perf_counter()
     trainer.train()
     return {"seconds": time.perf_counter() - start, "steps": steps}
@@ -210,8 +267,15 @@ def _plain_trl(model: str, train_file: str, out: str, steps: int, max_new_tokens
 def _medrlvr_train(model: str, train_file: str, out: str, steps: int, max_new_tokens: int) -> dict:
     from .train import TrainConfig, train
 
-    config = TrainConfig(model=model, train_file=train_file, output_dir=out, gradient_accumulation_steps=1,
-                         max_steps=steps, max_completion_length=max_new_tokens, save_steps=10_000)
+    config = TrainConfig(
+        model=model,
+        train_file=train_file,
+        output_dir=out,
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        max_completion_length=max_new_tokens,
+        save_steps=10_000,
+    )
     start = time.perf_counter()
     train(config)
     return {"seconds": time.perf_counter() - start, "steps": steps}
@@ -247,6 +311,11 @@ def print_train(rows: list[dict], model: str) -> None:
         if "error" in r:
             table.add_row(r["name"], r["error"], "", "", "")
         else:
-            table.add_row(r["name"], str(r["steps"]), f"{r['seconds']:.1f}", f"{r['seconds'] / r['steps']:.1f}",
-                          f"{r['peak_rss_mb']:.0f}")
+            table.add_row(
+                r["name"],
+                str(r["steps"]),
+                f"{r['seconds']:.1f}",
+                f"{r['seconds'] / r['steps']:.1f}",
+                f"{r['peak_rss_mb']:.0f}",
+            )
     Console(width=160).print(table)

@@ -33,8 +33,10 @@ def _data_show(args: argparse.Namespace) -> None:
     records = load_benchmark(args.name, args.split, args.data_dir, args.subjects, on_error=args.on_error)
     console = Console()
     split = records[0].split if records else args.split
-    console.print(f"[bold]{args.name}[/bold] {split}: {len(records)} questions"
-                  + (f", {len(records.skipped)} malformed rows skipped" if records.skipped else ""))
+    console.print(
+        f"[bold]{args.name}[/bold] {split}: {len(records)} questions"
+        + (f", {len(records.skipped)} malformed rows skipped" if records.skipped else "")
+    )
     categories = SUBJECT2CATEGORY.get(args.name, {})
     table = Table(title="by subject")
     table.add_column("subject")
@@ -46,18 +48,27 @@ def _data_show(args: argparse.Namespace) -> None:
     console.print(table)
     answers = Counter(r.answer for r in records)
     if records and records[0].is_multiple_choice:
-        console.print("answer letters: " + "  ".join(f"{k} {v} ({v / len(records):.1%})" for k, v in sorted(answers.items())))
-        console.print("options per question: " + ", ".join(f"{k}: {v}" for k, v in sorted(Counter(len(r.options) for r in records).items())))
+        console.print(
+            "answer letters: " + "  ".join(f"{k} {v} ({v / len(records):.1%})" for k, v in sorted(answers.items()))
+        )
+        console.print(
+            "options per question: "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(Counter(len(r.options) for r in records).items()))
+        )
     if records:
         sample = records[min(args.index, len(records) - 1)]
-        console.print(f"\n[bold]sample[/bold] {sample.id} (subject {sample.subject or '-'}; gold {sample.answer})",
-                      highlight=False)
+        console.print(
+            f"\n[bold]sample[/bold] {sample.id} (subject {sample.subject or '-'}; gold {sample.answer})",
+            highlight=False,
+        )
         console.print(render_question(sample), markup=False, highlight=False)
 
 
 def _pool_arguments(parser: argparse.ArgumentParser) -> None:
     """The pool and run directory, shared by filter and select (select must see the pool the filter saw)."""
-    parser.add_argument("--pool", default="medmcqa:dev", help="NAME[:SPLIT] or a JSONL of records (never a test split)")
+    parser.add_argument(
+        "--pool", default="medmcqa:dev", help="NAME[:SPLIT] or a JSONL of records (never a test split)"
+    )
     parser.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     parser.add_argument("--run-dir", default="runs/default", help="filter/MODEL and select/STRATEGY go under it")
     parser.add_argument("--limit", type=int, help="first N questions of the pool, in pool order (the same for both)")
@@ -99,14 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     train_bench.set_defaults(func=_bench_train)
 
     flt = commands.add_parser("filter", help="label a candidate pool easy/hard with a filter model (Fig. 1 prompt)")
-    flt.add_argument("--model", required=True, help="packaged name, .gguf file, checkpoint dir, hub id, or served name")
+    flt.add_argument(
+        "--model", required=True, help="packaged name, .gguf file, checkpoint dir, hub id, or served name"
+    )
     flt.add_argument("--engine", default="transformers", choices=["transformers", "llamacpp", "openai"])
     flt.add_argument("--base-url", help="openai engine: the server's /v1 URL")
     _pool_arguments(flt)
     flt.add_argument("--k", type=int, default=1, help="samples per question")
     flt.add_argument("--temperature", type=float, default=0.0)
     flt.add_argument("--max-new-tokens", type=int, default=256)
-    flt.add_argument("--easy-min-pass-rate", type=float, default=1.0, help="easy iff this share of the k samples is right")
+    flt.add_argument(
+        "--easy-min-pass-rate", type=float, default=1.0, help="easy iff this share of the k samples is right"
+    )
     flt.add_argument("--chunk-size", type=int, default=64, help="questions written to the store at once")
     flt.add_argument("--seed", type=int, default=0)
     flt.set_defaults(func=_filter)
@@ -122,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--hi", type=float, default=1.0, help="band: highest pass rate, inclusive")
     sel.add_argument("--stratify", action="store_true", help="draw in proportion to subjects")
     sel.add_argument("--allow-short", action="store_true", help="take what there is when the pool is short")
-    sel.add_argument("--decontaminate", default="", help="eval sets to drop 8-gram overlaps with, e.g. medqa,mmlu:medical")
+    sel.add_argument(
+        "--decontaminate", default="", help="eval sets to drop 8-gram overlaps with, e.g. medqa,mmlu:medical"
+    )
     sel.add_argument("--parquet", action="store_true", help="also write train.parquet in verl's format")
     sel.add_argument("--name", help="output folder name under RUN_DIR/select (default: the strategy)")
     sel.add_argument("--seed", type=int, default=0)
@@ -135,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="packaged models and converted checkpoints")
     model_commands = models.add_subparsers(dest="models_command", required=True)
-    model_commands.add_parser("list", help="known packaged models, installed and prepared").set_defaults(func=_models_list)
+    model_commands.add_parser("list", help="known packaged models, installed and prepared").set_defaults(
+        func=_models_list
+    )
     pull = model_commands.add_parser("pull", help="prepare a model: find or assemble its GGUF, convert it once")
     pull.add_argument("name")
     pull.set_defaults(func=_models_pull)
@@ -156,9 +175,17 @@ def _filter(args: argparse.Namespace) -> None:
     from .models import slug
 
     options = {"base_url": args.base_url} if args.engine == "openai" and args.base_url else {}
-    config = FilterConfig(model=args.model, engine=args.engine, engine_options=options, k=args.k,
-                          temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                          easy_min_pass_rate=args.easy_min_pass_rate, chunk_size=args.chunk_size, seed=args.seed)
+    config = FilterConfig(
+        model=args.model,
+        engine=args.engine,
+        engine_options=options,
+        k=args.k,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        easy_min_pass_rate=args.easy_min_pass_rate,
+        chunk_size=args.chunk_size,
+        seed=args.seed,
+    )
     out = filter_pool(_pool(args), config, Path(args.run_dir) / "filter" / slug(args.model))
     print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
     print(f"labels: {out / 'labels.jsonl'}")
@@ -174,8 +201,18 @@ def _select(args: argparse.Namespace) -> None:
     from .select import SelectConfig, select, write_selection
 
     specs = [s.strip() for s in args.decontaminate.split(",") if s.strip()]
-    config = SelectConfig(strategy=args.strategy, n=args.n, hard=args.hard, easy=args.easy, lo=args.lo, hi=args.hi,
-                          stratify=args.stratify, allow_short=args.allow_short, seed=args.seed, decontaminate=specs)
+    config = SelectConfig(
+        strategy=args.strategy,
+        n=args.n,
+        hard=args.hard,
+        easy=args.easy,
+        lo=args.lo,
+        hi=args.hi,
+        stratify=args.stratify,
+        allow_short=args.allow_short,
+        seed=args.seed,
+        decontaminate=specs,
+    )
     pool = _pool(args)
     dropped: list = []
     if specs:
@@ -187,8 +224,14 @@ def _select(args: argparse.Namespace) -> None:
             raise ValueError(f"--strategy {args.strategy} needs --filter-model (whose labels to use)")
         labels = load_labels(Path(args.run_dir) / "filter" / slug(args.filter_model))
     chosen = select(pool, labels, config)
-    out = write_selection(chosen, labels, dropped, config, Path(args.run_dir) / "select" / (args.name or args.strategy),
-                          parquet=args.parquet)
+    out = write_selection(
+        chosen,
+        labels,
+        dropped,
+        config,
+        Path(args.run_dir) / "select" / (args.name or args.strategy),
+        parquet=args.parquet,
+    )
     print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
     print(f"training set: {out / 'train.jsonl'}")
 
@@ -227,8 +270,13 @@ def _models_list(args: argparse.Namespace) -> None:
     for column in ("name", "model", "installed", "prepared (converted checkpoint)", "install with"):
         table.add_column(column)
     for row in list_models():
-        table.add_row(row["name"], row["description"], "yes" if row["installed"] else "no",
-                      "yes" if row["prepared"] else "no", PACKAGED[row["name"]].pip)
+        table.add_row(
+            row["name"],
+            row["description"],
+            "yes" if row["installed"] else "no",
+            "yes" if row["prepared"] else "no",
+            PACKAGED[row["name"]].pip,
+        )
     Console().print(table)
 
 

@@ -23,7 +23,9 @@ def build_index(records: Iterable[Record], n: int = 8) -> set[str]:
     return index
 
 
-def decontaminate(pool: Sequence[Record], eval_records: Iterable[Record], n: int = 8) -> tuple[list[Record], list[dict]]:
+def decontaminate(
+    pool: Sequence[Record], eval_records: Iterable[Record], n: int = 8
+) -> tuple[list[Record], list[dict]]:
     """(kept pool, dropped list). Each dropped entry names the question and one overlapping n-gram."""
     index = build_index(eval_records, n)
     kept, dropped = [], []

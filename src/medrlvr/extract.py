@@ -266,7 +266,7 @@ def extract_choice(
         else:
             raise ValueError(f"unknown pattern {name!r}; known: {', '.join(PATTERNS)}")
         if spans:
-            return Extraction(_decide(spans, lambda s: resolve_choice(s, opts, line)), name)
+            return Extraction(_decide(spans, lambda s, line=line: resolve_choice(s, opts, line)), name)
     return Extraction(None, None)
 
 
@@ -323,7 +323,7 @@ def extract_number(text: str, patterns: Sequence[str] = NUMBER_PATTERNS) -> Extr
         else:
             raise ValueError(f"unknown pattern {name!r}; known: {', '.join(NUMBER_PATTERNS)}")
         if spans:
-            return Extraction(_decide((s[: _MAX_SPAN] for s in spans), parse_number), name)
+            return Extraction(_decide((s[:_MAX_SPAN] for s in spans), parse_number), name)
     return Extraction(None, None)
 
 

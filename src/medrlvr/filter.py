@@ -68,8 +68,9 @@ def judge(record: Record, texts: Sequence[str], easy_min_pass_rate: float = 1.0)
     }
 
 
-def filter_pool(pool: Sequence[Record], config: FilterConfig, out_dir: str | Path, engine: Any = None,
-                progress: bool = True) -> Path:
+def filter_pool(
+    pool: Sequence[Record], config: FilterConfig, out_dir: str | Path, engine: Any = None, progress: bool = True
+) -> Path:
     """Label every question of ``pool`` with ``config.model``; returns ``out_dir`` holding responses.jsonl
     (the store, raw responses kept for audit), labels.jsonl and stats.json."""
     out = Path(out_dir)
@@ -83,7 +84,9 @@ def filter_pool(pool: Sequence[Record], config: FilterConfig, out_dir: str | Pat
         previous = json.loads(settings_path.read_text())
         changed = [k for k in settings if k not in ("engine_options",) and previous.get(k) != settings[k]]
         if changed:
-            raise ValueError(f"{out} holds a filter run with other settings ({', '.join(changed)}); use another run directory")
+            raise ValueError(
+                f"{out} holds a filter run with other settings ({', '.join(changed)}); use another run directory"
+            )
     write_json(settings_path, settings)
 
     store = JsonlStore(out / "responses.jsonl")
@@ -98,21 +101,38 @@ def filter_pool(pool: Sequence[Record], config: FilterConfig, out_dir: str | Pat
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(pool), initial=len(pool) - sum(len(c) for _, c in todo), unit="q", desc=f"filter {config.model}",
-               disable=not progress)
+    bar = tqdm(
+        total=len(pool),
+        initial=len(pool) - sum(len(c) for _, c in todo),
+        unit="q",
+        desc=f"filter {config.model}",
+        disable=not progress,
+    )
     started, processed = time.perf_counter(), 0
     for index, chunk in todo:
         prompts = [chat_messages(r, "filter") if chat else plain_prompt(r, "filter") for r in chunk]
-        sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-                            seed=config.seed + index)
+        sampling = Sampling(
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            seed=config.seed + index,
+        )
         outputs = engine.generate(prompts, n=config.k, sampling=sampling)
         rows = []
         for record, completions in zip(chunk, outputs):
             texts = [c.text for c in completions]
-            rows.append({"id": record.id, "chunk": index, "subject": record.subject, "gold": record.answer,
-                         "responses": texts, "tokens": [c.tokens for c in completions],
-                         "finish_reasons": [c.finish_reason for c in completions],
-                         **judge(record, texts, config.easy_min_pass_rate)})
+            rows.append(
+                {
+                    "id": record.id,
+                    "chunk": index,
+                    "subject": record.subject,
+                    "gold": record.answer,
+                    "responses": texts,
+                    "tokens": [c.tokens for c in completions],
+                    "finish_reasons": [c.finish_reason for c in completions],
+                    **judge(record, texts, config.easy_min_pass_rate),
+                }
+            )
         store.append(rows)
         for row in rows:
             done[row["id"]] = row
@@ -133,8 +153,11 @@ def filter_pool(pool: Sequence[Record], config: FilterConfig, out_dir: str | Pat
         "accuracy_flexible": sum(sum(a == r["gold"] for a in r["answers_flexible"]) for r in rows)
         / max(1, sum(len(r["answers_flexible"]) for r in rows)),
         "mean_tokens": sum(sum(r["tokens"]) for r in rows) / max(1, sum(len(r["tokens"]) for r in rows)),
-        "this_run": {"questions": processed, "seconds": round(elapsed, 2),
-                     "questions_per_second": round(processed / elapsed, 4) if processed and elapsed else None},
+        "this_run": {
+            "questions": processed,
+            "seconds": round(elapsed, 2),
+            "questions_per_second": round(processed / elapsed, 4) if processed and elapsed else None,
+        },
     }
     write_json(out / "stats.json", stats)
     return out

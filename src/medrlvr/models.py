@@ -137,8 +137,10 @@ def resolve(ref: str) -> ModelRef:
         raise ModelError(f"model path {ref} does not exist")
     if ref.count("/") == 1 and all(ref.split("/")):
         return ModelRef(ref, "hub", ref)
-    raise ModelError(f"unknown model {ref!r}: use a packaged name ({', '.join(PACKAGED)}), a .gguf file, "
-                     "a checkpoint directory or a Hugging Face id (owner/name)")
+    raise ModelError(
+        f"unknown model {ref!r}: use a packaged name ({', '.join(PACKAGED)}), a .gguf file, "
+        "a checkpoint directory or a Hugging Face id (owner/name)"
+    )
 
 
 def _file_key(path: Path) -> str:
@@ -202,7 +204,11 @@ def list_models() -> list[dict]:
         installed = all(_dist_file(d, f) for d, f in model.files)
         rows.append({"name": name, "description": model.description, "installed": installed, "prepared": False})
     converted = cache_dir() / "checkpoints"
-    prepared = {p.name for p in converted.iterdir() if (p / "medrlvr-converted.json").exists()} if converted.exists() else set()
+    prepared = (
+        {p.name for p in converted.iterdir() if (p / "medrlvr-converted.json").exists()}
+        if converted.exists()
+        else set()
+    )
     for row in rows:
         stem = PACKAGED[row["name"]].files[0][1].rsplit(".part", 1)[0].removesuffix(".gguf")
         row["prepared"] = any(p.startswith(stem + "-") for p in prepared)

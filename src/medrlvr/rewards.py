@@ -77,8 +77,9 @@ def _safe(score: Callable[[str, int], float], completions: Sequence[Any]) -> lis
     return out
 
 
-def accuracy_reward(completions: Sequence[Any], answer: Sequence[Any] | None = None, options: Any = None,
-                    **kwargs: Any) -> list[float]:
+def accuracy_reward(
+    completions: Sequence[Any], answer: Sequence[Any] | None = None, options: Any = None, **kwargs: Any
+) -> list[float]:
     """1.0 iff the extracted answer equals the gold ``answer`` column, else 0.0.
 
     >>> accuracy_reward(["<think>...</think><answer>B</answer>", "<answer>A or B</answer>"], answer=["B", "B"])

@@ -48,12 +48,15 @@ class SelectConfig:
             raise ValueError(f"band needs 0 <= lo <= hi <= 1, got lo={self.lo} hi={self.hi}")
 
 
-def _draw(candidates: list[Record], count: int, rng: random.Random, stratify: bool, what: str,
-          allow_short: bool) -> list[Record]:
+def _draw(
+    candidates: list[Record], count: int, rng: random.Random, stratify: bool, what: str, allow_short: bool
+) -> list[Record]:
     if count > len(candidates):
         if not allow_short:
-            raise SelectionError(f"asked for {count} {what} questions, the pool has {len(candidates)} "
-                                 f"(short by {count - len(candidates)}; --allow-short takes what there is)")
+            raise SelectionError(
+                f"asked for {count} {what} questions, the pool has {len(candidates)} "
+                f"(short by {count - len(candidates)}; --allow-short takes what there is)"
+            )
         count = len(candidates)
     if not stratify:
         return rng.sample(candidates, count)
@@ -72,7 +75,9 @@ def _draw(candidates: list[Record], count: int, rng: random.Random, stratify: bo
     return chosen
 
 
-def select(pool: Sequence[Record], labels: Mapping[str, Mapping[str, Any]] | None, config: SelectConfig) -> list[Record]:
+def select(
+    pool: Sequence[Record], labels: Mapping[str, Mapping[str, Any]] | None, config: SelectConfig
+) -> list[Record]:
     """The training set: a pure function of its arguments (the same inputs give the same list)."""
     rng = random.Random(config.seed)
     pool = sorted(pool, key=lambda r: r.id)  # independent of the order the pool was read in
@@ -82,8 +87,10 @@ def select(pool: Sequence[Record], labels: Mapping[str, Mapping[str, Any]] | Non
         raise SelectionError(f"strategy {config.strategy} needs filter labels")
     missing = [r.id for r in pool if r.id not in labels]
     if missing:
-        raise SelectionError(f"{len(missing)} pool questions have no filter label (first: {missing[0]}); "
-                             "run the filter over the same pool")
+        raise SelectionError(
+            f"{len(missing)} pool questions have no filter label (first: {missing[0]}); "
+            "run the filter over the same pool"
+        )
     if config.strategy == "ratio":
         hard = [r for r in pool if labels[r.id]["label"] == "hard"]
         easy = [r for r in pool if labels[r.id]["label"] == "easy"]
@@ -114,15 +121,26 @@ def verl_rows(chosen: Sequence[Record], split: str = "train") -> list[dict]:
             "prompt": chat_messages(r, "r1_zero"),
             "ability": "medical",
             "reward_model": {"style": "rule", "ground_truth": r.answer},
-            "extra_info": {"split": split, "index": i, "id": r.id, "subject": r.subject,
-                           "options": json.dumps(dict(r.options), ensure_ascii=False)},
+            "extra_info": {
+                "split": split,
+                "index": i,
+                "id": r.id,
+                "subject": r.subject,
+                "options": json.dumps(dict(r.options), ensure_ascii=False),
+            },
         }
         for i, r in enumerate(chosen)
     ]
 
 
-def write_selection(chosen: Sequence[Record], labels, dropped: Sequence[dict], config: SelectConfig,
-                    out_dir: str | Path, parquet: bool = False) -> Path:
+def write_selection(
+    chosen: Sequence[Record],
+    labels,
+    dropped: Sequence[dict],
+    config: SelectConfig,
+    out_dir: str | Path,
+    parquet: bool = False,
+) -> Path:
     out = Path(out_dir)
     rows = []
     for r in chosen:

@@ -25,8 +25,10 @@ from .prompts import chat_messages, plain_prompt
 from .rewards import REWARDS, completion_text
 from .select import load_selection
 
-REFLECTION = re.compile(r"(?i)\b(wait|let me (?:re-?check|double[- ]check|verify|reconsider)|on second thought|"
-                        r"hmm|i made a mistake|re-?evaluate)\b")
+REFLECTION = re.compile(
+    r"(?i)\b(wait|let me (?:re-?check|double[- ]check|verify|reconsider)|on second thought|"
+    r"hmm|i made a mistake|re-?evaluate)\b"
+)
 
 
 @dataclass
@@ -119,8 +121,18 @@ class CompletionSampler:
         self.calls += 1
         with open(self.path, "a", encoding="utf-8") as f:
             for i, c in enumerate(completions[: self.per_step]):
-                f.write(json.dumps({"call": self.calls, "id": id[i] if id else None, "gold": answer[i] if answer else None,
-                                    "completion": completion_text(c)}, ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "call": self.calls,
+                            "id": id[i] if id else None,
+                            "gold": answer[i] if answer else None,
+                            "completion": completion_text(c),
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
         return [0.0] * len(completions)
 
 
@@ -130,8 +142,12 @@ def _dataset(records, tokenizer, config: TrainConfig):
     chat = config.chat if config.chat is not None else bool(getattr(tokenizer, "chat_template", None))
     rows = []
     for r in records:
-        row = {"id": r.id, "answer": r.answer, "options": json.dumps(dict(r.options), ensure_ascii=False),
-               "subject": r.subject}
+        row = {
+            "id": r.id,
+            "answer": r.answer,
+            "options": json.dumps(dict(r.options), ensure_ascii=False),
+            "subject": r.subject,
+        }
         if config.method == "grpo":
             row["prompt"] = chat_messages(r, config.prompt) if chat else plain_prompt(r, config.prompt)
         else:  # SFT target: the R1-Zero format with the data's explanation (if any) as the reasoning
@@ -172,13 +188,16 @@ def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> 
     if model_obj is None:
         path = checkpoint_dir(config.model)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
-        kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if on_gpu else torch.float32,
-                                  "trust_remote_code": config.trust_remote_code}
+        kwargs: dict[str, Any] = {
+            "dtype": torch.bfloat16 if on_gpu else torch.float32,
+            "trust_remote_code": config.trust_remote_code,
+        }
         if config.qlora:
             from transformers import BitsAndBytesConfig
 
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                               bnb_4bit_compute_dtype=torch.bfloat16)
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            )
         model_obj = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -186,35 +205,74 @@ def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> 
     if config.lora or config.qlora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                                 target_modules=config.lora_target_modules, task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules,
+            task_type="CAUSAL_LM",
+        )
     dataset = _dataset(records, tokenizer, config)
-    common = dict(output_dir=str(out), learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
-                  gradient_accumulation_steps=config.gradient_accumulation_steps, num_train_epochs=config.num_train_epochs,
-                  max_steps=config.max_steps, logging_steps=config.logging_steps, save_steps=config.save_steps,
-                  save_total_limit=config.save_total_limit, seed=config.seed, report_to=config.report_to,
-                  bf16=on_gpu, use_cpu=not on_gpu, save_only_model=False)
+    common = dict(
+        output_dir=str(out),
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        report_to=config.report_to,
+        bf16=on_gpu,
+        use_cpu=not on_gpu,
+        save_only_model=False,
+    )
     callbacks = [_metrics_callback(out / "metrics.jsonl")]
     if config.method == "grpo":
         from trl import GRPOConfig, GRPOTrainer
 
         names = list(config.rewards)
-        funcs = [REWARDS[n] for n in names] + [self_reflection_reward, CompletionSampler(out / "completions.jsonl",
-                                                                                        config.sample_completions)]
+        funcs = [REWARDS[n] for n in names] + [
+            self_reflection_reward,
+            CompletionSampler(out / "completions.jsonl", config.sample_completions),
+        ]
         weights = [float(config.rewards[n]) for n in names] + [0.0, 0.0]
-        args = GRPOConfig(**common, per_device_train_batch_size=config.batch_size * config.num_generations,
-                          num_generations=config.num_generations, max_completion_length=config.max_completion_length,
-                          temperature=config.temperature, beta=config.beta, reward_weights=weights,
-                          use_vllm=config.use_vllm, vllm_mode=config.vllm_mode,
-                          **({"loss_type": config.loss_type} if config.loss_type else {}), **config.extra)
-        trainer = GRPOTrainer(model=model_obj, reward_funcs=funcs, args=args, train_dataset=dataset,
-                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+        args = GRPOConfig(
+            **common,
+            per_device_train_batch_size=config.batch_size * config.num_generations,
+            num_generations=config.num_generations,
+            max_completion_length=config.max_completion_length,
+            temperature=config.temperature,
+            beta=config.beta,
+            reward_weights=weights,
+            use_vllm=config.use_vllm,
+            vllm_mode=config.vllm_mode,
+            **({"loss_type": config.loss_type} if config.loss_type else {}),
+            **config.extra,
+        )
+        trainer = GRPOTrainer(
+            model=model_obj,
+            reward_funcs=funcs,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        )
     else:
         from trl import SFTConfig, SFTTrainer
 
         args = SFTConfig(**common, per_device_train_batch_size=config.batch_size, **config.extra)
-        trainer = SFTTrainer(model=model_obj, args=args, train_dataset=dataset, processing_class=tokenizer,
-                             peft_config=peft_config, callbacks=callbacks)
+        trainer = SFTTrainer(
+            model=model_obj,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        )
     last = get_last_checkpoint(str(out)) if any(out.glob("checkpoint-*")) else None
     trainer.train(resume_from_checkpoint=last)
     final = out / ("adapter" if peft_config else "model")

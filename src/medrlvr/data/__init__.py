@@ -101,9 +101,7 @@ def load_benchmark(
         files = benchmark_files(name, split, data_dir)
         if not files:
             root = resolve_data_dir(data_dir) / bench.folder
-            raise DataError(
-                f"{bench.name} {split}: no files matching {', '.join(bench.files[split])} under {root}"
-            )
+            raise DataError(f"{bench.name} {split}: no files matching {', '.join(bench.files[split])} under {root}")
         rows = (located for path in files for located in bench.read(path))
 
     records, skipped, seen = Records(), [], {}
@@ -166,8 +164,10 @@ def load_pool(spec: str, data_dir: str | os.PathLike | None = None) -> Records:
     bench = get_benchmark(name)
     split = _split(bench, split or bench.default_split)
     if split == "test":
-        raise DataError(f"{name} test is for evaluation only; take a pool from a train or dev split "
-                        f"(known: {', '.join(s for s in bench.files if s != 'test')}) or a JSONL file")
+        raise DataError(
+            f"{name} test is for evaluation only; take a pool from a train or dev split "
+            f"(known: {', '.join(s for s in bench.files if s != 'test')}) or a JSONL file"
+        )
     return load_benchmark(name, split, data_dir)
 
 

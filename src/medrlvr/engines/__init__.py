@@ -49,7 +49,9 @@ class Completion:
 class Engine(Protocol):
     name: str
 
-    def generate(self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()
+    ) -> list[list[Completion]]:
         """``n`` completions for each prompt, in prompt order."""
 
     def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[tuple[float, bool]]:

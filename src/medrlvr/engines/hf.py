@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,8 +39,14 @@ def pick_dtype(dtype: str, device: str):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.bfloat16 if cpu_supports_bf16() else torch.float32
     try:
-        return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-                "fp16": torch.float16, "float16": torch.float16}[dtype]
+        return {
+            "fp32": torch.float32,
+            "float32": torch.float32,
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+            "float16": torch.float16,
+        }[dtype]
     except KeyError:
         raise ValueError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16") from None
 
@@ -97,7 +102,9 @@ def decode_attention(module, query, key, value, attention_mask, scaling=None, dr
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if query.shape[2] != 1 or dropout:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
     batch, heads, _, dim = query.shape
     kv_heads, length = key.shape[1], key.shape[-2]
     scale = scaling if scaling is not None else dim**-0.5
@@ -196,7 +203,9 @@ class TransformersEngine:
             self.model_name = ref.name
             self.tokenizer = AutoTokenizer.from_pretrained(adapter or path, trust_remote_code=trust_remote_code)
             self.model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=self.dtype, trust_remote_code=trust_remote_code,
+                path,
+                dtype=self.dtype,
+                trust_remote_code=trust_remote_code,
                 attn_implementation=register_decode_attention() if decode_attention_kernel else None,
             )
             if adapter:
@@ -228,12 +237,17 @@ class TransformersEngine:
 
     # -- generation --------------------------------------------------------------------------------------
 
-    def generate(self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()) -> list[list[Completion]]:
-        import torch
+    def generate(
+        self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()
+    ) -> list[list[Completion]]:
 
         ids = self._encode([self.render(p) for p in prompts])
         jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
-        order = sorted(range(len(jobs)), key=lambda k: -len(ids[jobs[k][0]])) if self.sort_by_length else list(range(len(jobs)))
+        order = (
+            sorted(range(len(jobs)), key=lambda k: -len(ids[jobs[k][0]]))
+            if self.sort_by_length
+            else list(range(len(jobs)))
+        )
         results: dict[int, Completion] = {}
         eos = self._eos_ids()
         for start in range(0, len(order), self.batch_size):
@@ -272,8 +286,14 @@ class TransformersEngine:
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -feed.shape[1] :]
             finished_since_compact = 0
             for step in range(sampling.max_new_tokens):
-                logits = self.model(input_ids=feed, attention_mask=feed_mask, position_ids=positions,
-                                    past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                logits = self.model(
+                    input_ids=feed,
+                    attention_mask=feed_mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                ).logits[:, -1]
                 next_tokens = sample_next(logits, sampling, generator)
                 done = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
                 for i, (row, token) in enumerate(zip(rows.tolist(), next_tokens.tolist())):
@@ -323,8 +343,14 @@ class TransformersEngine:
             mask = torch.tensor([[0] * (w - len(q)) + [1] * len(q) for q in seqs], device=self.device)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             part = _growing_cache(self.model)
-            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=part,
-                       use_cache=True, logits_to_keep=1)
+            self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=part,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             index = torch.tensor(rows, device=self.device)
             for layer, cached in enumerate(part.layers):
                 if keys[layer] is None:

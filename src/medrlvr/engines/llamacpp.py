@@ -26,19 +26,35 @@ class LlamaCppEngine:
             raise ModelError(f"the llamacpp engine reads GGUF files; {model} is a {ref.kind} model")
         self.model_name = ref.name
         threads = n_threads or os.cpu_count() or 1
-        self.llm = llama_cpp.Llama(model_path=ref.location, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                                   logits_all=False, verbose=verbose)
+        self.llm = llama_cpp.Llama(
+            model_path=ref.location,
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=False,
+            verbose=verbose,
+        )
         self._scorer = None
         self._n_ctx, self._threads, self._path, self._verbose = n_ctx, threads, ref.location, verbose
 
-    def generate(self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()
+    ) -> list[list[Completion]]:
         results = []
         for i, prompt in enumerate(prompts):
             completions = []
             for j in range(n):
                 seed = sampling.seed + i * n + j  # one seed per sample: repeatable, and samples differ
-                kwargs = dict(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
-                              top_k=0, min_p=0.0, repeat_penalty=1.0, seed=seed, stop=list(sampling.stop) or None)
+                kwargs = dict(
+                    max_tokens=sampling.max_new_tokens,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=0,
+                    min_p=0.0,
+                    repeat_penalty=1.0,
+                    seed=seed,
+                    stop=list(sampling.stop) or None,
+                )
                 if isinstance(prompt, str):
                     out = self.llm.create_completion(prompt, **kwargs)
                     text = out["choices"][0]["text"]
@@ -48,7 +64,9 @@ class LlamaCppEngine:
                 text, _ = truncate_at_stop(text, sampling.stop)
                 reason = "length" if out["choices"][0]["finish_reason"] == "length" else "stop"
                 usage = out.get("usage", {})
-                completions.append(Completion(text, usage.get("completion_tokens", 0), reason, usage.get("prompt_tokens", 0)))
+                completions.append(
+                    Completion(text, usage.get("completion_tokens", 0), reason, usage.get("prompt_tokens", 0))
+                )
             results.append(completions)
         return results
 
@@ -61,8 +79,11 @@ class LlamaCppEngine:
         if not template:
             raise ModelError(f"{self.model_name} has no chat template (a base model?): give it plain prompts")
         vocab = self.llm
-        formatter = Jinja2ChatFormatter(template, eos_token=vocab.detokenize([vocab.token_eos()]).decode(errors="ignore"),
-                                        bos_token=vocab.detokenize([vocab.token_bos()]).decode(errors="ignore"))
+        formatter = Jinja2ChatFormatter(
+            template,
+            eos_token=vocab.detokenize([vocab.token_eos()]).decode(errors="ignore"),
+            bos_token=vocab.detokenize([vocab.token_bos()]).decode(errors="ignore"),
+        )
         return formatter(messages=prompt).prompt
 
     def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[tuple[float, bool]]:
@@ -70,8 +91,14 @@ class LlamaCppEngine:
         import numpy as np
 
         if self._scorer is None:  # a second context that keeps the logits of every position
-            self._scorer = llama_cpp.Llama(model_path=self._path, n_ctx=self._n_ctx, n_threads=self._threads,
-                                           n_threads_batch=self._threads, logits_all=True, verbose=self._verbose)
+            self._scorer = llama_cpp.Llama(
+                model_path=self._path,
+                n_ctx=self._n_ctx,
+                n_threads=self._threads,
+                n_threads_batch=self._threads,
+                logits_all=True,
+                verbose=self._verbose,
+            )
         llm = self._scorer
         results = []
         for context, continuation in pairs:

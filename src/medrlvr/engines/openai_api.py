@@ -75,8 +75,9 @@ class OpenAIEngine:
         raise AssertionError("unreachable")
 
     def _one(self, prompt: Prompt, n: int, sampling: Sampling, seed: int) -> list[Completion]:
-        payload: dict[str, Any] = dict(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-                                       top_p=sampling.top_p, n=n, seed=seed)
+        payload: dict[str, Any] = dict(
+            max_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p, n=n, seed=seed
+        )
         if sampling.stop:
             payload["stop"] = list(sampling.stop)
         if isinstance(prompt, str):
@@ -92,12 +93,16 @@ class OpenAIEngine:
         for text, choice in zip(texts, choices):
             text, _ = truncate_at_stop(text, sampling.stop)
             reason = "length" if choice.get("finish_reason") == "length" else "stop"
-            completions.append(Completion(text, usage.get("completion_tokens", 0) // per, reason, usage.get("prompt_tokens", 0)))
+            completions.append(
+                Completion(text, usage.get("completion_tokens", 0) // per, reason, usage.get("prompt_tokens", 0))
+            )
         if len(completions) < n:  # servers without n>1: ask again for the rest
             completions += self._one(prompt, n - len(completions), sampling, seed + len(completions))
         return completions
 
-    def generate(self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()
+    ) -> list[list[Completion]]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             futures = [pool.submit(self._one, p, n, sampling, sampling.seed + i * n) for i, p in enumerate(prompts)]
             return [f.result() for f in futures]
@@ -110,8 +115,10 @@ class OpenAIEngine:
             context, continuation = pair
             if not isinstance(context, str):
                 raise ServerError("loglikelihood through an OpenAI-compatible server takes plain-text contexts")
-            out = self._post("/completions", {"prompt": context + continuation, "max_tokens": 1, "echo": True,
-                                              "logprobs": 1, "temperature": 0})
+            out = self._post(
+                "/completions",
+                {"prompt": context + continuation, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0},
+            )
             lp = out["choices"][0]["logprobs"]
             offsets, tokens, logprobs = lp["text_offset"], lp["token_logprobs"], lp.get("top_logprobs") or []
             start = len(context)
