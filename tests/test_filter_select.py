@@ -192,7 +192,9 @@ def test_random_band_and_stratified():
 def test_decontamination_and_outputs(tmp_path):
     leaked = rec(50, question="A 45 year old man presents with crushing chest pain radiating to the left arm today")
     evals = [rec(90, question="Case: a 45 year old man presents with crushing chest pain radiating to the jaw")]
-    stock = [rec(100 + i, question=f"Which of the following statements is true regarding organ {i}?") for i in range(2)]
+    stock = [
+        rec(100 + i, question=f"Which of the following statements is true regarding organ {i}?") for i in range(2)
+    ]
     generic = rec(60, question="Which of the following statements is true regarding the liver?")
     assert decontaminate([generic], stock)[1] == []  # stock phrasing in 3 questions is not a leak
     assert decontaminate([generic], stock, stock_min=0)[1] != []

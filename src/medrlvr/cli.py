@@ -145,6 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--seed", type=int, default=0)
     sel.set_defaults(func=_select)
 
+    ev = commands.add_parser("eval", help="evaluate a model on benchmarks (loglik or generate), resumable")
+    ev.add_argument("--model", required=True, help="model reference; a LoRA adapter directory loads its base under it")
+    ev.add_argument("--engine", default="transformers", choices=["transformers", "llamacpp", "openai"])
+    ev.add_argument("--base-url", help="openai engine: the server's /v1 URL")
+    ev.add_argument(
+        "--benchmarks", default="mmlu:medical", help="comma-separated NAME[:SUBJECTS], e.g. mmlu:medical,medqa"
+    )
+    ev.add_argument("--mode", default="loglik", choices=["loglik", "generate"])
+    ev.add_argument("--prompt", default="r1_zero", choices=["r1_zero", "filter"], help="generate mode")
+    ev.add_argument("--max-new-tokens", type=int, default=512)
+    ev.add_argument("--num-fewshot", type=int, default=0, help="loglik: examples from the dev split")
+    ev.add_argument("--limit", type=int, help="a seeded subsample of N questions per benchmark")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--data-dir")
+    ev.add_argument("--run-dir", default="runs/default", help="results go to RUN_DIR/eval/MODEL/BENCHMARK")
+    ev.set_defaults(func=_eval)
+
     trn = commands.add_parser("train", help="GRPO (default) or SFT with LoRA on a selected training set (TRL + PEFT)")
     trn.add_argument("--config", help="recipe YAML (its `train:` section, or top-level keys)")
     trn.add_argument("overrides", nargs="*", help="key=value settings over the recipe, e.g. max_steps=20 lora_r=8")
@@ -234,6 +251,42 @@ def _select(args: argparse.Namespace) -> None:
     )
     print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
     print(f"training set: {out / 'train.jsonl'}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from .data import load_benchmark, load_eval_spec
+    from .evaluate import EvalConfig, evaluate
+    from .models import slug
+
+    options = {"base_url": args.base_url} if args.engine == "openai" and args.base_url else {}
+    config = EvalConfig(
+        model=args.model,
+        engine=args.engine,
+        engine_options=options,
+        mode=args.mode,
+        prompt=args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        num_fewshot=args.num_fewshot,
+        limit=args.limit,
+        seed=args.seed,
+    )
+    engine = None
+    for spec in [s.strip() for s in args.benchmarks.split(",") if s.strip()]:
+        records = load_eval_spec(spec, args.data_dir)
+        shots = load_benchmark(spec.split(":")[0], "dev", args.data_dir) if args.num_fewshot else []
+        out = Path(args.run_dir) / "eval" / slug(args.model) / spec.replace(":", "_")
+        if engine is None:
+            from .engines import get_engine
+
+            engine = get_engine(config.engine, config.model, **config.engine_options)
+        res = evaluate(records, config, out, spec, fewshot_pool=shots, engine=engine)
+        lo, hi = res["ci95"]
+        extra = (
+            f", flexible {res['accuracy_flexible']:.3f}, extraction failures {res['extraction_failure_rate']:.1%}"
+            if "accuracy_flexible" in res
+            else ""
+        )
+        print(f"{spec}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
 
 
 def _train(args: argparse.Namespace) -> None:
