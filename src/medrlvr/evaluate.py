@@ -12,7 +12,6 @@ Predictions are written per chunk to ``predictions.jsonl`` (fsync); a rerun skip
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections import defaultdict
