@@ -62,7 +62,7 @@ def test_stop_strings(engine):
 
 
 def test_loglikelihood_matches_a_full_forward(engine):
-    pairs = [("The answer is", " B"), ("The answer is", " C"), ("Q: x\nA:", " yes it is")]
+    pairs = [("The answer is", " B"), ("The answer is", "B"), ("Q: x\nA:", " yes it is"), ("The answer is", "C")]
     scores = engine.loglikelihood(pairs)
     tok = engine.tokenizer
     for (context, continuation), (score, greedy) in zip(pairs, scores):

@@ -41,7 +41,7 @@ class EvalConfig:
     num_fewshot: int = 0  # loglik: examples from the dev split
     limit: int | None = None  # seeded subsample of this many questions
     seed: int = 0
-    chunk_size: int = 64
+    chunk_size: int = 256  # questions per write to predictions.jsonl (and per engine call)
 
     def __post_init__(self) -> None:
         if self.mode not in ("loglik", "generate"):

@@ -385,37 +385,51 @@ class TransformersEngine:
         """Sum of log-probabilities of each continuation's tokens, and whether each was the argmax.
 
         Context and continuation are tokenized separately and joined (as lm-evaluation-harness does), so the
-        continuation's tokens are the same whatever the context ends with."""
-        import torch
-
+        continuation's tokens are the same whatever the context ends with. Rows are left-padded and only the
+        continuation's positions get logits (a full 49k-vocabulary logit tensor for 64 rows of 500 tokens would
+        be 6 GB). Pairs that share a context and whose continuation is one token (" A", " B", ... for multiple
+        choice) share one forward pass."""
         encoded = []
         for context, continuation in pairs:
-            ctx = self._encode([self.render(context)])[0]
-            cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            ctx = tuple(self._encode([self.render(context)])[0])
+            cont = tuple(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
             if not cont:
                 raise ValueError(f"empty continuation {continuation!r}")
             encoded.append((ctx, cont))
-        order = sorted(range(len(encoded)), key=lambda k: -len(encoded[k][0]) - len(encoded[k][1]))
+        # One sequence per distinct (context, multi-token continuation) or per context for single tokens.
+        sequences: dict[tuple, list[int]] = {}
+        for k, (ctx, cont) in enumerate(encoded):
+            key = (ctx, None) if len(cont) == 1 else (ctx, cont)
+            sequences.setdefault(key, []).append(k)
+        keys = sorted(sequences, key=lambda key: -(len(key[0]) + (len(key[1]) if key[1] else 1)))
         results: dict[int, tuple[float, bool]] = {}
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            seqs = [(encoded[k][0] + encoded[k][1])[:-1] for k in chunk]
-            width = max(map(len, seqs))
-            input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
-            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
-            with torch.inference_mode():
-                logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            for row, k in enumerate(chunk):
-                ctx, cont = encoded[k]
-                positions = torch.arange(len(ctx) - 1, len(ctx) - 1 + len(cont), device=self.device)
-                target = torch.tensor(cont, device=self.device)
-                lp = logprobs[row, positions]
-                total = float(lp.gather(-1, target[:, None]).sum())
-                greedy = bool((lp.argmax(-1) == target).all())
-                results[k] = (total, greedy)
+        for start in range(0, len(keys), self.prefill_batch_size):
+            batch = keys[start : start + self.prefill_batch_size]  # small, length-sorted: little padding
+            # tokens fed: the context, plus all but the last continuation token; kept: the positions predicting it
+            seqs = [list(ctx) + list(cont[:-1]) if cont else list(ctx) for ctx, cont in batch]
+            keep = max(len(cont) if cont else 1 for _, cont in batch)
+            logprobs = self._last_logprobs(seqs, keep)
+            for row, (ctx, cont) in enumerate(batch):
+                for k in sequences[(ctx, cont)]:
+                    target = encoded[k][1]
+                    lp = logprobs[row, keep - len(target) :]
+                    total = float(sum(lp[i, t] for i, t in enumerate(target)))
+                    greedy = all(int(lp[i].argmax()) == t for i, t in enumerate(target))
+                    results[k] = (total, greedy)
         return [results[k] for k in range(len(pairs))]
+
+    def _last_logprobs(self, seqs: list[list[int]], keep: int):
+        """Log-softmax over the vocabulary at the last ``keep`` positions of each (left-padded) sequence."""
+        import torch
+
+        width = max(map(len, seqs))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(q)) + q for q in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(q)) + [1] * len(q) for q in seqs], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        return torch.log_softmax(logits[:, -keep:].float(), dim=-1)
 
     def close(self) -> None:
         self.model = None
