@@ -23,4 +23,7 @@ $M select --strategy ratio --filter-model smollm2-135m-instruct --hard 10 --easy
   --pool medmcqa:dev --limit "$N" --run-dir "$RUN" --decontaminate medqa,mmlu:medical
 $M train --config recipes/train-smollm2-cpu.yaml train_file="$RUN/select/ratio/train.jsonl" \
   output_dir="$RUN/train/ratio" max_steps=2 gradient_accumulation_steps=1 max_completion_length=64
-echo "demo finished: $RUN (filter/, select/, train/)"
+$M eval --model smollm2-135m-instruct --benchmarks mmlu:medical --limit 100 --run-dir "$RUN"
+$M eval --model "$RUN/train/ratio/adapter" --benchmarks mmlu:medical --limit 100 --run-dir "$RUN"
+$M report --run-dir "$RUN"
+echo "demo finished: $RUN (filter/, select/, train/, eval/, report/index.html)"

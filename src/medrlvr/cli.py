@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--run-dir", default="runs/default", help="results go to RUN_DIR/eval/MODEL/BENCHMARK")
     ev.set_defaults(func=_eval)
 
+    rep = commands.add_parser("report", help="Table 1, radar and category charts, HTML, from eval result files only")
+    rep.add_argument("--run-dir", default="runs/default")
+    rep.add_argument("--out", help="report folder (default: RUN_DIR/report)")
+    rep.set_defaults(func=_report)
+
     trn = commands.add_parser("train", help="GRPO (default) or SFT with LoRA on a selected training set (TRL + PEFT)")
     trn.add_argument("--config", help="recipe YAML (its `train:` section, or top-level keys)")
     trn.add_argument("overrides", nargs="*", help="key=value settings over the recipe, e.g. max_steps=20 lora_r=8")
@@ -287,6 +292,14 @@ def _eval(args: argparse.Namespace) -> None:
             else ""
         )
         print(f"{spec}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .report import report
+
+    out = report(args.run_dir, args.out)
+    print((out / "table1.md").read_text())
+    print(f"report: {out / 'index.html'}")
 
 
 def _train(args: argparse.Namespace) -> None:

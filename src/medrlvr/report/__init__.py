@@ -1,0 +1,170 @@
+"""The report: reads evaluation result files only (never runs a model) and writes Open-Medical-R1's Table 1
+(models x benchmarks) as markdown, CSV and LaTeX, radar charts of each benchmark's subjects (its Fig. 3),
+per-category bar charts (Fig. 4 to 15), and one self-contained HTML page (charts inlined as SVG).
+
+Input layout: ``RUN/eval/MODEL/BENCHMARK/results.json`` as written by ``medrlvr eval``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+
+def collect(run_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """model -> benchmark -> results, from every results.json under RUN/eval."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for path in sorted(Path(run_dir).glob("eval/*/*/results.json")):
+        results = json.loads(path.read_text())
+        table.setdefault(path.parent.parent.name, {})[results.get("benchmark", path.parent.name)] = results
+    if not table:
+        raise FileNotFoundError(f"no results under {Path(run_dir) / 'eval'}: run `medrlvr eval` first")
+    return table
+
+
+def _cell(res: dict[str, Any] | None) -> str:
+    if not res:
+        return "-"
+    lo, hi = res["ci95"]
+    return f"{res['accuracy']:.4f} [{lo:.3f}, {hi:.3f}]"
+
+
+def table1(table: dict[str, dict[str, dict]]) -> tuple[list[str], list[list[str]]]:
+    benchmarks = sorted({b for per in table.values() for b in per})
+    rows = [[model] + [_cell(per.get(b)) for b in benchmarks] for model, per in table.items()]
+    return ["Model", *benchmarks], rows
+
+
+def to_markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def to_latex(header: list[str], rows: list[list[str]]) -> str:
+    def esc(text: str) -> str:
+        return text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+    body = "\n".join(" & ".join(esc(c) for c in r) + r" \\" for r in rows)
+    return (
+        f"\\begin{{tabular}}{{l{'c' * (len(header) - 1)}}}\n\\toprule\n{' & '.join(esc(h) for h in header)} \\\\\n"
+        f"\\midrule\n{body}\n\\bottomrule\n\\end{{tabular}}\n"
+    )
+
+
+def radar(table: dict[str, dict[str, dict]], benchmark: str, key: str = "by_subject"):
+    """A radar chart of one benchmark's subjects (or categories), one line per model; None with < 3 axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    axes = sorted({s for per in table.values() for s in per.get(benchmark, {}).get(key, {})})
+    if len(axes) < 3:
+        return None
+    angles = np.linspace(0, 2 * np.pi, len(axes), endpoint=False).tolist()
+    fig = plt.figure(figsize=(6, 6))
+    ax = fig.add_subplot(projection="polar")
+    for model, per in table.items():
+        groups = per.get(benchmark, {}).get(key, {})
+        values = [groups.get(a, {}).get("accuracy", 0.0) for a in axes]
+        ax.plot(angles + angles[:1], values + values[:1], label=model)
+        ax.fill(angles + angles[:1], values + values[:1], alpha=0.08)
+    ax.set_xticks(angles)
+    ax.set_xticklabels([a.replace("_", " ") for a in axes], fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{benchmark}: accuracy by {key.removeprefix('by_')}")
+    ax.legend(loc="lower right", fontsize=7, bbox_to_anchor=(1.25, -0.1))
+    return fig
+
+
+def bars(table: dict[str, dict[str, dict]], benchmark: str):
+    """Per-category bars (each model a colour) with 95% interval whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cats = sorted({c for per in table.values() for c in per.get(benchmark, {}).get("by_category", {})})
+    if not cats:
+        return None
+    fig, ax = plt.subplots(figsize=(max(5, len(cats) * 1.2), 4))
+    width = 0.8 / max(1, len(table))
+    for i, (model, per) in enumerate(table.items()):
+        groups = per.get(benchmark, {}).get("by_category", {})
+        acc = [groups.get(c, {}).get("accuracy", 0.0) for c in cats]
+        err = [
+            [a - groups.get(c, {}).get("ci95", (a, a))[0] for c, a in zip(cats, acc)],
+            [groups.get(c, {}).get("ci95", (a, a))[1] - a for c, a in zip(cats, acc)],
+        ]
+        ax.bar(np.arange(len(cats)) + i * width, acc, width, yerr=err, capsize=2, label=model)
+    ax.set_xticks(np.arange(len(cats)) + width * (len(table) - 1) / 2)
+    ax.set_xticklabels([c.replace("_", " ") for c in cats], rotation=20, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{benchmark}: accuracy by category (95% CI)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write RUN/report/{table1.md,csv,tex, *.png, *.svg, index.html}; returns the report folder."""
+    table = collect(run_dir)
+    out = Path(out_dir or Path(run_dir) / "report")
+    out.mkdir(parents=True, exist_ok=True)
+    header, rows = table1(table)
+    (out / "table1.md").write_text(to_markdown(header, rows))
+    (out / "table1.tex").write_text(to_latex(header, rows))
+    with open(out / "table1.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "benchmark", "accuracy", "ci95_low", "ci95_high", "n"])
+        for model, per in table.items():
+            for bench, res in sorted(per.items()):
+                writer.writerow(
+                    [
+                        model,
+                        bench,
+                        f"{res['accuracy']:.4f}",
+                        f"{res['ci95'][0]:.4f}",
+                        f"{res['ci95'][1]:.4f}",
+                        res["n"],
+                    ]
+                )
+    svgs = []
+    for bench in header[1:]:
+        for kind, fig in (("radar", radar(table, bench)), ("categories", bars(table, bench))):
+            if fig is None:
+                continue
+            stem = f"{kind}_{bench.replace(':', '_')}"
+            fig.savefig(out / f"{stem}.png", dpi=120, bbox_inches="tight")
+            fig.savefig(out / f"{stem}.svg", bbox_inches="tight")
+            buffer = io.StringIO()
+            fig.savefig(buffer, format="svg", bbox_inches="tight")
+            svgs.append((stem, buffer.getvalue()))
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+    table_html = (
+        "<table><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+        + "</table>"
+    )
+    charts = "".join(
+        f"<figure>{svg[svg.find('<svg') :]}<figcaption>{html.escape(stem)}</figcaption></figure>" for stem, svg in svgs
+    )
+    (out / "index.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>medrlvr report</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:4px 8px}figure{display:inline-block;margin:1em}</style></head><body>"
+        f"<h1>medrlvr report</h1><p>Accuracy with 95% Wilson intervals. Source: {html.escape(str(run_dir))}/eval"
+        f"</p><h2>Table 1</h2>{table_html}<h2>Charts</h2>{charts}</body></html>\n"
+    )
+    return out
