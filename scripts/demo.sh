@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CPU demo as far as medrlvr goes today: show the data, filter MedMCQA dev questions with two packaged
 # filter models (SmolLM2-135M-Instruct and the Gemma-3-270M base model), decontaminate against MedQA test and
-# MMLU's medical subsets, select training sets (random and the paper's hard:easy ratio), and train a few GRPO
-# steps with LoRA. Run directory: runs/demo. About 2.5 minutes on 2 CPU cores (measured: 2 min 20 s).
+# MMLU's medical subsets, select training sets (random and the paper's hard:easy ratio), train two GRPO steps
+# with LoRA, evaluate the base model and the adapter on 100 MMLU medical questions, and write the report.
+# Run directory: runs/demo (DEMO_RUN). A few minutes on 2 CPU cores.
 #
 #   bash scripts/demo.sh            # MEDRLVR_DATA_DIR defaults to ../shared/data
 set -euo pipefail
