@@ -183,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _engine_options(args: argparse.Namespace) -> dict:
+    return {"base_url": args.base_url} if args.engine == "openai" and args.base_url else {}
+
+
 def _pool(args: argparse.Namespace):
     from .data import load_pool
 
@@ -196,11 +200,10 @@ def _filter(args: argparse.Namespace) -> None:
     from .filter import FilterConfig, filter_pool
     from .models import slug
 
-    options = {"base_url": args.base_url} if args.engine == "openai" and args.base_url else {}
     config = FilterConfig(
         model=args.model,
         engine=args.engine,
-        engine_options=options,
+        engine_options=_engine_options(args),
         k=args.k,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
@@ -263,11 +266,10 @@ def _eval(args: argparse.Namespace) -> None:
     from .evaluate import EvalConfig, evaluate
     from .models import slug
 
-    options = {"base_url": args.base_url} if args.engine == "openai" and args.base_url else {}
     config = EvalConfig(
         model=args.model,
         engine=args.engine,
-        engine_options=options,
+        engine_options=_engine_options(args),
         mode=args.mode,
         prompt=args.prompt,
         max_new_tokens=args.max_new_tokens,

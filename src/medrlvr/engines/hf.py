@@ -266,10 +266,8 @@ class TransformersEngine:
         import torch
 
         width = max(map(len, batch))
-        pad = self.tokenizer.pad_token_id
         B = len(batch)
-        mask = torch.tensor([[0] * (width - len(b)) + [1] * len(b) for b in batch], device=self.device)
-        ids = torch.tensor([[pad] * (width - len(b)) + b for b in batch], device=self.device)
+        ids, mask, positions = self._left_pad(batch)
         generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
         eos = self._eos_ids()
         out: list[list[int]] = [[] for _ in range(B)]
@@ -283,7 +281,7 @@ class TransformersEngine:
                 feed, feed_mask = ids, mask
             else:
                 feed, feed_mask = ids[:, -1:], mask
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -feed.shape[1] :]
+            positions = positions[:, -feed.shape[1] :]
             finished_since_compact = 0
             for step in range(sampling.max_new_tokens):
                 logits = self.model(
@@ -334,14 +332,11 @@ class TransformersEngine:
         keys: list[Any] = [None] * n_layers
         values: list[Any] = [None] * n_layers
         order = sorted(range(len(batch)), key=lambda r: len(batch[r]))
-        pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), self.prefill_batch_size):
             rows = order[start : start + self.prefill_batch_size]
             seqs = [batch[r][:-1] for r in rows]
             w = max(map(len, seqs))
-            ids = torch.tensor([[pad] * (w - len(q)) + q for q in seqs], device=self.device)
-            mask = torch.tensor([[0] * (w - len(q)) + [1] * len(q) for q in seqs], device=self.device)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            ids, mask, positions = self._left_pad(seqs)
             part = _growing_cache(self.model)
             self.model(
                 input_ids=ids,
@@ -362,6 +357,17 @@ class TransformersEngine:
         for layer in range(n_layers):
             cache.layers[layer].update(keys[layer], values[layer])
         return cache
+
+    def _left_pad(self, seqs: list[list[int]]):
+        """Token ids, attention mask and position ids for left-padded rows. Positions count each row's own
+        tokens from 0, as ``generate`` computes them, so a row's numbers do not depend on its batch."""
+        import torch
+
+        width = max(map(len, seqs))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(q)) + q for q in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(q)) + [1] * len(q) for q in seqs], device=self.device)
+        return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
     def _eos_ids(self) -> set[int]:
         config_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
@@ -422,11 +428,7 @@ class TransformersEngine:
         """Log-softmax over the vocabulary at the last ``keep`` positions of each (left-padded) sequence."""
         import torch
 
-        width = max(map(len, seqs))
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(q)) + q for q in seqs], device=self.device)
-        mask = torch.tensor([[0] * (width - len(q)) + [1] * len(q) for q in seqs], device=self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = self._left_pad(seqs)
         with torch.inference_mode():
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
         return torch.log_softmax(logits[:, -keep:].float(), dim=-1)
