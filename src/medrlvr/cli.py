@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     train_bench.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     train_bench.add_argument("--steps", type=int, default=3)
     train_bench.set_defaults(func=_bench_train)
+    lmeval = bench_commands.add_parser("lmeval", help="loglik accuracy against lm-evaluation-harness (pip install lm-eval)")
+    lmeval.add_argument("--model", default="smollm2-135m-instruct")
+    lmeval.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
+    lmeval.add_argument("--subjects", default="medical", help="MMLU subjects or a group")
+    lmeval.add_argument("--out", default="runs/lmeval")
+    lmeval.set_defaults(func=_bench_lmeval)
 
     flt = commands.add_parser("filter", help="label a candidate pool easy/hard with a filter model (Fig. 1 prompt)")
     flt.add_argument(
@@ -326,6 +332,14 @@ def _bench_train(args: argparse.Namespace) -> None:
     from .bench import bench_train, print_train
 
     print_train(bench_train(args.model, args.data_dir, args.steps), args.model)
+
+
+def _bench_lmeval(args: argparse.Namespace) -> None:
+    import json
+
+    from .bench import bench_lmeval
+
+    print(json.dumps(bench_lmeval(args.model, args.data_dir, args.subjects, args.out), indent=2))
 
 
 def _models_list(args: argparse.Namespace) -> None:
