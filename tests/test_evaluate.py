@@ -81,6 +81,10 @@ def test_paired_test_and_subsample(tmp_path):
     a.write_text("".join(json.dumps({"id": f"q{i}", "correct": True}) + "\n" for i in range(8)))
     b.write_text("".join(json.dumps({"id": f"q{i}", "correct": i < 2}) + "\n" for i in range(8)))
     assert paired(a, b)["p_value"] == pytest.approx(0.03125)
+    from medrlvr.cli import main
+
+    assert main(["compare", str(a), str(b)]) == 0
+    assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
     picked = subsample(RECS, 4, seed=1)
     assert (
         len(picked) == 4

@@ -361,12 +361,20 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
     tasks.mkdir(parents=True, exist_ok=True)
     for s in names:
         (tasks / f"{s}.yaml").write_text(
-            LMEVAL_TASK.format(subject=s, path=root / f"{s}_test.csv", title=s.replace("_", " ")))
+            LMEVAL_TASK.format(subject=s, path=root / f"{s}_test.csv", title=s.replace("_", " "))
+        )
     path = checkpoint_dir(model)
     start = time.perf_counter()
-    res = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={path},dtype=float32", batch_size=8, device="cpu",
-                                  tasks=[f"medrlvr_mmlu_{s}" for s in names], task_manager=TaskManager(include_path=str(tasks)),
-                                  log_samples=True, num_fewshot=0)
+    res = lm_eval.simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={path},dtype=float32",
+        batch_size=8,
+        device="cpu",
+        tasks=[f"medrlvr_mmlu_{s}" for s in names],
+        task_manager=TaskManager(include_path=str(tasks)),
+        log_samples=True,
+        num_fewshot=0,
+    )
     lm_seconds = time.perf_counter() - start
     theirs: dict[str, list[bool]] = {}
     for s in names:
@@ -375,7 +383,9 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
     records = load_benchmark("mmlu", "test", data_dir, subjects=names)
     engine = get_engine("transformers", model, dtype="fp32")
     start = time.perf_counter()
-    ours_res = evaluate(records, EvalConfig(model=model), out / "medrlvr", f"mmlu:{subjects}", engine=engine, progress=False)
+    ours_res = evaluate(
+        records, EvalConfig(model=model), out / "medrlvr", f"mmlu:{subjects}", engine=engine, progress=False
+    )
     our_seconds = time.perf_counter() - start
     from .store import JsonlStore
 
@@ -388,6 +398,13 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
         agree += sum(a == b for a, b in zip(mine, theirs[s]))
         total += len(mine)
     lm_acc = sum(sum(v) for v in theirs.values()) / total
-    return {"questions": total, "lm_eval_accuracy": lm_acc, "medrlvr_accuracy": ours_res["accuracy"],
-            "difference_points": 100 * (ours_res["accuracy"] - lm_acc), "same_correctness": agree / total,
-            "lm_eval_seconds": lm_seconds, "medrlvr_seconds": our_seconds, "per_subject": per_subject}
+    return {
+        "questions": total,
+        "lm_eval_accuracy": lm_acc,
+        "medrlvr_accuracy": ours_res["accuracy"],
+        "difference_points": 100 * (ours_res["accuracy"] - lm_acc),
+        "same_correctness": agree / total,
+        "lm_eval_seconds": lm_seconds,
+        "medrlvr_seconds": our_seconds,
+        "per_subject": per_subject,
+    }

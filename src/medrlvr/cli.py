@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_bench.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     train_bench.add_argument("--steps", type=int, default=3)
     train_bench.set_defaults(func=_bench_train)
-    lmeval = bench_commands.add_parser("lmeval", help="loglik accuracy against lm-evaluation-harness (pip install lm-eval)")
+    lmeval = bench_commands.add_parser(
+        "lmeval", help="loglik accuracy against lm-evaluation-harness (pip install lm-eval)"
+    )
     lmeval.add_argument("--model", default="smollm2-135m-instruct")
     lmeval.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     lmeval.add_argument("--subjects", default="medical", help="MMLU subjects or a group")
@@ -167,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir")
     ev.add_argument("--run-dir", default="runs/default", help="results go to RUN_DIR/eval/MODEL/BENCHMARK")
     ev.set_defaults(func=_eval)
+
+    cmp_ = commands.add_parser("compare", help="exact McNemar test: two models' predictions on the same questions")
+    cmp_.add_argument("first", help="predictions.jsonl (or its folder) of the first model")
+    cmp_.add_argument("second", help="predictions.jsonl (or its folder) of the second model")
+    cmp_.set_defaults(func=_compare)
 
     rep = commands.add_parser("report", help="Table 1, radar and category charts, HTML, from eval result files only")
     rep.add_argument("--run-dir", default="runs/default")
@@ -300,6 +307,23 @@ def _eval(args: argparse.Namespace) -> None:
             else ""
         )
         print(f"{spec}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .evaluate import paired
+
+    def path(p: str) -> Path:
+        p = Path(p)
+        p = p / "predictions.jsonl" if p.is_dir() else p
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} not found: give a predictions.jsonl written by `medrlvr eval`")
+        return p
+
+    r = paired(path(args.first), path(args.second))
+    print(
+        f"{r['questions']} questions in common; only the first right: {r['only_first_correct']}, only the second "
+        f"right: {r['only_second_correct']}; exact McNemar p = {r['p_value']:.4g}"
+    )
 
 
 def _report(args: argparse.Namespace) -> None:
