@@ -63,6 +63,7 @@ def test_transformers_engine_on_smollm2():
 
 def test_gemma_base_model_plain_completion():
     eng = get_engine("transformers", "gemma-3-270m")
+    assert not eng.chat  # a base model: filter and eval render plain prompts
     out = eng.generate(["The heart has four"], sampling=Sampling(max_new_tokens=8, temperature=0))
     assert out[0][0].tokens > 0
     (good, _), (bad, _) = eng.loglikelihood([("The heart has four", " chambers"), ("The heart has four", " wheels")])
@@ -72,6 +73,7 @@ def test_gemma_base_model_plain_completion():
 def test_llamacpp_engine_agrees_with_transformers():
     pytest.importorskip("llama_cpp")
     eng = get_engine("llamacpp", SMOL)
+    assert eng.chat  # the GGUF carries SmolLM2's chat template, so filter and eval send chat prompts
     sampling = Sampling(max_new_tokens=24, temperature=0.7, seed=5)
     out = eng.generate([QUESTION], n=2, sampling=sampling)
     assert out == eng.generate([QUESTION], n=2, sampling=sampling)

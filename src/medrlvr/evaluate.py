@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .data import SUBJECT2CATEGORY
-from .engines import Sampling, get_engine
+from .engines import Sampling, get_engine, takes_chat
 from .extract import extract_answer, extract_choice
 from .prompts import chat_messages, plain_prompt, render_question
 from .records import Record
@@ -138,9 +138,7 @@ def evaluate(
     todo = [r for r in records if r.id not in done]
     if todo and engine is None:
         engine = get_engine(config.engine, config.model, **config.engine_options)
-    chat = config.chat
-    if chat is None:
-        chat = config.engine == "openai" or bool(getattr(getattr(engine, "tokenizer", None), "chat_template", None))
+    chat = config.chat if config.chat is not None else takes_chat(engine)
     shots_by_subject: dict[str, list[Record]] = defaultdict(list)
     for r in fewshot_pool:
         shots_by_subject[r.subject].append(r)

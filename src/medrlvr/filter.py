@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .engines import Sampling, get_engine
+from .engines import Sampling, get_engine, takes_chat
 from .extract import extract_choice
-from .models import resolve
 from .prompts import chat_messages, plain_prompt
 from .records import Record
 from .store import JsonlStore, write_json, write_jsonl
@@ -95,9 +94,7 @@ def filter_pool(
     todo = [(i, chunk) for i, chunk in enumerate(chunks) if any(r.id not in done for r in chunk)]
     if todo and engine is None:
         engine = get_engine(config.engine, config.model, **config.engine_options)
-    chat = config.chat
-    if chat is None:
-        chat = _has_chat_template(engine, config)
+    chat = config.chat if config.chat is not None else takes_chat(engine)
 
     from tqdm import tqdm
 
@@ -161,19 +158,6 @@ def filter_pool(
     }
     write_json(out / "stats.json", stats)
     return out
-
-
-def _has_chat_template(engine: Any, config: FilterConfig) -> bool:
-    if config.engine == "openai":
-        return True
-    tokenizer = getattr(engine, "tokenizer", None)
-    if tokenizer is not None:
-        return bool(getattr(tokenizer, "chat_template", None))
-    try:
-        ref = resolve(config.model)
-    except ValueError:
-        return True
-    return ref.chat if ref.chat is not None else True
 
 
 def load_labels(filter_dir: str | Path) -> dict[str, dict[str, Any]]:

@@ -48,6 +48,7 @@ class Completion:
 
 class Engine(Protocol):
     name: str
+    chat: bool  # whether the model takes chat prompts (it has a chat template); else plain completion
 
     def generate(
         self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()
@@ -66,6 +67,11 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     a stop string was found."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i != -1), default=-1)
     return (text[:cut], True) if cut != -1 else (text, False)
+
+
+def takes_chat(engine: object) -> bool:
+    """Whether to give ``engine`` chat prompts: its own answer, and chat for engines that do not say."""
+    return bool(getattr(engine, "chat", True))
 
 
 ENGINES = ("transformers", "llamacpp", "openai")

@@ -219,6 +219,10 @@ class TransformersEngine:
 
     # -- prompts -----------------------------------------------------------------------------------------
 
+    @property
+    def chat(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
     def render(self, prompt: Prompt) -> str:
         """A chat prompt through the model's chat template; a plain prompt as is."""
         if isinstance(prompt, str):

@@ -37,6 +37,10 @@ class LlamaCppEngine:
         self._scorer = None
         self._n_ctx, self._threads, self._path, self._verbose = n_ctx, threads, ref.location, verbose
 
+    @property
+    def chat(self) -> bool:
+        return bool(self.llm.metadata.get("tokenizer.chat_template"))
+
     def generate(
         self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()
     ) -> list[list[Completion]]:

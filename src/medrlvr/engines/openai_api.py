@@ -31,6 +31,7 @@ class ServerError(RuntimeError):
 
 class OpenAIEngine:
     name = "openai"
+    chat = True  # chat endpoints apply the served model's template
 
     def __init__(
         self,
