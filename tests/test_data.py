@@ -212,4 +212,22 @@ def test_real_data_known_figures(real_data):
         "cmmlu",
         "mmlu_pro",
         "gsm8k",
+        "demo",
     }
+
+
+def test_bundled_demo_questions_load_without_a_data_directory(monkeypatch):
+    from medrlvr.data import load_pool
+
+    monkeypatch.delenv("MEDRLVR_DATA_DIR", raising=False)
+    pool, test = load_pool("demo:train"), load_benchmark("demo")
+    assert len(pool) == 40 and len(test) == 40
+    assert {r.split for r in pool} == {"train"} and {r.split for r in test} == {"test"}
+    assert not {r.question for r in pool} & {r.question for r in test}
+    for records in (pool, test):
+        assert Counter(r.answer for r in records) == {"A": 10, "B": 10, "C": 10, "D": 10}
+        assert len({r.subject for r in records}) >= 10 and all(r.explanation for r in records)
+        golds = [f"<answer>{r.answer}</answer>" for r in records]
+        assert accuracy_reward(golds, answer=[r.answer for r in records]) == [1.0] * len(records)
+    with pytest.raises(DataError, match="evaluation only"):
+        load_pool("demo:test")

@@ -21,7 +21,7 @@ def _data_list(args: argparse.Namespace) -> None:
     for column in ("name", "benchmark", "splits found", "splits known", "Hugging Face id"):
         table.add_column(column)
     for name, bench in BENCHMARKS.items():
-        found = [s for s in bench.files if root and benchmark_files(name, s, root)]
+        found = [s for s in bench.files if (bench.root or root) and benchmark_files(name, s, root)]
         table.add_row(name, bench.title, ", ".join(found) or "-", ", ".join(bench.files), bench.hf_id)
     Console().print(table)
 
@@ -185,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("overrides", nargs="*", help="key=value settings over the recipe, e.g. max_steps=20 lora_r=8")
     trn.set_defaults(func=_train)
 
+    run = commands.add_parser(
+        "run", help="a whole study from one recipe: filter, select, train, eval, report (skips what is done)"
+    )
+    run.add_argument("recipe", help="recipe YAML, e.g. recipes/demo-cpu.yaml")
+    run.add_argument("overrides", nargs="*", help="section.key=value over the recipe, e.g. eval.limit=50")
+    run.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
+    run.add_argument("--run-dir", help="default: the recipe's run_dir, else runs/NAME")
+    run.add_argument("--plan", action="store_true", help="check the recipe and list its stages; run nothing")
+    run.set_defaults(func=_run)
+
     models = commands.add_parser("models", help="packaged models and converted checkpoints")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     model_commands.add_parser("list", help="known packaged models, installed and prepared").set_defaults(
@@ -342,6 +352,21 @@ def _train(args: argparse.Namespace) -> None:
         raise ValueError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
     out = train(config)
     print(f"trained: {out} (adapter in {out / 'adapter'}, metrics in {out / 'metrics.jsonl'})")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from .study import load_recipe, plan, run_study
+
+    recipe = load_recipe(args.recipe, args.overrides, data_dir=args.data_dir, run_dir=args.run_dir)
+    if args.plan:
+        print("\n".join(plan(recipe)))
+        return
+    out = run_study(recipe)
+    print((out / "report" / "table1.md").read_text())
+    for extra in ("paired.md", "training.md"):
+        if (out / "report" / extra).exists():
+            print((out / "report" / extra).read_text())
+    print(f"study finished: {out} (report: {out / 'report' / 'index.html'}, manifest: {out / 'manifest.json'})")
 
 
 def _bench_generate(args: argparse.Namespace) -> None:

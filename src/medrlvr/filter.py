@@ -37,6 +37,9 @@ class FilterConfig:
     top_p: float = 1.0
     max_new_tokens: int = 256
     easy_min_pass_rate: float = 1.0  # easy iff this share of the k samples is right in the boxed format
+    # True: a sample counts as right only with its answer inside \boxed{} (the paper's "right format"); False: any
+    # answer pattern counts (for models too small to follow the format: see recipes/demo-cpu.yaml)
+    strict: bool = True
     chat: bool | None = None  # None: chat template if the model has one, else plain completion
     chunk_size: int = 64  # questions per chunk: the unit of work written at once and of resumption
     seed: int = 0
@@ -50,12 +53,15 @@ class FilterConfig:
             raise ValueError("k > 1 with temperature 0 gives k identical answers: set temperature > 0")
 
 
-def judge(record: Record, texts: Sequence[str], easy_min_pass_rate: float = 1.0) -> dict[str, Any]:
-    """Score one question's responses: boxed (strict) and any-pattern (flexible) answers, format, pass rate, label."""
+def judge(
+    record: Record, texts: Sequence[str], easy_min_pass_rate: float = 1.0, strict_format: bool = True
+) -> dict[str, Any]:
+    """Score one question's responses: boxed (strict) and any-pattern (flexible) answers, format, pass rate, label.
+    ``correct`` (and so the pass rate) reads the boxed answer, or any pattern with ``strict_format=False``."""
     options = dict(record.options)
     strict = [extract_choice(t, options, ("boxed",)).answer for t in texts]
     flexible = [extract_choice(t, options).answer for t in texts]
-    correct = [a == record.answer for a in strict]
+    correct = [a == record.answer for a in (strict if strict_format else flexible)]
     pass_rate = sum(correct) / len(texts)
     return {
         "answers": strict,
@@ -127,7 +133,7 @@ def filter_pool(
                     "responses": texts,
                     "tokens": [c.tokens for c in completions],
                     "finish_reasons": [c.finish_reason for c in completions],
-                    **judge(record, texts, config.easy_min_pass_rate),
+                    **judge(record, texts, config.easy_min_pass_rate, config.strict),
                 }
             )
         store.append(rows)
@@ -146,7 +152,8 @@ def filter_pool(
         "questions": len(pool),
         "labels": dict(Counter(row["label"] for row in rows)),
         "format_ok_rate": sum(sum(r["format_ok"]) for r in rows) / max(1, sum(len(r["format_ok"]) for r in rows)),
-        "accuracy_strict": sum(sum(r["correct"]) for r in rows) / max(1, sum(len(r["correct"]) for r in rows)),
+        "accuracy_strict": sum(sum(a == r["gold"] for a in r["answers"]) for r in rows)
+        / max(1, sum(len(r["answers"]) for r in rows)),
         "accuracy_flexible": sum(sum(a == r["gold"] for a in r["answers_flexible"]) for r in rows)
         / max(1, sum(len(r["answers_flexible"]) for r in rows)),
         "mean_tokens": sum(sum(r["tokens"]) for r in rows) / max(1, sum(len(r["tokens"]) for r in rows)),

@@ -66,7 +66,7 @@ def benchmark_files(name: str, split: str | None = None, data_dir: str | os.Path
     """The files of one split that exist in the data directory, in load order."""
     bench = get_benchmark(name)
     split = _split(bench, split)
-    root = resolve_data_dir(data_dir) / bench.folder
+    root = bench.root or resolve_data_dir(data_dir) / bench.folder
     files: list[Path] = []
     for pattern in bench.files[split]:
         files.extend(sorted(root.glob(pattern)))
@@ -96,11 +96,13 @@ def load_benchmark(
     split = _split(bench, split)
     wanted = expand_subjects(name, subjects)
     if hf_id:
+        if not bench.hf_id:
+            raise DataError(f"{bench.name} has no Hugging Face copy")
         rows = _hf_rows(bench, split, bench.hf_id if hf_id is True else str(hf_id))
     else:
         files = benchmark_files(name, split, data_dir)
         if not files:
-            root = resolve_data_dir(data_dir) / bench.folder
+            root = bench.root or resolve_data_dir(data_dir) / bench.folder
             raise DataError(f"{bench.name} {split}: no files matching {', '.join(bench.files[split])} under {root}")
         rows = (located for path in files for located in bench.read(path))
 

@@ -116,6 +116,21 @@ def medqa(row: Row, i: int, split: str, path: Path, name: str = "medqa") -> Reco
     )
 
 
+def demo(row: Row, i: int, split: str, path: Path) -> Record:
+    """medrlvr's own sample questions, stored as Record dicts."""
+    return _record(
+        "answer",
+        id=str(_get(row, "id")),
+        question=str(_get(row, "question")),
+        options=_letters_to_options(_get(row, "options")),
+        answer=str(_get(row, "answer")),
+        subject=str(row.get("subject") or ""),
+        source="demo",
+        split=split,
+        explanation=row.get("explanation"),
+    )
+
+
 def medqa5(row: Row, i: int, split: str, path: Path) -> Record:
     return medqa(row, i, split, path, name="medqa5")
 
@@ -283,6 +298,7 @@ class Benchmark:
     hf_row: Callable[[dict], Row] | None = None
     aliases: dict[str, str] = field(default_factory=dict)  # other split names -> ours
     default_split: str = "test"
+    root: Path | None = None  # files shipped with medrlvr (the demo sample): read here, not from the data dir
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -338,6 +354,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             {"test": ("data/test-*.parquet",), "validation": ("data/validation-*.parquet",)},
             read_parquet, mmlu_pro, "TIGER-Lab/MMLU-Pro", hf_splits={"test": "test", "validation": "validation"},
             aliases={"dev": "validation", "val": "validation"},
+        ),
+        Benchmark(
+            "demo", "medrlvr demo sample (our own USMLE-style questions, shipped with the package)", "demo",
+            {"train": ("train.jsonl",), "test": ("test.jsonl",)}, read_jsonl, demo, "",
+            root=Path(__file__).resolve().parent / "demo",
         ),
         Benchmark(
             "gsm8k", "GSM8K", "gsm8k", {"test": ("test.jsonl",), "train": ("train.jsonl",)},

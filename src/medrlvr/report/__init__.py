@@ -15,15 +15,89 @@ from pathlib import Path
 from typing import Any
 
 
-def collect(run_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """model -> benchmark -> results, from every results.json under RUN/eval."""
-    table: dict[str, dict[str, dict[str, Any]]] = {}
+def collect(
+    run_dir: str | Path, models: list[str] | None = None, benchmarks: list[str] | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """model -> benchmark -> results, from every results.json under RUN/eval (only ``models``, in that order,
+    and only ``benchmarks``, when given)."""
+    table: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in models or []}
     for path in sorted(Path(run_dir).glob("eval/*/*/results.json")):
+        model = path.parent.parent.name
+        if models is not None and model not in table:
+            continue
         results = json.loads(path.read_text())
-        table.setdefault(path.parent.parent.name, {})[results.get("benchmark", path.parent.name)] = results
+        bench = results.get("benchmark", path.parent.name)
+        if benchmarks is None or bench in benchmarks:
+            table.setdefault(model, {})[bench] = results
+    table = {m: per for m, per in table.items() if per}
     if not table:
         raise FileNotFoundError(f"no results under {Path(run_dir) / 'eval'}: run `medrlvr eval` first")
     return table
+
+
+def paired_table(run_dir: str | Path, table: dict[str, dict[str, dict]], baseline: str) -> list[list[str]]:
+    """Each model against ``baseline`` on each benchmark, on the questions both answered: accuracy difference,
+    discordant pairs and the exact McNemar p-value."""
+    from ..evaluate import paired
+
+    rows = []
+    for model, per in table.items():
+        if model == baseline:
+            continue
+        for bench in sorted(per):
+            folder = bench.replace(":", "_")
+            mine = Path(run_dir) / "eval" / model / folder / "predictions.jsonl"
+            theirs = Path(run_dir) / "eval" / baseline / folder / "predictions.jsonl"
+            if not (mine.is_file() and theirs.is_file()):
+                continue
+            r = paired(theirs, mine)
+            diff = per[bench]["accuracy"] - table.get(baseline, {}).get(bench, {}).get("accuracy", float("nan"))
+            right_here, right_base = str(r["only_second_correct"]), str(r["only_first_correct"])
+            rows.append([model, bench, str(r["questions"]), f"{diff:+.4f}", right_here, right_base, f"{r['p_value']:.3g}"])
+    return rows
+
+
+PAIRED_HEADER = ["Model", "Benchmark", "Questions", "Δ accuracy vs base", "Right only here", "Right only in base"]
+PAIRED_HEADER.append("McNemar p")
+
+
+def training_summary(run_dir: str | Path, models: list[str] | None = None) -> tuple[list[list[str]], Any]:
+    """Per trained policy: steps, first and last logged mean reward, and a chart of the reward by step."""
+    runs = {}
+    for path in sorted(Path(run_dir).glob("train/*/metrics.jsonl")):
+        if models is not None and path.parent.name not in models:
+            continue
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if "reward" in r or "loss" in r]
+        if rows:
+            runs[path.parent.name] = rows
+    if not runs:
+        return [], None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = []
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, rows in runs.items():
+        key = "reward" if any("reward" in r for r in rows) else "loss"
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{name} ({key})")
+        fmt = [r.get("rewards/format_reward/mean") for r in rows if "rewards/format_reward/mean" in r]
+        acc = [r.get("rewards/accuracy_reward/mean") for r in rows if "rewards/accuracy_reward/mean" in r]
+        mean_fmt = f"{sum(fmt) / len(fmt):.3f}" if fmt else "-"
+        mean_acc = f"{sum(acc) / len(acc):.3f}" if acc else "-"
+        first, last = points[0], points[-1]
+        summary.append([name, key, str(last[0]), f"{first[1]:.3f}", f"{last[1]:.3f}", mean_fmt, mean_acc])
+    ax.set_xlabel("step")
+    ax.set_title("training: mean reward (GRPO) or loss (SFT) per logged step")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return summary, fig
+
+
+TRAINING_HEADER = ["Policy", "Metric", "Last step", "First", "Last", "Mean format reward", "Mean accuracy reward"]
 
 
 def _cell(res: dict[str, Any] | None) -> str:
@@ -113,9 +187,18 @@ def bars(table: dict[str, dict[str, dict]], benchmark: str):
     return fig
 
 
-def report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write RUN/report/{table1.md,csv,tex, *.png, *.svg, index.html}; returns the report folder."""
-    table = collect(run_dir)
+def report(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    models: list[str] | None = None,
+    baseline: str | None = None,
+    title: str = "medrlvr report",
+    benchmarks: list[str] | None = None,
+) -> Path:
+    """Write RUN/report/{table1.md,csv,tex, *.png, *.svg, index.html}; returns the report folder. ``models``
+    limits and orders the rows; ``baseline`` (e.g. ``base``) adds paired tests of every other model against it;
+    training curves are drawn from RUN/train/*/metrics.jsonl when there are any."""
+    table = collect(run_dir, models, benchmarks)
     out = Path(out_dir or Path(run_dir) / "report")
     out.mkdir(parents=True, exist_ok=True)
     header, rows = table1(table)
@@ -136,35 +219,46 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
                         res["n"],
                     ]
                 )
-    svgs = []
+    paired_rows = paired_table(run_dir, table, baseline) if baseline and baseline in table else []
+    if paired_rows:
+        (out / "paired.md").write_text(to_markdown(PAIRED_HEADER, paired_rows))
+    training_rows, training_fig = training_summary(run_dir, models)
+    if training_rows:
+        (out / "training.md").write_text(to_markdown(TRAINING_HEADER, training_rows))
+    figures = [("training", training_fig)]
     for bench in header[1:]:
-        for kind, fig in (("radar", radar(table, bench)), ("categories", bars(table, bench))):
-            if fig is None:
-                continue
-            stem = f"{kind}_{bench.replace(':', '_')}"
-            fig.savefig(out / f"{stem}.png", dpi=120, bbox_inches="tight")
-            fig.savefig(out / f"{stem}.svg", bbox_inches="tight")
-            buffer = io.StringIO()
-            fig.savefig(buffer, format="svg", bbox_inches="tight")
-            svgs.append((stem, buffer.getvalue()))
-            import matplotlib.pyplot as plt
+        stem = bench.replace(":", "_")
+        figures += [(f"radar_{stem}", radar(table, bench)), (f"categories_{stem}", bars(table, bench))]
+    svgs = []
+    for stem, fig in figures:
+        if fig is None:
+            continue
+        import matplotlib.pyplot as plt
 
-            plt.close(fig)
-    table_html = (
-        "<table><tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        + "</tr>"
-        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-        + "</table>"
-    )
+        fig.savefig(out / f"{stem}.png", dpi=120, bbox_inches="tight")
+        fig.savefig(out / f"{stem}.svg", bbox_inches="tight")
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
+        svgs.append((stem, buffer.getvalue()))
+        plt.close(fig)
+
+    def html_table(head: list[str], body: list[list[str]]) -> str:
+        cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+        return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
+
+    sections = f"<h2>Table 1</h2>{html_table(header, rows)}"
+    if paired_rows:
+        sections += f"<h2>Against the base model (paired, exact McNemar)</h2>{html_table(PAIRED_HEADER, paired_rows)}"
+    if training_rows:
+        sections += f"<h2>Training</h2>{html_table(TRAINING_HEADER, training_rows)}"
     charts = "".join(
         f"<figure>{svg[svg.find('<svg') :]}<figcaption>{html.escape(stem)}</figcaption></figure>" for stem, svg in svgs
     )
     (out / "index.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>medrlvr report</title><style>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
         "padding:4px 8px}figure{display:inline-block;margin:1em}</style></head><body>"
-        f"<h1>medrlvr report</h1><p>Accuracy with 95% Wilson intervals. Source: {html.escape(str(run_dir))}/eval"
-        f"</p><h2>Table 1</h2>{table_html}<h2>Charts</h2>{charts}</body></html>\n"
+        f"<h1>{html.escape(title)}</h1><p>Accuracy with 95% Wilson intervals. Source: "
+        f"{html.escape(str(run_dir))}/eval</p>{sections}<h2>Charts</h2>{charts}</body></html>\n"
     )
     return out

@@ -1,0 +1,210 @@
+"""`medrlvr run`: a whole study on a tiny random model and the bundled demo questions; stage caching, resumption
+after an interruption, the manifest, recipe errors, and the recipes shipped in recipes/."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from medrlvr.cli import main
+from medrlvr.study import RecipeError, load_recipe, plan, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RECIPE = """
+name: tiny
+data: {{pool: demo:train, pool_limit: 12}}
+filter:
+  - {{name: tiny, model: "{model}", max_new_tokens: 6, strict: false, chunk_size: 4}}
+select:
+  random: {{strategy: random, n: 4}}
+  hard: {{strategy: ratio, filter: tiny, hard: 3, easy: 1, allow_short: true}}
+train:
+  model: "{model}"
+  batch_size: 2
+  num_generations: 2
+  gradient_accumulation_steps: 1
+  max_steps: 1
+  max_completion_length: 6
+  learning_rate: 0.01
+  save_steps: 1
+  lora_r: 4
+  lora_alpha: 8
+  policies:
+    grpo: {{selection: hard}}
+    sft: {{selection: random, method: sft}}
+eval:
+  benchmarks: [demo]
+  limit: 8
+"""
+
+
+@pytest.fixture
+def recipe(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.delenv("MEDRLVR_DATA_DIR", raising=False)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(RECIPE.format(model=tiny_checkpoint))
+    return path
+
+
+def _statuses(run_dir: Path) -> dict[str, str]:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return {f"{s['stage']} {s['name']}".strip(): s["status"] for s in manifest["stages"]}
+
+
+def _run(recipe, run_dir, *overrides):
+    return run_study(recipe, overrides, run_dir=str(run_dir), progress=False, log=lambda line: None)
+
+
+def test_study_runs_end_to_end_then_skips_what_is_done(recipe, tmp_path):
+    run_dir = _run(recipe, tmp_path / "run")
+    statuses = _statuses(run_dir)
+    assert statuses == {
+        "filter tiny": "ran",
+        "select random": "ran",
+        "select hard": "ran",
+        "train grpo": "ran",
+        "train sft": "ran",
+        "eval base demo": "ran",
+        "eval grpo demo": "ran",
+        "eval sft demo": "ran",
+        "report": "ran",
+    }
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["data"]["source"] == "medrlvr's bundled demo sample"
+    assert manifest["data"]["pool"]["questions"] == 12 and len(manifest["data"]["pool"]["sha256"]) == 64
+    assert manifest["data"]["eval"]["demo"]["questions"] == 40
+    assert {"python", "torch", "transformers", "trl", "peft"} <= set(manifest["versions"])
+    assert "commit" in manifest and manifest["resolved"]["train"]["max_steps"] == 1
+    assert manifest["peak_rss_mb"] > 0
+    table = (run_dir / "report" / "table1.md").read_text()
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["base", "grpo", "sft"]
+    assert (run_dir / "report" / "paired.md").exists() and (run_dir / "report" / "index.html").exists()
+    results = json.loads((run_dir / "eval" / "grpo" / "demo" / "results.json").read_text())
+    assert results["n"] == 8 and results["model"] == str(run_dir / "train" / "grpo" / "adapter")
+    chosen = [json.loads(line) for line in (run_dir / "select" / "hard" / "train.jsonl").read_text().splitlines()]
+    labels = [r["label"] for r in chosen]
+    assert labels.count("hard") == 3 and labels.count("easy") <= 1 and {r["split"] for r in chosen} == {"train"}
+
+    adapter = run_dir / "train" / "grpo" / "adapter" / "adapter_model.safetensors"
+    mtime = adapter.stat().st_mtime_ns
+    _run(recipe, run_dir)
+    assert set(_statuses(run_dir).values()) == {"cached"}
+    assert adapter.stat().st_mtime_ns == mtime
+
+    # Changing only the evaluation reruns only eval and report.
+    _run(recipe, run_dir, "eval.limit=6")
+    statuses = _statuses(run_dir)
+    assert {k for k, v in statuses.items() if v == "ran"} == {"eval base demo", "eval grpo demo", "eval sft demo",
+                                                               "report"}  # fmt: skip
+    assert json.loads((run_dir / "eval" / "sft" / "demo" / "results.json").read_text())["n"] == 6
+
+    # Another training set for one policy retrains that policy only.
+    _run(recipe, run_dir, "eval.limit=6", "select.random.n=5")
+    statuses = _statuses(run_dir)
+    assert {k for k, v in statuses.items() if v == "ran"} == {"select random", "train sft", "eval sft demo", "report"}
+
+
+def test_an_interrupted_study_resumes_to_the_same_result(recipe, tmp_path, monkeypatch):
+    whole = _run(recipe, tmp_path / "whole")
+
+    import medrlvr.evaluate as evaluate_module
+
+    real, calls = evaluate_module.evaluate, []
+
+    def crash_on_second_model(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second model is being evaluated
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "evaluate", crash_on_second_model)
+    with pytest.raises(KeyboardInterrupt):
+        _run(recipe, tmp_path / "broken")
+    monkeypatch.setattr(evaluate_module, "evaluate", real)
+    broken = tmp_path / "broken"
+    assert json.loads((broken / "manifest.json").read_text())["status"] == "running"
+    _run(recipe, broken)
+    statuses = _statuses(broken)
+    assert statuses["filter tiny"] == statuses["train grpo"] == statuses["eval base demo"] == "cached"
+    assert statuses["eval grpo demo"] == "resumed" and statuses["eval sft demo"] == "ran"
+    for name in ("base", "grpo", "sft"):
+        a = json.loads((whole / "eval" / name / "demo" / "results.json").read_text())
+        b = json.loads((broken / "eval" / name / "demo" / "results.json").read_text())
+        for r in (a, b):
+            r.pop("model"), r["config"].pop("model")
+        assert a == b, name
+        rows = [sorted((json.loads(x)["id"], json.loads(x)["loglik"]) for x in open(d / "eval" / name / "demo" /
+                "predictions.jsonl")) for d in (whole, broken)]  # fmt: skip
+        assert rows[0] == rows[1], name
+    for path in ("filter/tiny/labels.jsonl", "select/hard/train.jsonl", "select/random/train.jsonl",
+                 "train/grpo/adapter/adapter_model.safetensors", "train/sft/adapter/adapter_model.safetensors"):
+        assert (whole / path).read_bytes() == (broken / path).read_bytes(), path
+
+
+def test_recipe_errors_name_the_file_and_the_key(recipe, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(recipe.read_text().replace("hard: 3,", "hardd: 3,"))
+    with pytest.raises(RecipeError, match=r"bad.yaml: select.hard: unknown setting 'hardd'"):
+        load_recipe(bad)
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.yaml" in err and "hardd" in err
+    with pytest.raises(RecipeError, match="selection 'nope' is not in the select section"):
+        load_recipe(recipe, ["train.policies.grpo.selection=nope"])
+    with pytest.raises(RecipeError, match="no such place"):
+        load_recipe(recipe, ["filter.7.model=x"])
+    with pytest.raises(RecipeError, match="train.output_dir is set by the study"):
+        load_recipe(recipe, ["train.output_dir=elsewhere"])
+    with pytest.raises(RecipeError, match="needs 'filter'"):
+        load_recipe(recipe, ["select.random.strategy=ratio"])
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p.relative_to(ROOT) for p in [ROOT / "recipes" / "demo-cpu.yaml", *ROOT.glob("recipes/*/*.yaml")]
+                   if "accelerate" not in p.parts),  # fmt: skip
+    ids=str,
+)
+def test_shipped_recipes_are_valid_and_say_how_to_run_them(path, monkeypatch, fixture_data):
+    monkeypatch.setenv("MEDRLVR_DATA_DIR", str(fixture_data))
+    text = (ROOT / path).read_text()
+    assert text.startswith("#") and f"medrlvr run {path}" in text  # opens with what it does and the command
+    recipe = load_recipe(ROOT / path)
+    lines = plan(recipe)
+    assert recipe.policies and recipe.evals and any(line.startswith("report") for line in lines)
+
+
+def test_demo_recipe_falls_back_to_the_bundled_sample_without_data(monkeypatch, fixture_data):
+    monkeypatch.delenv("MEDRLVR_DATA_DIR", raising=False)
+    recipe = load_recipe(ROOT / "recipes" / "demo-cpu.yaml")
+    assert recipe.without_data_dir_applied and recipe.data.pool == "demo:train"
+    assert [e.benchmark for e in recipe.evals] == ["demo"] and recipe.data.decontaminate == ["demo"]
+    recipe = load_recipe(ROOT / "recipes" / "demo-cpu.yaml", data_dir=str(fixture_data))
+    assert not recipe.without_data_dir_applied and recipe.data.pool == "medmcqa:dev"
+
+
+def test_a_served_engine_is_started_and_stopped(tmp_path):
+    from medrlvr.engines.server import ServerStartError, served
+
+    script = tmp_path / "server.py"
+    script.write_text(
+        "import http.server, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200 if self.path == '/v1/models' else 404); self.end_headers()\n"
+        "        self.wfile.write(b'{\"data\": []}')\n"
+        "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
+    )
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    with served(f"{sys.executable} {script} {port}", url, tmp_path / "server.log", timeout=30, poll=0.1) as process:
+        assert process.poll() is None
+    assert process.poll() is not None  # stopped with the block
+    with pytest.raises(ServerStartError, match="exited with code 3"):
+        with served(f"{sys.executable} -c 'import sys; sys.exit(3)'", url, tmp_path / "x.log", timeout=30, poll=0.1):
+            pass
