@@ -208,3 +208,44 @@ def test_a_served_engine_is_started_and_stopped(tmp_path):
     with pytest.raises(ServerStartError, match="exited with code 3"):
         with served(f"{sys.executable} -c 'import sys; sys.exit(3)'", url, tmp_path / "x.log", timeout=30, poll=0.1):
             pass
+
+
+def test_training_can_run_under_a_launcher(recipe, tmp_path):
+    """train.launch runs each policy's training in a child process (accelerate launch on GPUs; plain python here)."""
+    run_dir = _run(recipe, tmp_path / "launched", f"train.launch={sys.executable}",
+                   "train.policies={grpo: {selection: hard}}", "eval.base=false")  # fmt: skip
+    assert (run_dir / "train" / "grpo" / "study_train.yaml").exists()
+    assert (run_dir / "train" / "grpo" / "adapter" / "adapter_model.safetensors").exists()
+    assert _statuses(run_dir)["eval grpo demo"] == "ran"
+
+
+def test_overrides_apply_over_the_fallback(monkeypatch):
+    monkeypatch.delenv("MEDRLVR_DATA_DIR", raising=False)
+    recipe = load_recipe(ROOT / "recipes" / "demo-cpu.yaml", ["data.pool_limit=8", "select.random.n=3"])
+    assert recipe.without_data_dir_applied and recipe.data.pool_limit == 8
+    assert next(s for s in recipe.selections if s.name == "random").config.n == 3
+
+
+@pytest.mark.slow
+def test_demo_recipe_end_to_end_with_the_packaged_models(tmp_path, monkeypatch):
+    """The README's demo study, shrunk (fewer questions, one step): bundled sample, both packaged filters, three
+    GRPO policies, loglik eval, report."""
+    monkeypatch.delenv("MEDRLVR_DATA_DIR", raising=False)
+    run_dir = run_study(
+        ROOT / "recipes" / "demo-cpu.yaml",
+        ["data.pool_limit=16", "filter.0.max_new_tokens=48", "filter.1.max_new_tokens=32", "train.max_steps=1",
+         "train.max_completion_length=24", "eval.limit=16", "select.random.n=6"],
+        run_dir=str(tmp_path / "demo"),
+        progress=False,
+    )  # fmt: skip
+    statuses = _statuses(run_dir)
+    assert set(statuses.values()) == {"ran"} and len(statuses) == 2 + 3 + 3 + 4 + 1
+    table = (run_dir / "report" / "table1.md").read_text()
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == [
+        "base", "random", "smollm2-filter", "gemma-filter"
+    ]  # fmt: skip
+    for name in ("base", "random", "smollm2-filter", "gemma-filter"):
+        results = json.loads((run_dir / "eval" / name / "demo" / "results.json").read_text())
+        assert results["n"] == 16 and 0 <= results["accuracy"] <= 1
+    assert (run_dir / "report" / "training.md").exists() and (run_dir / "report" / "radar_demo.png").exists()
+    assert "bundled demo sample" in json.loads((run_dir / "manifest.json").read_text())["data"]["source"]

@@ -105,6 +105,7 @@ class Recipe:
     evals: list[EvalEntry]
     eval_base: bool = True
     eval_serve: str | None = None
+    train_launch: str | None = None  # e.g. "accelerate launch --config_file recipes/accelerate/multi-gpu.yaml"
     report: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the recipe file
     raw: dict[str, Any] = field(default_factory=dict)  # the recipe as resolved (overrides applied)
@@ -188,20 +189,22 @@ def load_recipe(
         raise RecipeError(f"{path}: line {mark.line + 1 if mark else '?'}: not valid YAML") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of sections ({', '.join(SECTIONS)})")
-    raw = apply_overrides(raw, overrides, str(path))
     unknown = sorted(k for k in raw if k not in SECTIONS)
     if unknown:
         raise RecipeError(f"{path}: unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
-    data_values = dict(raw.get("data") or {})
+    given = apply_overrides(raw, overrides, str(path))
     if data_dir is not None:
-        data_values["data_dir"] = data_dir
+        given.setdefault("data", {})["data_dir"] = data_dir
     fallback = raw.get("without_data_dir") or {}
-    applied = False
-    if fallback and resolve_data_dir(data_values.get("data_dir"), required=False) is None:
-        raw = apply_overrides(raw, {k: v for k, v in fallback.items()}, f"{path}: without_data_dir")
-        data_values = {**(raw.get("data") or {}), **({"data_dir": data_dir} if data_dir is not None else {})}
-        applied = True
-    data = _build(DataSection, data_values, f"{path}: data")
+    applied = bool(fallback) and resolve_data_dir((given.get("data") or {}).get("data_dir"), required=False) is None
+    if applied:  # the recipe's own fallback first, then what the user overrode on top of it
+        raw = apply_overrides(apply_overrides(raw, fallback, f"{path}: without_data_dir"), overrides, str(path))
+    else:
+        raw = given
+    unknown = sorted(k for k in raw if k not in SECTIONS)
+    if unknown:
+        raise RecipeError(f"{path}: unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
+    data = _build(DataSection, dict(raw.get("data") or {}), f"{path}: data")
 
     filters = []
     for i, entry in enumerate(raw.get("filter") or []):
@@ -230,6 +233,7 @@ def load_recipe(
 
     train_values = dict(raw.get("train") or {})
     policy_values = train_values.pop("policies", None)
+    launch = train_values.pop("launch", None)
     for key in ("train_file", "output_dir"):
         if key in train_values:
             raise RecipeError(f"{path}: train.{key} is set by the study (run_dir/select/..., run_dir/train/...)")
@@ -286,6 +290,7 @@ def load_recipe(
         evals=evals,
         eval_base=eval_base,
         eval_serve=eval_serve,
+        train_launch=launch,
         report=dict(raw.get("report") or {}),
         source=str(path),
         raw=raw,
@@ -520,8 +525,19 @@ class Study:
             inputs = {"config": _without(config, "train_file", "output_dir"), "train_file": file_hash(train_file)}
             final = "adapter" if config.lora or config.qlora else "model"
 
-            def work(config=config):
-                train(config)
+            def work(config=config, out=out):
+                if self.recipe.train_launch:  # e.g. accelerate launch: one process per GPU, in a child process
+                    import shlex
+
+                    import yaml
+
+                    path = out / "study_train.yaml"
+                    path.write_text(yaml.safe_dump({"train": asdict(config)}, sort_keys=False))
+                    command = [*shlex.split(self.recipe.train_launch), "-m", "medrlvr.cli", "train", "--config"]
+                    self.log(f"[train {config.output_dir}] {' '.join(command)} {path}")
+                    subprocess.run([*command, str(path)], check=True)
+                else:
+                    train(config)
                 gc.collect()
 
             self._stage("train", policy.name, out, inputs, [final], work)
