@@ -93,15 +93,20 @@ def test_study_runs_end_to_end_then_skips_what_is_done(recipe, tmp_path):
     assert set(_statuses(run_dir).values()) == {"cached"}
     assert adapter.stat().st_mtime_ns == mtime
 
-    # Changing only the evaluation reruns only eval and report.
-    _run(recipe, run_dir, "eval.limit=6")
+    # Changing only the evaluation reruns only eval and report; predictions already made are kept and reused.
+    _run(recipe, run_dir, "eval.limit=12")
     statuses = _statuses(run_dir)
-    assert {k for k, v in statuses.items() if v == "ran"} == {"eval base demo", "eval grpo demo", "eval sft demo",
-                                                               "report"}  # fmt: skip
-    assert json.loads((run_dir / "eval" / "sft" / "demo" / "results.json").read_text())["n"] == 6
+    assert {k: v for k, v in statuses.items() if v != "cached"} == {
+        "eval base demo": "updated", "eval grpo demo": "updated", "eval sft demo": "updated", "report": "ran"
+    }  # fmt: skip
+    assert json.loads((run_dir / "eval" / "sft" / "demo" / "results.json").read_text())["n"] == 12
+    predictions = (run_dir / "eval" / "sft" / "demo" / "predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == len({json.loads(p)["id"] for p in predictions}) <= 8 + 12  # none answered twice
+    _run(recipe, run_dir, "eval.limit=12", "eval.mode=generate", "eval.max_new_tokens=4")  # another mode: start over
+    assert len((run_dir / "eval" / "sft" / "demo" / "predictions.jsonl").read_text().splitlines()) == 12
 
     # Another training set for one policy retrains that policy only.
-    _run(recipe, run_dir, "eval.limit=6", "select.random.n=5")
+    _run(recipe, run_dir, "eval.limit=12", "eval.mode=generate", "eval.max_new_tokens=4", "select.random.n=5")
     statuses = _statuses(run_dir)
     assert {k for k, v in statuses.items() if v == "ran"} == {"select random", "train sft", "eval sft demo", "report"}
 
@@ -109,7 +114,9 @@ def test_study_runs_end_to_end_then_skips_what_is_done(recipe, tmp_path):
 def test_an_interrupted_study_resumes_to_the_same_result(recipe, tmp_path, monkeypatch):
     whole = _run(recipe, tmp_path / "whole")
 
-    import medrlvr.evaluate as evaluate_module
+    import importlib
+
+    evaluate_module = importlib.import_module("medrlvr.evaluate")  # the module (the package exports the function)
 
     real, calls = evaluate_module.evaluate, []
 

@@ -389,8 +389,21 @@ class Study:
 
     # -- stage bookkeeping --
 
-    def _stage(self, kind: str, name: str, out: Path, inputs: dict[str, Any], outputs: Sequence[str], fn) -> str:
+    def _stage(
+        self,
+        kind: str,
+        name: str,
+        out: Path,
+        inputs: dict[str, Any],
+        outputs: Sequence[str],
+        fn,
+        reuse: Sequence[str] = (),
+    ) -> str:
+        """Run ``fn`` unless ``out`` holds a finished stage with the same key. ``reuse`` names inputs that may change
+        while what is on disk stays valid (the eval subsample: predictions are per question), so the stage reruns
+        over its old outputs instead of starting over."""
         key = _hash({"stage": kind, **inputs})
+        store_key = _hash({"stage": kind, **{k: v for k, v in inputs.items() if k not in reuse}})
         marker = out / "stage.json"
         previous = json.loads(marker.read_text()) if marker.is_file() else None
         label = f"{kind} {name}".strip()
@@ -399,20 +412,21 @@ class Study:
             self._record(kind, name, out, key, "cached", 0.0)
             self.log(f"[{label}] cached ({out})")
             return "cached"
-        if previous and previous.get("key") != key:
+        resumed = bool(previous and previous.get("store_key", previous.get("key")) == store_key)
+        if previous and not resumed:
             self.log(f"[{label}] inputs or settings changed: recomputing")
             shutil.rmtree(out)
-        resumed = bool(previous and previous.get("key") == key)
         out.mkdir(parents=True, exist_ok=True)
-        state = {"stage": kind, "name": name, "key": key, "inputs": inputs}
+        state = {"stage": kind, "name": name, "key": key, "store_key": store_key, "inputs": inputs}
         write_json(marker, {**state, "status": "running", "started": _now()})
-        self.log(f"[{label}] {'resuming' if resumed else 'running'} -> {out}")
+        self.log(f"[{label}] {'continuing' if resumed else 'running'} -> {out}")
         started = time.perf_counter()
         fn()
         seconds = round(time.perf_counter() - started, 1)
         write_json(marker, {**state, "status": "done", "finished": _now(), "seconds": seconds,
                             "peak_rss_mb": peak_rss_mb()})
-        self._record(kind, name, out, key, "resumed" if resumed else "ran", seconds)
+        status = "ran" if not resumed else "resumed" if previous.get("key") == key else "updated"
+        self._record(kind, name, out, key, status, seconds)
         self.log(f"[{label}] done in {seconds:.1f} s (peak memory so far {peak_rss_mb():.0f} MB)")
         return "ran"
 
@@ -582,7 +596,8 @@ class Study:
                     shots = load_benchmark(bench, "dev", self.recipe.data.data_dir) if config.num_fewshot else []
                     out = self.run_dir / "eval" / name / entry.benchmark.replace(":", "_")
                     inputs = {
-                        "config": _without(config, "model", "engine_options", "chunk_size"),
+                        "config": _without(config, "model", "engine_options", "chunk_size", "limit", "seed"),
+                        "subsample": {"limit": config.limit, "seed": config.seed},
                         "model": fingerprint,
                         "benchmark": entry.benchmark,
                         "records": records_hash(records),
@@ -593,7 +608,7 @@ class Study:
                         engine = engine_for(config)
                         evaluate(records, config, out, entry.benchmark, shots, engine=engine, progress=self.progress)
 
-                    self._stage("eval", f"{name} {entry.benchmark}", out, inputs, ["results.json"], work)
+                    self._stage("eval", f"{name} {entry.benchmark}", out, inputs, ["results.json"], work, ("subsample",))
             gc.collect()
 
     def _report(self) -> None:

@@ -356,7 +356,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             aliases={"dev": "validation", "val": "validation"},
         ),
         Benchmark(
-            "demo", "medrlvr demo sample (our own USMLE-style questions, shipped with the package)", "demo",
+            "demo", "medrlvr demo sample (ours, bundled)", "demo",
             {"train": ("train.jsonl",), "test": ("test.jsonl",)}, read_jsonl, demo, "",
             root=Path(__file__).resolve().parent / "demo",
         ),
