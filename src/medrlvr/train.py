@@ -67,6 +67,9 @@ class TrainConfig:
     vllm_mode: str = "colocate"  # or "server" (trl vllm-serve on other GPUs)
     merge: bool = False  # also write a merged model (base + LoRA) that `medrlvr eval` loads directly
     sample_completions: int = 2  # completions per generation step written to completions.jsonl
+    # bf16 mixed precision. None: on a GPU, and on a CPU with native bf16 (AVX512-BF16/AMX; measured on the
+    # demo: 23 s per GRPO step against 31 s in fp32, the same rewards and completions)
+    bf16: bool | None = None
     trust_remote_code: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # passed to GRPOConfig / SFTConfig as is
 
@@ -185,6 +188,12 @@ def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> 
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     records = load_selection(config.train_file)
     on_gpu = torch.cuda.is_available()
+    if config.bf16 is None:
+        from .engines.hf import cpu_supports_bf16
+
+        use_bf16 = on_gpu or cpu_supports_bf16()
+    else:
+        use_bf16 = config.bf16
     if model_obj is None:
         path = checkpoint_dir(config.model)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
@@ -225,7 +234,7 @@ def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> 
         save_total_limit=config.save_total_limit,
         seed=config.seed,
         report_to=config.report_to,
-        bf16=on_gpu,
+        bf16=use_bf16,
         use_cpu=not on_gpu,
         save_only_model=False,
     )
@@ -239,8 +248,7 @@ def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> 
             CompletionSampler(out / "completions.jsonl", config.sample_completions),
         ]
         weights = [float(config.rewards[n]) for n in names] + [0.0, 0.0]
-        args = GRPOConfig(
-            **common,
+        grpo = dict(
             per_device_train_batch_size=config.batch_size * config.num_generations,
             num_generations=config.num_generations,
             max_completion_length=config.max_completion_length,
@@ -250,8 +258,9 @@ def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> 
             use_vllm=config.use_vllm,
             vllm_mode=config.vllm_mode,
             **({"loss_type": config.loss_type} if config.loss_type else {}),
-            **config.extra,
         )
+        # `extra`: anything TRL takes, over medrlvr's choices (e.g. bf16: true on a CPU with AVX512-BF16)
+        args = GRPOConfig(**{**common, **grpo, **config.extra})
         trainer = GRPOTrainer(
             model=model_obj,
             reward_funcs=funcs,
@@ -264,7 +273,7 @@ def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> 
     else:
         from trl import SFTConfig, SFTTrainer
 
-        args = SFTConfig(**common, per_device_train_batch_size=config.batch_size, **config.extra)
+        args = SFTConfig(**{**common, "per_device_train_batch_size": config.batch_size, **config.extra})
         trainer = SFTTrainer(
             model=model_obj,
             args=args,
