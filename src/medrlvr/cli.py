@@ -426,10 +426,13 @@ def _bench_rewards(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .engines.server import ServerStartError
+    from .study import StageError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, ModelError, FileNotFoundError, ValueError, KeyError) as e:
+    except (DataError, ModelError, FileNotFoundError, ValueError, KeyError, ServerStartError, StageError) as e:
         print(f"medrlvr: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -55,6 +55,10 @@ class RecipeError(ValueError):
     """A recipe that cannot run; the message names the recipe file and the key."""
 
 
+class StageError(RuntimeError):
+    """A stage's child process (a training launcher) failed; its own output says why."""
+
+
 # --- recipe -------------------------------------------------------------------------------------------------
 
 
@@ -549,7 +553,9 @@ class Study:
                     path.write_text(yaml.safe_dump({"train": asdict(config)}, sort_keys=False))
                     command = [*shlex.split(self.recipe.train_launch), "-m", "medrlvr.cli", "train", "--config"]
                     self.log(f"[train {config.output_dir}] {' '.join(command)} {path}")
-                    subprocess.run([*command, str(path)], check=True)
+                    code = subprocess.run([*command, str(path)]).returncode
+                    if code:
+                        raise StageError(f"training {out.name} failed: `{' '.join(command)} {path}` exited with {code}")
                 else:
                     train(config)
                 gc.collect()
