@@ -13,5 +13,5 @@ cd "$(dirname "$0")/.."
 if [ -z "${MEDRLVR_DATA_DIR:-}" ] && [ -f ../shared/data/README.md ]; then
   export MEDRLVR_DATA_DIR=../shared/data
 fi
-echo "demo data: ${MEDRLVR_DATA_DIR:-medrlvr's bundled sample (no data directory)}"
+echo "demo data: ${MEDRLVR_DATA_DIR:-the bundled sample of our own questions (no data directory)}"
 exec .venv/bin/medrlvr run recipes/demo-cpu.yaml "$@"
