@@ -256,3 +256,11 @@ def test_demo_recipe_end_to_end_with_the_packaged_models(tmp_path, monkeypatch):
         assert results["n"] == 16 and 0 <= results["accuracy"] <= 1
     assert (run_dir / "report" / "training.md").exists() and (run_dir / "report" / "radar_demo.png").exists()
     assert "bundled demo sample" in json.loads((run_dir / "manifest.json").read_text())["data"]["source"]
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.sh")))
+def test_shell_scripts_parse(script):
+    import subprocess
+
+    result = subprocess.run(["bash", "-n", str(ROOT / "scripts" / script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
