@@ -30,11 +30,12 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .config import build
 from .data import DataError, load_benchmark, load_eval_spec, load_pool, resolve_data_dir
 from .evaluate import EvalConfig
 from .filter import FilterConfig
@@ -154,27 +155,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str] | dict[str, An
     return out
 
 
-def _build(cls, values: dict[str, Any], where: str, drop: Sequence[str] = (), fixed: dict[str, Any] | None = None):
-    """A dataclass from a recipe mapping; unknown keys and bad values become one-line RecipeErrors. ``drop`` names
-    fields a recipe may not set; ``fixed`` gives their values."""
-    if not isinstance(values, dict):
-        raise RecipeError(f"{where}: expected a mapping, got {type(values).__name__}")
-    known = {f.name: f.type for f in fields(cls)}
-    unknown = sorted(k for k in values if k not in known or k in drop)
-    if unknown:
-        allowed = ", ".join(sorted(k for k in known if k not in drop))
-        raise RecipeError(f"{where}: unknown setting {unknown[0]!r}; known: {allowed}")
-    values = dict(values)
-    for key, value in values.items():  # YAML reads "2e-5" as text
-        if known[key] in ("float", "int") and isinstance(value, str):
-            try:
-                values[key] = float(value) if known[key] == "float" else int(value)
-            except ValueError:
-                raise RecipeError(f"{where}: setting '{key}' must be a number, got {value!r}") from None
-    try:
-        return cls(**values, **(fixed or {}))
-    except (TypeError, ValueError) as e:
-        raise RecipeError(f"{where}: {e}") from None
+def _build(cls, values: Any, where: str, drop: Sequence[str] = (), fixed: dict[str, Any] | None = None):
+    return build(cls, values, where, drop, fixed, error=RecipeError)
 
 
 def load_recipe(

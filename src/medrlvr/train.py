@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import build
 from .models import checkpoint_dir
 from .prompts import chat_messages, plain_prompt
 from .rewards import REWARDS, completion_text
@@ -94,17 +95,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not sep:
             raise ValueError(f"override {item!r} is not key=value")
         data[key.strip()] = yaml.safe_load(value)
-    types = {f.name: f.type for f in fields(TrainConfig)}
-    unknown = sorted(set(data) - set(types))
-    if unknown:
-        raise ValueError(f"unknown setting {unknown[0]!r} in {path or 'overrides'}; known: {', '.join(sorted(types))}")
-    for key, value in data.items():  # YAML reads "1e-5" as a string; numbers are what these fields hold
-        if types[key] in ("float", "int") and isinstance(value, str):
-            try:
-                data[key] = float(value) if types[key] == "float" else int(value)
-            except ValueError:
-                raise ValueError(f"setting '{key}' must be a number, got {value!r}") from None
-    return TrainConfig(**data)
+    return build(TrainConfig, data, str(path or "overrides"))
 
 
 def self_reflection_reward(completions, **kwargs) -> list[float]:
