@@ -119,11 +119,11 @@ def _engine_run(engine: str, model: str, prompts: list, max_new_tokens: int, see
 
 
 def _child(target, args, queue) -> None:
-    import resource
+    from .study import peak_rss_mb
 
     try:
         result = target(*args)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["peak_rss_mb"] = peak_rss_mb()
         queue.put(result)
     except Exception as e:  # reported as a row, not a crash of the whole benchmark
         queue.put({"error": f"{type(e).__name__}: {e}"})

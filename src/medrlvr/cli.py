@@ -286,7 +286,7 @@ def _select(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     from .data import load_benchmark, load_eval_spec
-    from .evaluate import EvalConfig, evaluate
+    from .evaluate import EvalConfig, eval_dir, evaluate
     from .models import slug
 
     config = EvalConfig(
@@ -304,7 +304,7 @@ def _eval(args: argparse.Namespace) -> None:
     for spec in [s.strip() for s in args.benchmarks.split(",") if s.strip()]:
         records = load_eval_spec(spec, args.data_dir)
         shots = load_benchmark(spec.split(":")[0], "dev", args.data_dir) if args.num_fewshot else []
-        out = Path(args.run_dir) / "eval" / slug(args.model) / spec.replace(":", "_")
+        out = eval_dir(args.run_dir, slug(args.model), spec)
         if engine is None:
             from .engines import get_engine
 

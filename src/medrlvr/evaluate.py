@@ -50,6 +50,12 @@ class EvalConfig:
             raise ValueError(f"prompt must be one of {', '.join(STRICT)}, got {self.prompt!r}")
 
 
+def eval_dir(run_dir: str | Path, model: str, benchmark: str) -> Path:
+    """Where ``medrlvr eval`` writes one model's results on one benchmark: RUN/eval/MODEL/BENCHMARK (``:`` -> ``_``).
+    The report reads the same layout."""
+    return Path(run_dir) / "eval" / model / benchmark.replace(":", "_")
+
+
 def subsample(records: Sequence[Record], limit: int | None, seed: int) -> list[Record]:
     """A seeded subsample, kept in the benchmark's order."""
     if not limit or limit >= len(records):

@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 
 from .config import build
 from .data import DataError, load_benchmark, load_eval_spec, load_pool, resolve_data_dir
-from .evaluate import EvalConfig
+from .evaluate import EvalConfig, eval_dir
 from .filter import FilterConfig
 from .models import slug
 from .records import Record
@@ -115,6 +115,11 @@ class Recipe:
     source: str = ""  # the recipe file
     raw: dict[str, Any] = field(default_factory=dict)  # the recipe as resolved (overrides applied)
     without_data_dir_applied: bool = False
+
+    @property
+    def model_names(self) -> list[str]:
+        """The evaluated models' names: ``base`` (the untrained model) and the policies."""
+        return (["base"] if self.eval_base else []) + [p.name for p in self.policies]
 
 
 def _parse_value(text: str) -> Any:
@@ -398,7 +403,7 @@ class Study:
             self._record(kind, name, out, key, "cached", 0.0)
             self.log(f"[{label}] cached ({out})")
             return "cached"
-        resumed = bool(previous and previous.get("store_key", previous.get("key")) == store_key)
+        resumed = bool(previous and previous.get("store_key") == store_key)
         if previous and not resumed:
             self.log(f"[{label}] inputs or settings changed: recomputing")
             shutil.rmtree(out)
@@ -447,6 +452,12 @@ class Study:
             spec: self.eval_sets.get(spec) or load_eval_spec(spec, data_dir) for spec in r.data.decontaminate or []
         }
         self.pool_hash = records_hash(self.pool)
+        self.eval_hashes = {spec: records_hash(rs) for spec, rs in self.eval_sets.items()}
+        self.fewshot = {  # the dev split of each benchmark evaluated few-shot
+            e.benchmark: load_benchmark(e.benchmark.split(":")[0], "dev", data_dir)
+            for e in r.evals
+            if e.config.num_fewshot
+        }
         self.manifest.update(
             recipe=r.source,
             name=r.name,
@@ -462,7 +473,7 @@ class Study:
                     "questions": len(self.pool),
                     "sha256": self.pool_hash,
                 },
-                "eval": {s: {"questions": len(rs), "sha256": records_hash(rs)} for s, rs in self.eval_sets.items()},
+                "eval": {s: {"questions": len(rs), "sha256": self.eval_hashes[s]} for s, rs in self.eval_sets.items()},
                 "decontaminate": list(self.decontam_sets),
             },
             versions=library_versions(),
@@ -580,15 +591,14 @@ class Study:
                 for entry in self.recipe.evals:
                     config = EvalConfig(**{**asdict(entry.config), "model": ref})
                     records = self.eval_sets[entry.benchmark]
-                    bench = entry.benchmark.split(":")[0]
-                    shots = load_benchmark(bench, "dev", self.recipe.data.data_dir) if config.num_fewshot else []
-                    out = self.run_dir / "eval" / name / entry.benchmark.replace(":", "_")
+                    shots = self.fewshot.get(entry.benchmark, [])
+                    out = eval_dir(self.run_dir, name, entry.benchmark)
                     inputs = {
                         "config": _without(config, "model", "engine_options", "chunk_size", "limit", "seed"),
                         "subsample": {"limit": config.limit, "seed": config.seed},
                         "model": fingerprint,
                         "benchmark": entry.benchmark,
-                        "records": records_hash(records),
+                        "records": self.eval_hashes[entry.benchmark],
                         "fewshot": records_hash(shots) if shots else None,
                     }
 
@@ -602,17 +612,12 @@ class Study:
     def _report(self) -> None:
         from .report import report
 
-        names = [name for name, _, _ in self._models()]
+        names = self.recipe.model_names
         benchmarks = [e.benchmark for e in self.recipe.evals]
-        results = [
-            f"eval/{n}/{b.replace(':', '_')}/results.json"
-            for n in names
-            for b in benchmarks
-            if (self.run_dir / "eval" / n / b.replace(":", "_") / "results.json").exists()
-        ]
+        results = [eval_dir(self.run_dir, n, b) / "results.json" for n in names for b in benchmarks]
         out = self.run_dir / "report"
         inputs = {
-            "results": {p: file_hash(self.run_dir / p) for p in results},
+            "results": {str(p.relative_to(self.run_dir)): file_hash(p) for p in results if p.exists()},
             "metrics": {p.name: file_hash(self.run_dir / "train" / p.name / "metrics.jsonl") for p in self.recipe.policies},
             "settings": self.recipe.report,
             "models": names,
@@ -663,7 +668,7 @@ def plan(recipe: Recipe) -> list[str]:
         c = p.config
         steps = f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs}"
         lines.append(f"train {p.name}: {c.method} on select/{p.selection}, {c.model}, {steps}")
-    names = (["base"] if recipe.eval_base else []) + [p.name for p in recipe.policies]
+    names = recipe.model_names
     for e in recipe.evals:
         c = e.config
         lines.append(f"eval {e.benchmark}: {c.mode}, limit={c.limit}, engine={c.engine} for {', '.join(names)}")

@@ -38,16 +38,15 @@ def collect(
 def paired_table(run_dir: str | Path, table: dict[str, dict[str, dict]], baseline: str) -> list[list[str]]:
     """Each model against ``baseline`` on each benchmark, on the questions both answered: accuracy difference,
     discordant pairs and the exact McNemar p-value."""
-    from ..evaluate import paired
+    from ..evaluate import eval_dir, paired
 
     rows = []
     for model, per in table.items():
         if model == baseline:
             continue
         for bench in sorted(per):
-            folder = bench.replace(":", "_")
-            mine = Path(run_dir) / "eval" / model / folder / "predictions.jsonl"
-            theirs = Path(run_dir) / "eval" / baseline / folder / "predictions.jsonl"
+            mine = eval_dir(run_dir, model, bench) / "predictions.jsonl"
+            theirs = eval_dir(run_dir, baseline, bench) / "predictions.jsonl"
             if not (mine.is_file() and theirs.is_file()):
                 continue
             r = paired(theirs, mine)
