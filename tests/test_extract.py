@@ -88,6 +88,7 @@ def test_strip_think():
     assert strip_think("<think>A</think>B<think>C</think>D") == "BD"
     assert strip_think("reasoning A </think> answer B") == " answer B"  # the prompt opened the tag
     assert strip_think("before <think> never closed A") == "before "
+    assert strip_think("x<think>never closed<answer>B</answer>") == "x<answer>B</answer>"  # an answer ends it
 
 
 NUMBER_CASES = [

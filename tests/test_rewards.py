@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from medrlvr.rewards import (
@@ -141,6 +141,7 @@ def test_rewards_never_raise_and_stay_in_range(completion, gold, options):
 
 @settings(max_examples=400, deadline=None)
 @given(text=TAGGY, gold=st.sampled_from("ABCD"))
+@example(text="answer is C<think>", gold="C")  # found by CI: an unclosed <think> hid the conflicting tags
 def test_no_pay_for_hedging(text, gold):
     """Appending a conflicting answer tag never raises the accuracy reward, and naming every letter never pays."""
     other = "A" if gold != "A" else "B"

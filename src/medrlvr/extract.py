@@ -52,21 +52,27 @@ class Extraction(NamedTuple):
 
 
 def strip_think(text: str) -> str:
-    """Drop reasoning: ``<think>...</think>`` blocks, text after an unclosed ``<think>``, text before a lone
-    ``</think>``."""
+    """Drop reasoning: ``<think>...</think>`` blocks, text after an unclosed ``<think>`` up to the first
+    ``<answer>`` (an answer tag ends reasoning: answers written after an unclosed ``<think>`` still count, so they
+    cannot hide a hedge), text before a lone ``</think>``."""
     close = text.rfind("</think>")
     if close != -1 and text.find("<think>") == -1:
         text = text[close + len("</think>") :]
     out, pos = [], 0
+    last_close = text.rfind("</think>")  # past it no block closes: no rescans of the tail (linear time)
     while True:
         start = text.find("<think>", pos)
         if start == -1:
             out.append(text[pos:])
             break
         out.append(text[pos:start])
-        end = text.find("</think>", start)
+        end = text.find("</think>", start) if start < last_close else -1
         if end == -1:
-            break
+            answer = text.find("<answer>", start)
+            if answer == -1:
+                break
+            pos = answer
+            continue
         pos = end + len("</think>")
     return "".join(out)
 
