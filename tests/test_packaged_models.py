@@ -70,22 +70,64 @@ def test_gemma_base_model_plain_completion():
     assert good > bad
 
 
+# llama.cpp is native code built on the machine: a crash there (a build that uses CPU features the machine reports
+# but will not run) must fail its test, not kill pytest. So its tests run llama.cpp in a child process.
+LLAMACPP_CHILD = """
+import json, sys
+from medrlvr.engines import Sampling, get_engine
+question = [{"role": "user", "content": "Which organ produces insulin? Answer in one word."}]
+eng = get_engine("llamacpp", "smollm2-135m-instruct")
+sampling = Sampling(max_new_tokens=24, temperature=0.7, seed=5)
+first = eng.generate([question], n=2, sampling=sampling)
+again = eng.generate([question], n=2, sampling=sampling)
+greedy = eng.generate([question], sampling=Sampling(max_new_tokens=24, temperature=0))[0][0].text
+pairs = [("The capital of France is", " Paris"), ("The capital of France is", " London")]
+print(json.dumps({
+    "chat": eng.chat,
+    "sampled": [c.text for c in first[0]],
+    "repeatable": [c.text for c in first[0]] == [c.text for c in again[0]],
+    "greedy": greedy,
+    "loglik": eng.loglikelihood(pairs),
+}))
+"""
+
+
+def skip_without_llamacpp() -> None:
+    """Skip when llama-cpp-python is not installed, without importing it here (its import loads native code)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed (bash scripts/install.sh --dev builds it)")
+
+
+def run_child(code: str, timeout: float = 600) -> str:
+    """Run ``code`` in a fresh interpreter; a crash (a signal) or an error is a test failure that says which."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode < 0:
+        pytest.fail(f"llama.cpp child process died of signal {-proc.returncode}: {proc.stderr[-2000:]}")
+    if proc.returncode:
+        pytest.fail(f"llama.cpp child process exited with {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def test_run_child_reports_a_crash_as_a_failure():
+    with pytest.raises(pytest.fail.Exception, match="signal 11"):
+        run_child("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+
+
 def test_llamacpp_engine_agrees_with_transformers():
-    pytest.importorskip("llama_cpp")
-    eng = get_engine("llamacpp", SMOL)
-    assert eng.chat  # the GGUF carries SmolLM2's chat template, so filter and eval send chat prompts
-    sampling = Sampling(max_new_tokens=24, temperature=0.7, seed=5)
-    out = eng.generate([QUESTION], n=2, sampling=sampling)
-    assert out == eng.generate([QUESTION], n=2, sampling=sampling)
-    assert (
-        "pancreas" in eng.generate([QUESTION], sampling=Sampling(max_new_tokens=24, temperature=0))[0][0].text.lower()
-    )
+    import json
+
+    skip_without_llamacpp()
+
+    out = json.loads(run_child(LLAMACPP_CHILD).strip().splitlines()[-1])
+    assert out["chat"]  # the GGUF carries SmolLM2's chat template, so filter and eval send chat prompts
+    assert out["repeatable"] and all(text.strip() for text in out["sampled"])
+    assert "pancreas" in out["greedy"].lower()
     pairs = [("The capital of France is", " Paris"), ("The capital of France is", " London")]
-    ours = eng.loglikelihood(pairs)
     ref = get_engine("transformers", SMOL, dtype="fp32").loglikelihood(pairs)
-    for (a, ga), (b, gb) in zip(ours, ref):
+    for (a, ga), (b, gb) in zip(out["loglik"], ref):
         assert a == pytest.approx(b, abs=0.3) and ga == gb  # Q4_1 weights against their dequantized copy
-    eng.close()
 
 
 def _free_port() -> int:
@@ -96,7 +138,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    pytest.importorskip("llama_cpp.server")
+    skip_without_llamacpp()
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as f:
