@@ -1,10 +1,26 @@
-"""Answer extraction from a table of literal cases: what each pattern reads, and what must never count."""
+"""Answer extraction from tables of literal cases: what each pattern reads, and what must never count.
+
+The two big tables (PAYS and NEVER_PAYS) are the issue-14 contract: clear answers in every supported form are
+read, and negations, eliminations, hedges and multiple answers are not, whatever format carries them.
+"""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from medrlvr.extract import extract_answer, extract_choice, extract_number, strip_think
+from medrlvr import extract
+from medrlvr.extract import (
+    MAX_MATCHES,
+    boxed_blocks,
+    extract_answer,
+    extract_choice,
+    extract_number,
+    strip_think,
+)  # fmt: skip
 
 OPTS = {"A": "Aspirin", "B": "Vitamin A deficiency", "C": "Ibuprofen", "D": "None of the above"}
+# The options of issue 14: "Clopidogrel" starts with C, which a prefix match read as the letter C.
+DRUGS = {"A": "Aspirin", "B": "Heparin", "C": "Warfarin", "D": "Clopidogrel"}
 
 CHOICE_CASES = [
     # (completion, expected letter, deciding pattern)
@@ -17,12 +33,13 @@ CHOICE_CASES = [
     ("<answer>The answer is C</answer>", "C", "answer_tag"),
     ("<answer>Option D</answer>", "D", "answer_tag"),
     ("<answer>\\text{A}</answer>", "A", "answer_tag"),
+    ("<answer>D. None of the above</answer>", "D", "answer_tag"),  # "None" inside an option is not a negation
     ("Reasoning... so \\boxed{C}", "C", "boxed"),
     ("\\boxed{\\text{(B) Vitamin A deficiency}}", "B", "boxed"),
     ("\\boxed{B} and later \\boxed{B}", "B", "boxed"),
     ("Thus the answer is (A).", "A", "answer_is"),
     ("The correct answer is: **C**", "C", "answer_is"),
-    ("The answer is B because the patient lacks vitamin A", "B", "answer_is"),
+    ("The answer is B because the patient lacks vitamin A", "B", "answer_is"),  # the reason is not read
     ("Some reasoning.\nAnswer: D", "D", "answer_colon"),
     ("The correct answer is:\nC. Ibuprofen", "C", "answer_is"),
     ("**Answer:**\n\nB", None, "answer_colon"),  # only the very next line is read
@@ -30,7 +47,209 @@ CHOICE_CASES = [
     # the answer tag outranks everything else
     ("The answer is A. <answer>C</answer>", "C", "answer_tag"),
     ("\\boxed{A} <answer>B</answer>", "B", "answer_tag"),
+    # a hedge in the deciding pattern is decided (None), not passed on to a later pattern
+    ("<answer>A or C</answer> The answer is A.", None, "answer_tag"),
 ]
+
+
+@pytest.mark.parametrize("text, letter, pattern", CHOICE_CASES)
+def test_choice_cases(text, letter, pattern):
+    assert extract_choice(text, OPTS) == (letter, pattern)
+
+
+# --- the issue-14 table: clear answers pay ------------------------------------------------------------------
+
+PAYS = [
+    # answer tag: the letter in every dress
+    ("<answer>A</answer>", "A"),
+    ("<answer> B </answer>", "B"),
+    ("<answer>(C)</answer>", "C"),
+    ("<answer>D.</answer>", "D"),
+    ("<answer>[B]</answer>", "B"),
+    ("<answer>\nD\n</answer>", "D"),
+    ("<answer>**C**</answer>", "C"),
+    ("<answer>__A__</answer>", "A"),
+    ("<answer>`D`</answer>", "D"),
+    ("<answer>$B$</answer>", "B"),
+    ("<answer>\\text{C}</answer>", "C"),
+    ("<answer>$\\textbf{D}$</answer>", "D"),
+    ("<answer>\\text{\\textbf{A}}</answer>", "A"),
+    # full-width and other compatibility forms (NFKC)
+    ("<answer>Ｂ</answer>", "B"),
+    ("<answer>（Ｃ）</answer>", "C"),
+    ("<answer>Ⓑ</answer>", "B"),
+    # lowercase, where a lowercase letter can only be a letter
+    ("<answer>b</answer>", "B"),
+    ("<answer>(d)</answer>", "D"),
+    ("<answer>c)</answer>", "C"),
+    ("<answer>option b</answer>", "B"),
+    ("<answer>Option B</answer>", "B"),
+    ("<answer>choice C</answer>", "C"),
+    ("<answer>Choice (a)</answer>", "A"),
+    ("<answer>letter d</answer>", "D"),
+    # option text, whole
+    ("<answer>Heparin</answer>", "B"),
+    ("<answer>heparin</answer>", "B"),
+    ("<answer>CLOPIDOGREL</answer>", "D"),
+    ("<answer>B. Heparin</answer>", "B"),
+    ("<answer>B) Heparin</answer>", "B"),
+    ("<answer>Warfarin (C)</answer>", "C"),
+    ("<answer>**B. Heparin**</answer>", "B"),
+    ("<answer>D. Clopidogrel</answer>", "D"),
+    # sentences in the tag
+    ("<answer>The correct option is A</answer>", "A"),
+    ("<answer>the correct answer is (A)</answer>", "A"),
+    ("<answer>A is correct</answer>", "A"),
+    ("<answer>A is the correct answer</answer>", "A"),
+    # reasoning is not read
+    ("<think>A or C?</think><answer>C</answer>", "C"),
+    ("<think>not A, it is wrong</think>\n<answer>A</answer>", "A"),
+    ("<think>B is wrong</think><answer>D</answer>", "D"),
+    # boxed
+    ("\\boxed{A}", "A"),
+    ("So \\boxed{(B)}", "B"),
+    ("$\\boxed{\\text{C}}$", "C"),
+    ("\\boxed{\\textbf{D. Clopidogrel}}", "D"),
+    ("\\fbox{A}", "A"),
+    ("\\boxed {B}", "B"),
+    ("\\boxed{Ｃ}", "C"),
+    ("\\boxed{b}", "B"),
+    ("\\boxed{Warfarin}", "C"),
+    ("\\boxed{C} and so \\boxed{C}", "C"),
+    # "answer is"
+    ("The answer is A.", "A"),
+    ("The answer is (B).", "B"),
+    ("Thus, the answer is: **C**", "C"),
+    ("The correct answer is (A)", "A"),
+    ("The correct option is D.", "D"),
+    ("The best choice is B", "B"),
+    ("The final answer is Heparin.", "B"),
+    ("The answer is option b.", "B"),
+    ("The answer is Ｄ.", "D"),
+    ("The answer is most likely B", "B"),
+    ("the answer would be (d)", "D"),
+    ("The answer is B because heparin acts on antithrombin, unlike A", "B"),
+    ("The answer is C. Warfarin inhibits vitamin K epoxide reductase.", "C"),
+    ("The answer is B. A heparin drip is started at once.", "B"),  # "A heparin": an article, not a letter
+    ("I think the answer is C, since it is taken by mouth", "C"),
+    # "Answer:"
+    ("Answer: A", "A"),
+    ("Final answer: B", "B"),
+    ("**Final Answer:** C", "C"),
+    ("Answer: The correct option is A", "A"),
+    ("Answer: (D) Clopidogrel", "D"),
+    ("### Answer: Ｂ", "B"),
+    ("Answer: option c", "C"),
+    ("Answer：B", "B"),
+    ("Correct answer: D. Clopidogrel", "D"),
+    ("Reasoning first.\nAnswer: Heparin", "B"),
+    ("Answer: c)", "C"),
+    ("Answer: I think it is C", "C"),  # the pronoun I is not option I
+]
+
+
+@pytest.mark.parametrize("text, letter", PAYS)
+def test_clear_answers_pay(text, letter):
+    assert extract_choice(text, DRUGS).answer == letter
+    assert extract_answer(text, DRUGS) == letter
+
+
+# --- the issue-14 table: negations, eliminations, hedges and multiple answers never pay ---------------------
+
+NEVER_PAYS = [
+    # negation and elimination
+    ("<answer>not A</answer>", "A"),
+    ("<answer>A is incorrect</answer>", "A"),
+    ("<answer>A is wrong</answer>", "A"),
+    ("<answer>A is false</answer>", "A"),
+    ("<answer>anything but A</answer>", "A"),
+    ("<answer>everything except A</answer>", "A"),
+    ("<answer>except A</answer>", "A"),
+    ("<answer>rule out A</answer>", "A"),
+    ("<answer>A can be ruled out</answer>", "A"),
+    ("<answer>A is not correct</answer>", "A"),
+    ("<answer>A isn't right</answer>", "A"),
+    ("<answer>A isn’t right</answer>", "A"),
+    ("<answer>Not Aspirin</answer>", "A"),
+    ("<answer>It cannot be A</answer>", "A"),
+    ("<answer>neither A nor B</answer>", "A"),
+    ("<answer>definitely not (A)</answer>", "A"),
+    ("<answer>A is unlikely</answer>", "A"),
+    ("<answer>eliminate A</answer>", "A"),
+    ("<answer>other than A</answer>", "A"),
+    ("<answer>no, not A</answer>", "A"),
+    ("\\boxed{\\neq A}", "A"),
+    ("\\boxed{\\text{not } A}", "A"),
+    ("The answer is not A.", "A"),
+    ("The answer is anything but A", "A"),
+    ("Answer: A is incorrect", "A"),
+    ("Answer: not (A)", "A"),
+    ("Final answer: Ａ is wrong", "A"),
+    ("The answer isn't A", "A"),
+    # hedges: a second letter or option in the answer span
+    ("the answer is A or maybe C", "A"),
+    ("Answer: (A) (B)", "A"),
+    ("Final answer: A (or D)", "A"),
+    ("<answer>D C</answer>", "D"),  # the C is a second letter, not the start of "Clopidogrel"
+    ("<answer>A/B</answer>", "A"),
+    ("<answer>A and C</answer>", "A"),
+    ("<answer>A, C</answer>", "A"),
+    ("<answer>A;C</answer>", "A"),
+    ("<answer>A+C</answer>", "A"),
+    ("<answer>A & D</answer>", "A"),
+    ("<answer>A vs B</answer>", "A"),
+    ("<answer>A maybe C</answer>", "A"),
+    ("<answer>A, possibly D</answer>", "A"),
+    ("<answer>Both A and C</answer>", "A"),
+    ("<answer>A or b</answer>", "A"),
+    ("<answer>b or c</answer>", "B"),
+    ("<answer>option A or option C</answer>", "A"),
+    ("<answer>Ａ or Ｃ</answer>", "A"),
+    ("<answer>A, B, C, D</answer>", "A"),
+    ("<answer>Aspirin or Warfarin</answer>", "A"),
+    ("<answer>A. Heparin</answer>", "A"),  # a letter and another option's text contradict
+    ("<answer>Aspirin (B)</answer>", "A"),
+    ("<answer>(A) Aspirin (C) Warfarin</answer>", "A"),
+    ("\\boxed{A \\text{ or } C}", "A"),
+    ("\\boxed{A} \\boxed{C}", "A"),
+    ("\\boxed{A, D}", "A"),
+    ("The answer is A, but C is also possible", "A"),
+    ("The answer is A. Or C.", "A"),
+    ("The answer is A. C is also possible.", "A"),
+    ("The answer is (A) or (C)", "A"),
+    ("The answer is either A or B", "A"),
+    ("The answer is A/C", "A"),
+    ("Answer: A, B", "A"),
+    ("Answer: Aspirin or heparin", "A"),
+    ("Answer: A or Warfarin", "A"),
+    ("Answer: A\nAnswer: B", "A"),
+    ("The answer is A. Actually, the answer is C.", "A"),
+    ("<answer>A</answer><answer>C</answer>", "A"),
+    ("<answer>A</answer> <answer>A or C</answer>", "A"),
+    # not an answer at all
+    ("<answer>E</answer>", "A"),
+    ("<answer>Unknown</answer>", "A"),
+    ("<answer>a drug</answer>", "A"),  # an article, not a letter
+    ("The answer is a tough call", "A"),
+    ("<answer>Clop</answer>", "D"),  # a prefix of an option is not the option
+    ("<answer>Dabigatran</answer>", "D"),  # nor is a word that starts with the letter
+    ("<answer>Aspirins</answer>", "A"),  # option text counts only whole
+    ("<answer>AB</answer>", "A"),
+    ("Answer: A or", "A"),  # a hedge cut off
+    ("Answer: " + "A or " * 20 + "A", "A"),  # repetition, not an answer
+]
+
+
+@pytest.mark.parametrize("text, gold", NEVER_PAYS)
+def test_negations_and_hedges_never_pay(text, gold):
+    assert extract_choice(text, DRUGS).answer is None
+    assert extract_answer(text, DRUGS) is None
+
+
+def test_tables_are_big_enough():
+    """Issue 14 asks for at least 60 cases of each kind."""
+    assert len(PAYS) >= 60 and len(NEVER_PAYS) >= 60
+
 
 HACKS = [
     # (completion, why it must not score any letter)
@@ -52,14 +271,10 @@ HACKS = [
     ("A B C D", "letters with no answer pattern"),
     ("<answer>Unknown</answer>", "no letter, no option"),
     ("\\boxed{B", "unclosed box"),
-    ("<answer>B</answer>" * 40, "answer-tag spam"),
+    ("<answer>B</answer>" * (MAX_MATCHES + 24), "answer-tag spam"),
     ("The answer is B. " * 40, "answer-cue spam"),
+    ("\\boxed{" + "B " * 1500 + "}", "a box longer than any answer"),
 ]
-
-
-@pytest.mark.parametrize("text, letter, pattern", CHOICE_CASES)
-def test_choice_cases(text, letter, pattern):
-    assert extract_choice(text, OPTS) == (letter, pattern)
 
 
 @pytest.mark.parametrize("text, why", HACKS)
@@ -71,17 +286,44 @@ def test_strict_reads_only_the_prompted_formats():
     assert extract_answer("The answer is (A).", OPTS) == "A"
     assert extract_answer("The answer is (A).", OPTS, strict=True) is None
     assert extract_answer("\\boxed{A}", OPTS, strict=True) == "A"
+    assert extract_answer("<answer>Ｂ</answer>", OPTS, strict=True) == "B"
+    assert extract_answer("<answer>not B</answer>", OPTS, strict=True) is None
 
 
 def test_letters_are_limited_to_the_options():
     ten = {letter: f"option {letter}" for letter in "ABCDEFGHIJ"}
     assert extract_choice("<answer>J</answer>", ten).answer == "J"
     assert extract_choice("<answer>J</answer>", OPTS).answer is None
-    # option texts that are themselves letters (MedMCQA): a bare letter is the letter
-    assert extract_choice("<answer>C</answer>", {"A": "a", "B": "c", "C": "bc", "D": "ad"}).answer == "C"
+    assert extract_choice("<answer>I think J</answer>", ten).answer == "J"  # the pronoun is not option I
+    assert extract_choice("<answer>I or J</answer>", ten).answer is None
+    # option texts that are themselves letters (MedMCQA): a bare capital is the letter, a bare lowercase the text
+    letters_as_texts = {"A": "a", "B": "c", "C": "bc", "D": "ad"}
+    assert extract_choice("<answer>C</answer>", letters_as_texts).answer == "C"
+    assert extract_choice("<answer>c</answer>", letters_as_texts).answer == "B"
+    assert extract_choice("<answer>bc</answer>", letters_as_texts).answer == "C"
+    # an option's text exactly as written beats the letter NFKC would make of it (CMMLU: option D is "A：")
+    colons = {"A": "B：", "B": "C：", "C": "D：", "D": "A："}
+    assert extract_choice("<answer>A：</answer>", colons).answer == "D"
+    assert extract_choice("<answer>A</answer>", colons).answer == "A"
+    # texts that clean to the same string name neither option, and their words are not letters (MMLU-Pro)
+    code = {"A": "a[i] < max", "B": "a[i] == max", "C": "TRUE", "D": "!(a[i] == max)", "I": "a[i] != max"}
+    assert extract_choice("<answer>B. a[i] == max</answer>", code).answer == "B"
+    assert extract_choice("The answer is (B) a[i] == max", code).answer == "B"
+    # a long option is read whole after a cue, so the article that starts it is not the letter A
+    long_text = "A monoclonal antiserum contains antibodies secreted from the descendants of one B lymphocyte " * 3
+    assert extract_choice(f"The answer is (C) {long_text}", {"A": "x", "B": "y", "C": long_text}).answer == "C"
     # options as a list, as a dataset column may hold them; None entries (padded struct columns) dropped
     assert extract_choice("<answer>B</answer>", ["x", "y"]).answer == "B"
     assert extract_choice("<answer>C</answer>", {"A": "x", "B": "y", "C": None}).answer is None
+
+
+def test_pubmedqa_words_are_options_not_hedges():
+    """PubMedQA's options are yes / no / maybe: "no" and "maybe" there name options, they do not negate or hedge."""
+    yes_no = {"A": "yes", "B": "no", "C": "maybe"}
+    assert extract_choice("<answer>no</answer>", yes_no).answer == "B"
+    assert extract_choice("<answer>maybe</answer>", yes_no).answer == "C"
+    assert extract_choice("Answer: no", yes_no).answer == "B"
+    assert extract_choice("<answer>yes or maybe</answer>", yes_no).answer is None
 
 
 def test_strip_think():
@@ -91,20 +333,84 @@ def test_strip_think():
     assert strip_think("x<think>never closed<answer>B</answer>") == "x<answer>B</answer>"  # an answer ends it
 
 
+def test_boxed_blocks():
+    assert boxed_blocks("\\boxed{a{b}c} \\fbox {d} \\boxed e \\boxed{f}") == ["a{b}c", "d", "f"]
+    assert boxed_blocks("\\boxed{a} \\boxed{b") == ["a"]  # unclosed to the end: nothing more can close
+    long = boxed_blocks("\\boxed{" + "x" * 5000 + "} \\boxed{B}")
+    assert len(long) == 1 and len(long[0]) > 2000  # too long to be an answer: read as unparseable, and the scan stops
+
+
+class CountingPattern:
+    """A compiled regex that counts how many characters its searches pass over."""
+
+    def __init__(self, pattern):
+        self.pattern, self.scanned = pattern, 0
+
+    def search(self, text, pos=0, endpos=None):
+        m = self.pattern.search(text, pos, len(text) if endpos is None else endpos)
+        self.scanned += (m.end() if m else len(text)) - pos
+        return m
+
+
+@pytest.mark.parametrize("unit", ["\\boxed ", "\\fbox ", "\\boxed \\fbox ", "\\boxed{B} ", "\\boxed{", "x"])
+def test_box_scan_reads_each_character_once(unit, monkeypatch):
+    """Repeated ``\\boxed `` with no brace was quadratic: each box searched for both commands to the end of the
+    text. Now one search finds the next box that opens a brace, and no character is searched twice."""
+    spy = CountingPattern(extract._BOX_OPEN)
+    monkeypatch.setattr(extract, "_BOX_OPEN", spy)
+    text = unit * (100_000 // len(unit))
+    blocks = extract.boxed_blocks(text)
+    assert len(blocks) <= MAX_MATCHES + 1
+    assert spy.scanned <= len(text)
+
+
 NUMBER_CASES = [
     ("So she has 18 left.\n#### 18", "18"),
     ("#### 1,234", "1234"),
     ("\\boxed{18.00}", "18"),
     ("\\boxed{\\frac{3}{4}}", "0.75"),
+    ("\\boxed{\\frac{1}{2}}", "0.5"),
+    ("<answer>-\\dfrac{1}{2}</answer>", "-0.5"),
     ("The answer is $42.", "42"),
+    ("The answer is $1,234.50.", "1234.5"),
     ("<answer>-7</answer>", "-7"),
+    ("<answer>−7</answer>", "-7"),  # the Unicode minus sign
+    ("<answer>１８</answer>", "18"),  # full-width digits
+    ("<answer>18 dollars</answer>", "18"),
+    ("<answer>$18</answer>", "18"),
+    ("<answer>25%</answer>", "25"),
+    ("#### 18.0", "18"),
+    ("#### 18 apples are left over", "18"),
+    ("\\boxed{18 \\text{ cm}^2}", "18"),
+    ("<answer>3 × 6 = 18</answer>", "18"),  # an equation states its result last
+    ("The answer is 18 because 20 - 2 = 18", "18"),
+    ("The answer is 18, since she gave 2 away", "18"),
     ("<think>#### 3</think><answer>5</answer>", "5"),
     ("I compute 5 then 7 apples.", "7"),
+    # never: hedges, negations, several numbers
     ("<answer>18 or 20</answer>", None),
+    ("<answer>18/19</answer>", None),
+    ("<answer>18, 19</answer>", None),
+    ("<answer>18,19</answer>", None),
+    ("<answer>18 and 19</answer>", None),
+    ("<answer>18-19</answer>", None),
+    ("<answer>not 18</answer>", None),
+    ("<answer>18 is wrong</answer>", None),
+    ("<answer>between 18 and 20</answer>", None),
+    ("#### 18, 19", None),
+    ("#### 18 or 19", None),
+    ("The answer is 18 or 19.", None),
+    ("The answer is not 18", None),
     ("#### 18\n#### 20", None),
+    ("18/19", None),
+    ("18, 19", None),
+    ("18 or 19", None),
+    ("not 18", None),
+    ("It is 18 and 19", None),
     ("<think>it is 12</think>", None),
     ("no digits at all", None),
     ("", None),
+    ("1" * 10_000, None),  # not a number anyone meant, and too long to convert
 ]
 
 
@@ -112,3 +418,112 @@ NUMBER_CASES = [
 def test_number_cases(text, number):
     assert extract_number(text).answer == number
     assert extract_answer(text) == number
+
+
+def test_400kb_adversarial_inputs_finish():
+    """Repeated cues that once made extraction quadratic (``\\boxed `` without a brace took 7.8 s at 400 KB).
+    Speed is measured by ``medrlvr bench rewards``; this only checks that each call returns, with the right
+    outcome, and counts no time."""
+    units = ["\\boxed ", "\\fbox ", "\\boxed{", "\\boxed{{", "<answer>", "<think>", "the answer is ", "{", "Ｂ "]
+    units += ["Answer: A or ", "Answer: not A\n", "#### 1,", "<answer>A</answer>", "\\boxed{A} ", "A or C ", "7 or "]
+    for unit in units:
+        text = unit * (400_000 // len(unit))
+        assert extract_choice(text, DRUGS).answer is None, unit
+        assert extract_number(text).answer is None, unit
+
+
+# --- properties: generated answers, hedges and negations around a gold letter ---------------------------------
+
+FULL_WIDTH = {letter: chr(ord("Ａ") + i) for i, letter in enumerate("ABCDEFGHIJ")}
+
+
+def letter_forms(letter):
+    """Ways of writing one option that all mean that option."""
+    text = DRUGS[letter]
+    low = letter.lower()
+    return [
+        letter, f"({letter})", f"{letter}.", f"**{letter}**", f"option {letter}", f"Option {low}", f"({low})",
+        FULL_WIDTH[letter], f"\\text{{{letter}}}", f"{letter}. {text}", text, text.upper(), f"choice {letter}",
+    ]  # fmt: skip
+
+
+FORMATS = [
+    "<answer>{}</answer>",
+    "<think>{noise}</think>\n<answer>{}</answer>",
+    "\\boxed{{{}}}",
+    "The answer is {}.",
+    "Therefore, the correct answer is {}",
+    "Answer: {}",
+    "Final answer: {}",
+]
+HEDGE_JOINERS = [" or ", " or maybe ", "/", ", ", " and ", " (or ", ") (", " & ", " vs ", ", possibly ", " perhaps "]
+NEGATIONS = [
+    "not {}", "{} is incorrect", "{} is wrong", "anything but {}", "except {}", "rule out {}", "{} is false",
+    "{} can be ruled out", "definitely not {}", "{} is not correct", "{} isn't right", "everything but {}",
+]  # fmt: skip
+
+GOLD = st.sampled_from("ABCD")
+NOISE = st.text(alphabet=st.characters(blacklist_characters="<>\\{}", blacklist_categories=("Cs",)), max_size=40)
+
+
+@st.composite
+def answer_and_form(draw, gold=GOLD):
+    letter = draw(gold)
+    return letter, draw(st.sampled_from(letter_forms(letter)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pick=answer_and_form(), fmt=st.sampled_from(FORMATS), noise=NOISE)
+def test_generated_clear_answers_pay(pick, fmt, noise):
+    letter, form = pick
+    text = fmt.format(form, noise=noise)
+    assert extract_answer(text, DRUGS) == letter, text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gold=GOLD, other=GOLD, data=st.data(), joiner=st.sampled_from(HEDGE_JOINERS), fmt=st.sampled_from(FORMATS),
+    gold_first=st.booleans(), noise=NOISE,
+)  # fmt: skip
+def test_generated_hedges_never_pay(gold, other, data, joiner, fmt, gold_first, noise):
+    if other == gold:
+        other = "ABCD"[("ABCD".index(gold) + 1) % 4]
+    first = data.draw(st.sampled_from(letter_forms(gold)))
+    second = data.draw(st.sampled_from(letter_forms(other)))
+    hedge = first + joiner + second if gold_first else second + joiner + first
+    text = fmt.format(hedge, noise=noise)
+    assert extract_answer(text, DRUGS) is None, text
+
+
+@settings(max_examples=300, deadline=None)
+@given(pick=answer_and_form(), negation=st.sampled_from(NEGATIONS), fmt=st.sampled_from(FORMATS), noise=NOISE)
+def test_generated_negations_never_pay(pick, negation, fmt, noise):
+    _, form = pick
+    text = fmt.format(negation.format(form), noise=noise)
+    assert extract_answer(text, DRUGS) is None, text
+
+
+NUMBER_HEDGES = ["{a}/{b}", "{a}, {b}", "{a} or {b}", "{a} and {b}", "not {a}", "{a} or maybe {b}", "{a} is wrong"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.integers(0, 10**6), b=st.integers(0, 10**6), hedge=st.sampled_from(NUMBER_HEDGES),
+    fmt=st.sampled_from(["<answer>{}</answer>", "#### {}", "\\boxed{{{}}}", "The answer is {}.", "{}"]),
+)  # fmt: skip
+def test_generated_number_hedges_never_pay(a, b, hedge, fmt):
+    if a == b:
+        b = a + 1
+    text = fmt.format(hedge.format(a=a, b=b))
+    assert extract_number(text).answer is None, text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(-(10**7), 10**7),
+    dress=st.sampled_from(["{}", "${:,}", "{:,}", "{}.0", "{} dollars", "{} apples in total"]),
+    fmt=st.sampled_from(["<answer>{}</answer>", "#### {}", "\\boxed{{{}}}", "The answer is {}.", "So it is {}"]),
+)  # fmt: skip
+def test_generated_numbers_pay(n, dress, fmt):
+    text = fmt.format(dress.format(n))
+    assert extract_number(text).answer == str(n), text
