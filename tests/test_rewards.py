@@ -1,13 +1,17 @@
-"""Rewards: literal tables, TRL and verl call forms, and properties (never raise, linear time) with hypothesis."""
-
-import time
+"""Rewards: literal tables, TRL and verl call forms, and properties (never raise, bounded work) with hypothesis."""
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from medrlvr import extract
+from medrlvr.bench import ADVERSARIAL_UNITS
 from medrlvr.rewards import (
-    accuracy_reward, compute_score, format_reward, get_reward, xml_count_reward,
+    accuracy_reward,
+    compute_score,
+    format_reward,
+    get_reward,
+    xml_count_reward,
 )  # fmt: skip
 
 OPTS = {"A": "Aspirin", "B": "Vitamin A deficiency", "C": "Ibuprofen", "D": "None of the above"}
@@ -31,6 +35,36 @@ ACCURACY = [
 @pytest.mark.parametrize("text, score", ACCURACY)
 def test_accuracy_table(text, score):
     assert accuracy_reward([text], answer=["B"], options=[OPTS]) == [score]
+
+
+DRUGS = {"A": "Aspirin", "B": "Heparin", "C": "Warfarin", "D": "Clopidogrel"}
+ISSUE_14 = [
+    # (completion, gold, score): each of these scored the other way before issue 14
+    ("<answer>not A</answer>", "A", 0.0),
+    ("<answer>A is incorrect</answer>", "A", 0.0),
+    ("the answer is A or maybe C", "A", 0.0),
+    ("Answer: (A) (B)", "A", 0.0),
+    ("Final answer: A (or D)", "A", 0.0),
+    ("<answer>D C</answer>", "D", 0.0),
+    ("<answer>Ｂ</answer>", "B", 1.0),
+    ("<answer>option b</answer>", "B", 1.0),
+    ("Answer: The correct option is A", "A", 1.0),
+]
+
+
+@pytest.mark.parametrize("text, gold, score", ISSUE_14)
+def test_issue_14_letters(text, gold, score):
+    assert accuracy_reward([text], answer=[gold], options=[DRUGS]) == [score]
+    assert compute_score("medqa", text, gold, {"options": DRUGS}) == score
+
+
+@pytest.mark.parametrize("fmt", ["<answer>{}</answer>", "#### {}", "\\boxed{{{}}}", "The answer is {}.", "{}"])
+@pytest.mark.parametrize("span, gold", [("18/19", "19"), ("18/19", "18"), ("18, 19", "19"), ("not 18", "18")])
+def test_issue_14_numbers(fmt, span, gold):
+    """GSM8K paid "18/19" and "18, 19" (the last number) and "not 18"."""
+    text = fmt.format(span)
+    assert accuracy_reward([text], answer=[gold]) == [0.0]
+    assert compute_score("gsm8k", text, gold) == 0.0
 
 
 def test_accuracy_without_options_and_for_numbers():
@@ -99,6 +133,50 @@ def test_verl_compute_score():
     assert compute_score("medqa", "<answer>A or B</answer>", "B", None) == 0.0
     assert compute_score("gsm8k", "#### 72", "72") == 1.0
     assert compute_score(None, None, None, None) == 0.0
+    assert compute_score("medqa", b"<answer>B</answer>", b"B", {"options": OPTS}) == 1.0  # bytes are UTF-8 text
+
+
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+WEIRD = [
+    None, 42, 3.5, b"<answer>\xff\xfe</answer>", bytearray(b"\x00"), {"content": None}, {"role": "assistant"},
+    [{"role": "assistant", "content": 7}], [[[["deep"]]]], Unprintable(), object(), "\ud800<answer>B</answer>",
+    "<answer>B\u0301</answer>", "\u202e<answer>B</answer>", "<answer>\x00B\x00</answer>", "\U0001f600" * 1000,
+    "<answer>" + "Ｂ" * 3000 + "</answer>", "\\boxed{" * 50_000, "<answer>B</answer>" + " " * 2_000_000,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("completion", WEIRD, ids=range(len(WEIRD)))
+@pytest.mark.parametrize("gold", ["B", "18", None, b"B", Unprintable()], ids=range(5))
+def test_rewards_never_raise_on_odd_inputs(completion, gold):
+    for reward in (accuracy_reward, format_reward, xml_count_reward):
+        for options in ([OPTS], None, ["not a dict"], [{"A": Unprintable()}]):
+            scores = reward([completion], answer=[gold], options=options)
+            assert len(scores) == 1 and all(type(x) is float and 0.0 <= x <= 1.0 for x in scores)
+    assert compute_score("x", completion, gold, {"options": OPTS}) in (0.0, 1.0)
+
+
+def test_bytes_and_lone_surrogates_are_read():
+    assert accuracy_reward([b"<answer>B</answer>"], answer=["B"], options=[OPTS]) == [1.0]
+    assert accuracy_reward(["\ud800<answer>B</answer>"], answer=["B"], options=[OPTS]) == [1.0]
+    assert accuracy_reward(["<answer>B</answer>" + " " * 2_000_000], answer=["B"], options=[OPTS]) == [1.0]
+
+
+@pytest.mark.parametrize("batch, size", [(None, 0), (7, 1), ("<answer>B</answer>", 1), ({"content": "x"}, 1)])
+def test_odd_batches_never_raise(batch, size):
+    """One completion passed bare (not in a list), or junk in the batch's place, still gets one float per item."""
+    for reward in (accuracy_reward, format_reward, xml_count_reward):
+        assert len(reward(batch, answer=["B"], options=[OPTS])) == size
+
+
+def test_numpy_batches():
+    """A numpy array of completions (its truth value raises, so `completions or []` did)."""
+    np = pytest.importorskip("numpy")
+    batch = np.array(["<answer>B</answer>", "<answer>A or B</answer>"])
+    assert accuracy_reward(batch, answer=np.array(["B", "B"]), options=[OPTS, OPTS]) == [1.0, 0.0]
 
 
 def test_rewards_by_name():
@@ -117,8 +195,11 @@ TAGGY = st.lists(
     max_size=60,
 ).map("".join)
 ANY_COMPLETION = st.one_of(
-    TAGGY, st.text(max_size=300), st.none(), st.integers(), st.lists(st.dictionaries(st.sampled_from(["role", "content"]),
-    st.one_of(st.text(max_size=50), st.none(), st.integers()))),
+    TAGGY, st.text(max_size=300), st.none(), st.integers(), st.binary(max_size=100), st.floats(),
+    st.text(st.characters(codec=None), max_size=100),  # any code point, lone surrogates included
+    st.lists(st.dictionaries(st.sampled_from(["role", "content"]),
+    st.one_of(st.text(max_size=50), st.none(), st.integers(), st.binary(max_size=20)))),
+    st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=3),
 )  # fmt: skip
 ANY_GOLD = st.one_of(st.sampled_from(["A", "B", "J", "72", "-3.5", ""]), st.text(max_size=5), st.none(), st.integers())
 ANY_OPTIONS = st.one_of(
@@ -150,28 +231,59 @@ def test_no_pay_for_hedging(text, gold):
     assert accuracy_reward([f"<answer>{gold} or {other}</answer>"], answer=[gold], options=[OPTS]) == [0.0]
 
 
-ADVERSARIAL_UNITS = [
-    "<answer>",
-    "<think>",
-    "\\boxed{",
-    "{",
-    "answer is ",
-    "Answer: A or ",
-    "A ",
-    "#### 1,",
-    "</answer>",
-    "(",
-    "1",
-]
+# Hedges and negations generated around a gold letter, in the formats the prompts and models use
+FORMS = ["{}", "({})", "option {}", "**{}**", "\\text{{{}}}"]
+HEDGES = ["{g} or {o}", "{o} or {g}", "{g}/{o}", "{g} (or {o})", "({g}) ({o})", "{g}, {o}", "{g} and {o}", "{o} {g}"]
+NEGATED = ["not {g}", "{g} is incorrect", "{g} is wrong", "anything but {g}", "except {g}", "rule out {g}"]
+WRAPS = ["<answer>{}</answer>", "\\boxed{{{}}}", "The answer is {}.", "Answer: {}", "Final answer: {}"]
 
 
-@settings(max_examples=60, deadline=None)
-@given(unit=st.lists(st.sampled_from(ADVERSARIAL_UNITS), min_size=1, max_size=4).map("".join))
-def test_100kb_adversarial_completion_is_linear(unit):
-    """A 100 KB repetition of tag and pattern fragments. The budget is 50 ms (measured by `medrlvr bench rewards`);
-    this test only catches super-linear blow-ups, which take seconds to minutes, with a bound 20x the budget."""
-    text = (unit * (100_000 // len(unit) + 1))[:100_000]
-    start = time.perf_counter()
+@settings(max_examples=300, deadline=None)
+@given(
+    gold=st.sampled_from("ABCD"), other=st.sampled_from("ABCD"), forms=st.tuples(*[st.sampled_from(FORMS)] * 2),
+    shape=st.sampled_from(HEDGES + NEGATED), wrap=st.sampled_from(WRAPS), prefix=TAGGY,
+)  # fmt: skip
+def test_generated_hedges_and_negations_score_zero(gold, other, forms, shape, wrap, prefix):
+    """The gold letter next to a second letter, or negated, never pays; in an answer tag, whatever comes before."""
+    if other == gold:
+        other = "ABCD"[("ABCD".index(gold) + 1) % 4]
+    answer = shape.format(g=forms[0].format(gold), o=forms[1].format(other))
+    text = wrap.format(answer)
+    assert accuracy_reward([text], answer=[gold], options=[DRUGS]) == [0.0], text
+    if wrap.startswith("<answer>"):  # the tag outranks anything before it, and a None in it decides
+        assert accuracy_reward([prefix + text], answer=[gold], options=[DRUGS]) == [0.0], prefix + text
+
+
+@settings(max_examples=200, deadline=None)
+@given(gold=st.sampled_from("ABCD"), form=st.sampled_from(FORMS), wrap=st.sampled_from(WRAPS), think=st.text())
+def test_generated_clear_answers_score_one(gold, form, wrap, think):
+    think = think.replace("<", "").replace(">", "")
+    text = f"<think>{think}</think>" + wrap.format(form.format(gold))
+    assert accuracy_reward([text], answer=[gold], options=[DRUGS]) == [1.0], text
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL_UNITS))
+def test_400kb_adversarial_completion_reads_few_spans(name, monkeypatch):
+    """The work is bounded by construction, not by luck: on 400 KB of any bench unit, the span reader (the only
+    part that is not a single scan) is called at most MAX_MATCHES times, however many cues the text repeats.
+    Speed itself is measured by `medrlvr bench rewards`, not here."""
+    unit = ADVERSARIAL_UNITS[name]
+    head, unit, tail = unit if isinstance(unit, tuple) else ("", unit, "")
+    text = head + unit * (400_000 // len(unit)) + tail
+    calls = {"choice": 0, "number": 0}
+    real_choice, real_number = extract.resolve_choice, extract.resolve_number
+
+    def choice(span, options, line=False):
+        calls["choice"] += 1
+        return real_choice(span, options, line)
+
+    def number(span, line=False):
+        calls["number"] += 1
+        return real_number(span, line)
+
+    monkeypatch.setattr(extract, "resolve_choice", choice)
+    monkeypatch.setattr(extract, "resolve_number", number)
     for reward in (accuracy_reward, format_reward, xml_count_reward):
-        reward([text], answer=["B"], options=[OPTS])
-    assert time.perf_counter() - start < 1.0
+        assert reward([text], answer=["B"], options=[OPTS]) in ([0.0], [0.25], [0.5], [0.75], [1.0])
+    assert accuracy_reward([text], answer=["18"]) in ([0.0], [1.0])
+    assert calls["choice"] <= extract.MAX_MATCHES and calls["number"] <= extract.MAX_MATCHES

@@ -3,13 +3,15 @@
 
 The three rewards of Open-Medical-R1 (section 3.1): format, accuracy and XML count. Completions may be
 plain strings or chat messages (``[{"role": "assistant", "content": ...}]``). No reward ever raises: a
-completion that cannot be read scores 0.0, and nothing pays for hedging (see :mod:`medrlvr.extract`).
+completion that cannot be read scores 0.0 (bytes are read as UTF-8), and nothing pays for a hedge or a negation
+(see :mod:`medrlvr.extract`).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .extract import canonical_number, extract_answer, normalize_options
 from .records import LETTERS
@@ -20,9 +22,12 @@ TRAILING_PENALTY_MAX = 0.25  # ... up to one tag's worth
 
 
 def completion_text(completion: Any) -> str:
-    """The text of one completion: a string, or the assistant messages of a chat completion, joined."""
+    """The text of one completion: a string, UTF-8 bytes, or the assistant messages of a chat completion, joined.
+    Anything else is the empty string (which scores 0.0)."""
     if isinstance(completion, str):
         return completion
+    if isinstance(completion, (bytes, bytearray)):
+        return bytes(completion).decode("utf-8", errors="replace")
     if isinstance(completion, Mapping):
         content = completion.get("content")
         return content if isinstance(content, str) else ""
@@ -54,6 +59,8 @@ def _options(value: Any) -> dict[str, str]:
 
 def is_correct(text: str, gold: Any, options: Any = None) -> bool:
     """Whether a completion's extracted answer equals the gold answer (a letter, or a number for GSM8K)."""
+    if isinstance(gold, (bytes, bytearray)):
+        gold = bytes(gold).decode("utf-8", errors="replace")
     gold = str(gold).strip() if gold is not None else ""
     if not gold:
         return False
@@ -67,12 +74,25 @@ def is_correct(text: str, gold: Any, options: Any = None) -> bool:
     return answer is not None and answer == canonical_number(gold)
 
 
+def _as_list(completions: Any) -> list[Any]:
+    """The batch as a list: None is empty; one string, bytes or message is a batch of one; any iterable (a
+    numpy array too, whose truth value would raise) is listed; anything else is one unreadable completion."""
+    if completions is None:
+        return []
+    if isinstance(completions, (str, bytes, bytearray, Mapping)):
+        return [completions]
+    try:
+        return list(completions)
+    except Exception:  # noqa: BLE001 -- an iterable that fails half-way is still a batch we must score
+        return [completions]
+
+
 def _safe(score: Callable[[str, int], float], completions: Sequence[Any]) -> list[float]:
     out = []
-    for i, completion in enumerate(completions or []):
+    for i, completion in enumerate(_as_list(completions)):
         try:
             out.append(float(score(completion_text(completion), i)))
-        except Exception:  # a reward must never stop training
+        except Exception:  # noqa: BLE001 -- a reward must never stop training: what cannot be read scores 0.0
             out.append(0.0)
     return out
 
@@ -150,5 +170,5 @@ def compute_score(data_source: Any, solution_str: Any, ground_truth: Any, extra_
     try:
         options = extra_info.get("options") if isinstance(extra_info, Mapping) else None
         return 1.0 if is_correct(completion_text(solution_str), ground_truth, options) else 0.0
-    except Exception:
+    except Exception:  # noqa: BLE001 -- verl stops on an exception; an unreadable completion scores 0.0
         return 0.0
