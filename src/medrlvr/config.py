@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
@@ -16,22 +18,132 @@ def build(
     error: type[ValueError] = ValueError,
 ):
     """``cls(**values)``, checked. ``drop`` names fields the mapping may not set; ``fixed`` gives their values.
-    Numbers written as text (YAML reads ``1e-5`` as a string) are converted for ``int`` and ``float`` fields."""
+    Every value is checked against its field's annotation (see :func:`checked`), so a wrong type is an error that
+    names the setting instead of a traceback later or a silent ``bool('nope') == True``."""
     if not isinstance(values, dict):
         raise error(f"{where}: expected a mapping, got {type(values).__name__}")
-    known = {f.name: f.type for f in fields(cls)}
-    unknown = sorted(k for k in values if k not in known or k in drop)
+    known = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(k for k in values if k not in names or k in drop)
     if unknown:
-        allowed = ", ".join(sorted(k for k in known if k not in drop))
+        allowed = ", ".join(sorted(k for k in names if k not in drop))
         raise error(f"{where}: unknown setting {unknown[0]!r}; known: {allowed}")
     values = dict(values)
     for key, value in values.items():
-        if known[key] in ("float", "int") and isinstance(value, str):
-            try:
-                values[key] = float(value) if known[key] == "float" else int(value)
-            except ValueError:
-                raise error(f"{where}: setting '{key}' must be a number, got {value!r}") from None
+        try:
+            values[key] = checked(value, known[key])
+        except TypeError as e:
+            raise error(f"{where}: setting '{key}' {e}") from None
     try:
         return cls(**values, **(fixed or {}))
     except (TypeError, ValueError) as e:
         raise error(f"{where}: {e}") from None
+
+
+def _describe(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "text"
+    if tp is list:
+        return "a list"
+    if tp is dict:
+        return "a mapping"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(t) for t in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}"
+    if origin is dict:
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is(value: Any, tp: Any) -> bool:
+    if tp is type(None):
+        return value is None
+    if tp in (int, float) and isinstance(value, bool):
+        return False
+    kind = typing.get_origin(tp) or tp
+    return isinstance(kind, type) and isinstance(value, kind)
+
+
+def checked(value: Any, tp: Any) -> Any:
+    """``value`` as the annotated type ``tp``, or TypeError saying what was expected. YAML gives bools, ints,
+    floats, text, lists and mappings; a bool is never taken for a number (``True == 1``) and text is never taken
+    for a bool (``strict: 'nope'`` must not mean true). Numbers written as text (YAML 1.1 reads ``1e-5`` as a
+    string) are converted."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        # A member the value already is comes first: "8" for ``str | int`` stays text, 5 for ``int | float`` an int.
+        members = sorted(typing.get_args(tp), key=lambda member: not _is(value, member))
+        for member in members:
+            try:
+                return checked(value, member)
+            except TypeError:
+                continue
+        raise TypeError(f"must be {_describe(tp)}, got {_shown(value)}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"must be {_describe(tp)}, got {_shown(value)}")
+        (item,) = typing.get_args(tp)
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(checked(v, item))
+            except TypeError as e:
+                raise TypeError(f"item {i}: {e}") from None
+        return out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"must be a mapping, got {_shown(value)}")
+        key_type, value_type = typing.get_args(tp) or (Any, Any)
+        out = {}
+        for k, v in value.items():
+            try:
+                out[checked(k, key_type)] = checked(v, value_type)
+            except TypeError as e:
+                raise TypeError(f"entry {k!r}: {e}") from None
+        return out
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp in (int, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        else:
+            number = None
+        if number is not None and tp is float:
+            return float(number)
+        if number is not None and float(number).is_integer():
+            return int(number)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+    else:
+        return value  # an annotation this checker does not know: the dataclass checks it
+    raise TypeError(f"must be {_describe(tp)}, got {_shown(value)}")
