@@ -90,6 +90,11 @@ def _append(path, text):
         f.write(text)
 
 
+def _append_bytes(path, data: bytes):
+    with open(path, "ab") as f:
+        f.write(data)
+
+
 @pytest.mark.parametrize(
     "name, split, corrupt, where, field",
     [
@@ -106,6 +111,14 @@ def _append(path, text):
         ("cmmlu", "test", lambda d: _append(d / "cmmlu/test/arts.csv", "1,问题,甲,乙,,丁,A\n"), "line 3", "options"),
         ("gsm8k", "test", lambda d: _append(d / "gsm8k/test.jsonl", json.dumps({"question": "q", "answer": "no final"}) + "\n"),
             "line 3", "answer"),
+        # latin-1 bytes (0xe9 is "é"): the row and field are named, and --on-error skip skips just that row
+        ("gsm8k", "test", lambda d: _append_bytes(d / "gsm8k/test.jsonl", b'{"question": "caf\xe9?", "answer": "#### 4"}\n'),
+            "line 3", "question"),
+        ("mmlu", "test", lambda d: _append_bytes(d / "mmlu/test/astronomy_test.csv", b"Caf\xe9?,a,b,c,d,A\n"), "line 2",
+            "column 1"),
+        # a 5 MB field is over the csv module's limit (it used to escape as a bare _csv.Error traceback)
+        ("mmlu", "test", lambda d: _append(d / "mmlu/test/astronomy_test.csv", '"' + "x" * 5_000_000 + '",a,b,c,d,A\n'),
+            "line 2", "<csv>"),
     ],
 )  # fmt: skip
 def test_malformed_row_names_file_row_and_field(data_copy, name, split, corrupt, where, field):
@@ -231,3 +244,28 @@ def test_bundled_demo_questions_load_without_a_data_directory(monkeypatch):
         assert accuracy_reward(golds, answer=[r.answer for r in records]) == [1.0] * len(records)
     with pytest.raises(DataError, match="evaluation only"):
         load_pool("demo:test")
+
+
+def test_an_empty_benchmark_file_is_an_error_not_zero_questions(data_copy, capsys, tiny_checkpoint, tmp_path):
+    """It used to give exit 0 and "accuracy 0.000 on 0 questions"."""
+    from medrlvr.cli import main
+
+    (data_copy / "gsm8k/test.jsonl").write_text("")
+    with pytest.raises(DataError, match=r"gsm8k/test.jsonl: no questions in gsm8k test"):
+        load_benchmark("gsm8k", "test", data_copy)
+    argv = ["eval", "--model", str(tiny_checkpoint), "--benchmarks", "gsm8k", "--data-dir", str(data_copy),
+            "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gsm8k/test.jsonl" in err and "no questions" in err
+
+
+def test_data_show_skips_bytes_that_are_not_utf8_and_names_them(data_copy, capsys):
+    from medrlvr.cli import main
+
+    _append_bytes(data_copy / "gsm8k/test.jsonl", b'{"question": "caf\xe9?", "answer": "#### 4"}\n')
+    assert main(["data", "show", "gsm8k", "--data-dir", str(data_copy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "test.jsonl: line 3: field 'question'" in err and "0xe9" in err
+    assert main(["data", "show", "gsm8k", "--data-dir", str(data_copy), "--on-error", "skip"]) == 0
+    assert "2 questions, 1 malformed rows skipped" in capsys.readouterr().out

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
 from ..records import Record
-from .benchmarks import BENCHMARKS, Benchmark, DataError, RowError
+from .benchmarks import BENCHMARKS, Benchmark, DataError, RowError, read_jsonl
 from .subjects import SUBJECT2CATEGORY, SUBJECT_GROUPS, expand_subjects
 
 __all__ = [
     "BENCHMARKS", "DataError", "Records", "SUBJECT2CATEGORY", "SUBJECT_GROUPS", "benchmark_files", "get_benchmark",
-    "load_benchmark", "load_eval_spec", "load_pool", "load_records_file", "resolve_data_dir",
+    "load_benchmark", "load_eval_spec", "load_pool", "load_records_file", "resolve_data_dir", "test_split_evidence",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,9 @@ def load_benchmark(
             continue
         if wanted is None or record.subject in wanted:
             records.append(record)
+    if not counters:  # not one row: an empty file evaluates to "accuracy 0.000 on 0 questions" otherwise
+        where = ", ".join(str(p) for p in files) if not hf_id else f"the Hub copy of {bench.name}"
+        raise DataError(f"{where}: no questions in {bench.name} {split} (empty file?)")
     if wanted is not None and not records and not skipped:
         known = sorted({*SUBJECT_GROUPS.get(name, {})})
         raise DataError(f"{name} {split}: no rows for subjects {sorted(wanted)}; groups: {', '.join(known) or '-'}")
@@ -135,33 +139,65 @@ def load_benchmark(
     return records
 
 
-def load_records_file(path: str | os.PathLike) -> Records:
-    """Records from a JSON Lines file of :class:`Record` dicts (a pool a user brings, a selected training set)."""
-    import json
-
+def load_records_file(path: str | os.PathLike, pool: bool = False) -> Records:
+    """Records from a JSON Lines file of :class:`Record` dicts (a pool a user brings, a selected training set).
+    With ``pool=True`` a record from a test split is refused (see :func:`test_split_evidence`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist")
     records = Records()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(Record.from_dict(json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {lineno}: field '<json>': not valid JSON ({e.msg})") from None
-            except (ValueError, TypeError) as e:
-                raise DataError(f"{path}: line {lineno}: {e}") from None
+    seen: dict[str, int] = {}
+    for _, where, row in read_jsonl(path):
+        try:
+            if isinstance(row, RowError):
+                raise row
+            if not isinstance(row, dict):
+                raise RowError("<row>", f"expected an object, got {type(row).__name__}")
+            record = Record.from_dict(row)
+        except (ValueError, TypeError) as e:
+            raise DataError(f"{path}: {where}: {e}") from None
+        if record.id in seen:
+            raise DataError(f"{path}: {where}: field 'id': {record.id!r} repeats line {seen[record.id]}")
+        seen[record.id] = int(where.split()[-1])
+        if pool and (evidence := test_split_evidence(record)):
+            field_name, why = evidence
+            raise DataError(f"{path}: {where}: field '{field_name}': {why}; test splits are for evaluation only")
+        records.append(record)
     return records
+
+
+# Ids our adapters make from the split: "medqa-test-12", "mmlu-test-anatomy-3", "gsm8k-test-7", "demo-test-004".
+_SPLIT_ID = re.compile(rf"^({'|'.join(map(re.escape, BENCHMARKS))})-(\w+?)-", re.IGNORECASE)
+
+
+def test_split_evidence(record: Record) -> tuple[str, str] | None:
+    """(field, why) if ``record`` comes from a benchmark's test split, by its ``split`` field, by an id our
+    adapters give test questions, or by a ``source`` benchmark whose only split with questions is test."""
+    split = record.split.strip().lower()
+    if split == "test":
+        return "split", "is 'test'"
+    m = _SPLIT_ID.match(record.id)
+    if m and m.group(2).lower() == "test":
+        return "id", f"{record.id!r} is a {m.group(1)} test question"
+    bench = BENCHMARKS.get(record.source.strip().lower())
+    if bench and "test" in bench.files:
+        others = {s for s in bench.files if s != "test"} | {a for a, s in bench.aliases.items() if s != "test"}
+        if split not in others:  # no split, or one the benchmark does not have: it cannot show it is not test
+            return "split", (
+                f"is {record.split!r} for a {bench.name} question; say which split it came from "
+                f"({', '.join(sorted(others)) or 'it has only a test split'})"
+            )
+    return None
 
 
 def load_pool(spec: str, data_dir: str | os.PathLike | None = None) -> Records:
     """A candidate pool for filtering and selection: ``NAME[:SPLIT]`` (e.g. ``medmcqa:dev``) or a JSONL file.
 
-    Test splits are refused: they are for evaluation only."""
+    Test splits are refused, from a benchmark and from a file alike: they are for evaluation only."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"the pool must be NAME[:SPLIT] or a JSONL file, got {spec!r}")
     if spec.endswith(".jsonl") or Path(spec).is_file():
-        return load_records_file(spec)
+        return load_records_file(spec, pool=True)
     name, _, split = spec.partition(":")
     bench = get_benchmark(name)
     split = _split(bench, split or bench.default_split)

@@ -69,9 +69,36 @@ class DataError(ValueError):
 
 # --- file readers -------------------------------------------------------------------------------------------
 
+# Files are decoded as UTF-8 with "surrogateescape": a byte that is not UTF-8 (latin-1 "é" is 0xe9) becomes a lone
+# surrogate instead of stopping the whole file, so the row and field that hold it can be named (and skipped).
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def _not_utf8(text: str) -> str | None:
+    """A description of the first byte that was not UTF-8 in ``text`` (decoded with surrogateescape), or None."""
+    m = _UNDECODED.search(text)
+    if m is None:
+        return None
+    byte = ord(m.group()) - 0xDC00
+    return f"is not UTF-8 text (byte 0x{byte:02x} at character {m.start() + 1}); save the file as UTF-8"
+
+
+def _undecoded_field(row: Any, name: str = "<row>") -> tuple[str, str] | None:
+    """(field, problem) for the first string in a parsed row that holds bytes that were not UTF-8."""
+    if isinstance(row, str):
+        problem = _not_utf8(row)
+        return (name, problem) if problem else None
+    items = row.items() if isinstance(row, dict) else enumerate(row) if isinstance(row, (list, tuple)) else ()
+    for key, value in items:
+        found = _undecoded_field(key, name) if isinstance(key, str) else None
+        found = found or _undecoded_field(value, str(key) if isinstance(row, dict) else f"{name}[{key}]")
+        if found:
+            return found
+    return None
+
 
 def read_jsonl(path: Path) -> Iterator[Located]:
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8", errors="surrogateescape") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -79,24 +106,44 @@ def read_jsonl(path: Path) -> Iterator[Located]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 row = RowError("<json>", f"not valid JSON ({e.msg})")  # raised by the loader, which may skip it
+            else:
+                bad = _undecoded_field(row)
+                row = RowError(*bad) if bad else row
             yield path, f"line {lineno}", row
 
 
 def read_csv(path: Path, header: bool) -> Iterator[Located]:
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f)
-        if header:
-            next(reader, None)
-        row_start = reader.line_num + 1
-        for row in reader:
+        row_start = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # e.g. a field over the csv module's 128 KiB limit (an unclosed quote?)
+                row = RowError("<csv>", f"cannot be read as CSV ({e}); an unclosed quote, or a field far too long")
+            if header and row_start == 1:
+                row_start = reader.line_num + 1
+                continue
+            if not isinstance(row, RowError):
+                bad = _undecoded_field(row, "column")
+                if bad:
+                    index = int(bad[0].removeprefix("column[").rstrip("]")) + 1
+                    row = RowError(f"column {index}", bad[1])
             yield path, f"line {row_start}", row
             row_start = reader.line_num + 1
 
 
 def read_parquet(path: Path) -> Iterator[Located]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for i, row in enumerate(pq.read_table(path).to_pylist()):
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable parquet file ({str(e).splitlines()[0] if str(e) else e!r})") from None
+    for i, row in enumerate(table.to_pylist()):
         yield path, f"row {i + 1}", row
 
 
@@ -371,8 +418,12 @@ BENCHMARKS: dict[str, Benchmark] = {
 def _read_pubmedqa(path: Path) -> Iterator[Located]:
     """PQA-L files are one JSON object PMID -> entry. The official test split is test_set.json; the other 500
     entries of ori_pqal.json are the train/dev pool, so "train" drops the test PMIDs when test_set.json is there."""
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save it as UTF-8") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: line {e.lineno}: field '<json>': not valid JSON ({e.msg})") from None
     if not isinstance(data, dict):
