@@ -171,3 +171,58 @@ def test_openai_engine_retries_and_keeps_the_key_secret(monkeypatch, caplog):
         assert "HTTP 503" in str(info.value) and "sk-secret" not in str(info.value)
     finally:
         server.shutdown()
+
+
+# --- issue 14: a server's refusal is one line, without the key -----------------------------------------------
+
+
+class EchoingAuthServer(BaseHTTPRequestHandler):
+    """Refuses every request with 401 and echoes the request's headers back, as some proxies do."""
+
+    seen_auth: list = []
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen_auth.append(self.headers.get("Authorization"))
+        self.send_response(401)
+        self.end_headers()
+        echoed = {"error": "bad key", "you sent": self.headers.get("Authorization"), "headers": dict(self.headers)}
+        self.wfile.write(json.dumps(echoed, indent=2).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_refusals_are_one_line_without_the_key(monkeypatch, capsys):
+    import socket
+
+    from medrlvr.cli import main
+    from medrlvr.engines.openai_api import ServerError
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingAuthServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value-123")
+    try:
+        with pytest.raises(ServerError) as info:
+            get_engine("openai", "m", base_url=url).generate(["x"])
+        message = str(info.value)
+        assert "HTTP 401" in message and "\n" not in message and "sk-secret" not in message and "***" in message
+        assert EchoingAuthServer.seen_auth[-1] == "Bearer sk-secret-value-123"
+        with pytest.raises(ServerError, match="no API key was sent"):  # api_key_env=None: no header at all
+            get_engine("openai", "m", base_url=url, api_key_env=None).generate(["x"])
+        assert EchoingAuthServer.seen_auth[-1] is None
+        capsys.readouterr()
+        argv = ["eval", "--engine", "openai", "--base-url", url, "--model", "m", "--benchmarks", "demo", "--mode",
+                "generate", "--limit", "1"]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "HTTP 401" in err and "sk-secret" not in err
+    finally:
+        server.shutdown()
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ServerError, match=r"cannot reach the server .* after 1 attempts") as info:
+        get_engine("openai", "m", base_url=f"http://127.0.0.1:{port}/v1", retries=0).generate(["x"])
+    assert "\n" not in str(info.value) and "sk-secret" not in str(info.value)
