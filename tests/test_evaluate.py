@@ -124,3 +124,103 @@ def test_smollm2_on_50_mmlu_medical_questions_both_modes(real_data, tmp_path):
     assert gen["n"] == 50 and "accuracy_flexible" in gen and gen["accuracy"] <= gen["accuracy_flexible"]
     rows = [json.loads(line) for line in (tmp_path / "gen" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 50 and all(r["response"] is not None for r in rows)
+
+
+# --- issue 14: predictions keyed by what decides an answer, bounded chunks, limits, long questions -------------
+
+
+class CountingEngine(ScriptedEngine):
+    """Answers every generate prompt with the right answer tag and every loglik with letter A; counts both."""
+
+    def __init__(self):
+        super().__init__({f"Question {i}?": [f"<answer>{RECS[i].answer}</answer>"] for i in range(10)})
+        self.generated, self.scored = 0, 0
+
+    def generate(self, prompts, n=1, sampling=None, **kwargs):
+        self.generated += len(prompts)
+        return super().generate(prompts, n=n, sampling=sampling)
+
+    def loglikelihood(self, pairs):
+        self.scored += len(pairs)
+        return [(0.0 if c.strip() == "A" else -1.0, True) for _, c in pairs]
+
+
+def test_predictions_are_never_reused_across_modes_or_settings(tmp_path):
+    """A generate run in a folder holding loglik predictions used to reuse them and label them generate."""
+    engine = CountingEngine()
+    loglik = evaluate(RECS, EvalConfig(model="fake"), tmp_path, "mmlu", engine=engine, progress=False)
+    assert engine.scored == 30 and loglik["accuracy"] == pytest.approx(4 / 10)  # always A
+    generate = evaluate(RECS, EvalConfig(model="fake", mode="generate"), tmp_path, "mmlu", engine=engine,
+                        progress=False)  # fmt: skip
+    assert engine.generated == 10 and generate["accuracy"] == 1.0 and generate["prediction_settings"]["mode"] == "generate"
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and all("response" in r and r["key"] == generate["prediction_key"] for r in rows)
+    longer = EvalConfig(model="fake", mode="generate", max_new_tokens=64)  # another setting that changes answers
+    evaluate(RECS, longer, tmp_path, "mmlu", engine=engine, progress=False)
+    assert engine.generated == 20
+    again = evaluate(RECS, EvalConfig(model="fake"), tmp_path, "mmlu", engine=engine, progress=False)
+    assert engine.scored == 30 and again["accuracy"] == loglik["accuracy"]  # the loglik rows, taken back
+    chunked = EvalConfig(model="fake", chunk_size=3, limit=5, seed=1)  # what is asked, not how: reused
+    evaluate(RECS, chunked, tmp_path, "mmlu", engine=engine, progress=False)
+    assert engine.scored == 30
+
+
+def test_cli_eval_in_generate_mode_does_not_reuse_loglik_predictions(tiny_checkpoint, tmp_path, capsys):
+    from medrlvr.cli import main
+
+    argv = ["eval", "--model", str(tiny_checkpoint), "--benchmarks", "demo", "--limit", "3", "--run-dir",
+            str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    assert main([*argv, "--mode", "generate", "--prompt", "filter", "--max-new-tokens", "2"]) == 0
+    folder = next((tmp_path / "eval").iterdir()) / "demo"
+    rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all("response" in r and "loglik" not in r for r in rows)
+    results = json.loads((folder / "results.json").read_text())
+    assert results["config"]["mode"] == "generate" and "accuracy_flexible" in results
+    assert len(list(folder.glob("predictions-*.jsonl"))) == 1  # the loglik rows, set aside
+
+
+def test_generate_mode_writes_every_16_questions_by_default(tmp_path):
+    """Eval used to write once per 256 questions, so a kill lost up to 256 generations."""
+    records = [Record(id=f"g{i}", question=f"Question {i % 10}?", options={"A": "x", "B": "y", "C": "z"},
+                      answer="A") for i in range(40)]  # fmt: skip
+    config = EvalConfig(model="fake", mode="generate")
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(records, config, tmp_path, "mmlu", engine=ScriptedEngine({}, fail_after_calls=2), progress=False)
+    assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 32
+    assert EvalConfig(model="fake").chunk == 64 and EvalConfig(model="fake", chunk_size=5).chunk == 5
+
+
+@pytest.mark.parametrize("limit", [0, -5])
+def test_non_positive_limits_are_errors(limit, tmp_path, capsys):
+    """--limit 0 used to mean the whole benchmark, --limit -5 all but 5."""
+    from medrlvr.cli import main
+
+    with pytest.raises(ValueError, match=rf"setting 'limit' must be at least 1, got {limit}"):
+        EvalConfig(model="fake", limit=limit)
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        subsample(RECS, limit, seed=0)
+    for argv in (["eval", "--model", "m"], ["filter", "--model", "m"], ["select", "--strategy", "random"]):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, f"--limit={limit}", "--run-dir", str(tmp_path)])
+        err = capsys.readouterr().err.strip()
+        assert info.value.code == 2 and len(err.splitlines()) == 1 and "--limit: must be at least 1" in err
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", "m", "--chunk-size", "0"])
+    assert "--chunk-size: must be at least 1" in capsys.readouterr().err
+
+
+def test_eval_counts_questions_longer_than_the_context(tiny_checkpoint, tmp_path):
+    from medrlvr.engines.hf import TransformersEngine
+
+    engine = TransformersEngine(str(tiny_checkpoint), dtype="fp32")  # 512 positions
+    records = [RECS[0], Record(id="huge", question="Which? " + "a long history " * 350_000, options={"A": "x", "B": "y"},
+               answer="A", subject="anatomy"), RECS[1]]  # fmt: skip
+    for mode in ("loglik", "generate"):
+        config = EvalConfig(model="tiny", mode=mode, prompt="filter", max_new_tokens=2)
+        res = evaluate(records, config, tmp_path / mode, "mmlu", engine=engine, progress=False)
+        rows = {json.loads(line)["id"]: json.loads(line) for line in open(tmp_path / mode / "predictions.jsonl")}
+        assert res["too_long"] == 1 and res["n"] == 3 and rows["huge"]["answer"] is None and not rows["huge"]["correct"]
+        assert "too_long" not in rows["e0"] and "too_long" not in rows["e1"]  # these two were sent
+        if mode == "loglik":
+            assert rows["e0"]["answer"] in "ABC" and rows["huge"]["loglik"] is None

@@ -301,3 +301,52 @@ def test_cli_filter_then_select_on_fixtures(fixture_data, tiny_checkpoint, tmp_p
         == 2
     )
     assert "short by" in capsys.readouterr().err
+
+
+# --- issue 14: no test question in a pool, no unbounded question sent to a model ------------------------------
+
+
+@pytest.mark.parametrize(
+    "row, field",
+    [
+        ({"split": "test"}, "split"),
+        ({"split": "TEST"}, "split"),
+        ({"id": "medqa-test-12", "split": ""}, "id"),  # the ids our MedQA adapter gives test questions
+        ({"id": "mmlu-test-anatomy-3"}, "id"),
+        ({"source": "medqa", "split": ""}, "split"),  # a MedQA question that does not say which split
+        ({"source": "gsm8k", "split": "unknown"}, "split"),
+    ],
+)
+def test_a_pool_file_refuses_test_split_records(tmp_path, row, field, capsys):
+    from medrlvr.cli import main
+
+    path = tmp_path / "pool.jsonl"
+    path.write_text(json.dumps(rec(1).to_dict()) + "\n" + json.dumps({**rec(2).to_dict(), **row}) + "\n")
+    with pytest.raises(DataError, match=rf"pool.jsonl: line 2: field '{field}': .*test splits are for evaluation only"):
+        load_pool(str(path))
+    assert main(["select", "--strategy", "random", "--n", "1", "--pool", str(path), "--run-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pool.jsonl: line 2" in err
+    path.write_text(json.dumps(rec(1).to_dict()) + "\n" + json.dumps({**rec(2).to_dict(), "source": "medqa",
+                                                                      "split": "train"}) + "\n")  # fmt: skip
+    assert len(load_pool(str(path))) == 2
+
+
+def test_a_question_longer_than_the_context_is_counted_not_sent(tiny_checkpoint, tmp_path):
+    """A 5 MB question used to take 10 GB and then ask for a 1 TB attention mask."""
+    from medrlvr.engines.hf import TransformersEngine
+
+    engine = TransformersEngine(str(tiny_checkpoint), dtype="fp32")  # 512 positions
+    huge = rec(1, question="Which organ? " + "a long history " * 350_000)  # 5.2 MB
+    longer = rec(2, question="Which organ? " + "x " * 600)  # 1,200 characters: over 512 tokens, under the cheap bound
+    pool = [rec(0), huge, longer, rec(3)]
+    started = time.perf_counter()
+    out = filter_pool(pool, FilterConfig(model="tiny", max_new_tokens=4), tmp_path / "f", engine=engine, progress=False)
+    assert time.perf_counter() - started < 60
+    labels = load_labels(out)
+    assert labels["q01"]["label"] == labels["q02"]["label"] == "too_long" and labels["q01"]["pass_rate"] is None
+    assert labels["q00"]["label"] in ("easy", "hard") and labels["q03"]["label"] in ("easy", "hard")
+    assert json.loads((out / "stats.json").read_text())["too_long"] == 2
+    for config in (SelectConfig(strategy="ratio", hard=4, easy=4, allow_short=True),
+                   SelectConfig(strategy="band", lo=0.0, hi=1.0, n=4, allow_short=True)):  # fmt: skip
+        assert {r.id for r in select(pool, labels, config)} == {"q00", "q03"}

@@ -7,25 +7,39 @@ Two modes, as the field scores multiple choice:
 - ``loglik``: the log-likelihood of each option letter after the question (" A", " B", ...), as
   lm-evaluation-harness scores MMLU; the most likely letter is the answer.
 
-Predictions are written per chunk to ``predictions.jsonl`` (fsync); a rerun skips what is done.
+Predictions are written per chunk of questions to ``predictions.jsonl`` (fsync; 16 questions in generate mode, 64 in
+loglik mode by default), so a kill loses at most the chunk in flight and a rerun skips what is done. Each row
+carries the *prediction key*: the hash of what decides an answer (mode, the model's fingerprint, the engine, and
+for generate mode the prompt, chat, prefill and max_new_tokens; for loglik mode the number of shots). Rows of
+another key are never reused: a file holding them is set aside as ``predictions-KEY.jsonl`` and taken back when
+that key is asked for again.
+
+A question that does not fit the model's context is not sent; it is scored as unanswered and counted
+(``too_long`` in results.json).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
+import os
 import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data import SUBJECT2CATEGORY
+from .data import SUBJECT2CATEGORY, DataError
 from .engines import Sampling, get_engine, takes_chat
+from .engines.context import ContextGuard
 from .extract import extract_answer, extract_choice
 from .prompts import chat_messages, plain_prompt, render_question
 from .records import Record
 from .store import JsonlStore, write_json
 
+log = logging.getLogger(__name__)
 STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
 
 
@@ -39,15 +53,30 @@ class EvalConfig:
     chat: bool | None = None
     max_new_tokens: int = 512
     num_fewshot: int = 0  # loglik: examples from the dev split
-    limit: int | None = None  # seeded subsample of this many questions
+    limit: int | None = None  # seeded subsample of this many questions (None: all of them)
     seed: int = 0
-    chunk_size: int = 256  # questions per write to predictions.jsonl (and per engine call)
+    # Questions per engine call and per write to predictions.jsonl: a kill loses at most one chunk. Bigger chunks
+    # batch better on a GPU. None: 16 in generate mode (seconds to a minute of generation on a CPU), 64 in loglik
+    # mode (one short forward pass per question).
+    chunk_size: int | None = None
+    prefill: str | None = None  # generate mode: text the assistant turn starts with (e.g. "<think>")
 
     def __post_init__(self) -> None:
         if self.mode not in ("loglik", "generate"):
             raise ValueError(f"mode must be loglik or generate, got {self.mode!r}")
         if self.prompt not in STRICT:
             raise ValueError(f"prompt must be one of {', '.join(STRICT)}, got {self.prompt!r}")
+        # 0 or a negative number used to mean "all" or "all but N" through Python's slicing: refuse them
+        for name in ("limit", "chunk_size", "max_new_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"setting '{name}' must be at least 1, got {value}")
+        if self.num_fewshot < 0:
+            raise ValueError(f"setting 'num_fewshot' must be 0 or more, got {self.num_fewshot}")
+
+    @property
+    def chunk(self) -> int:
+        return self.chunk_size or (16 if self.mode == "generate" else 64)
 
 
 def eval_dir(run_dir: str | Path, model: str, benchmark: str) -> Path:
@@ -57,8 +86,10 @@ def eval_dir(run_dir: str | Path, model: str, benchmark: str) -> Path:
 
 
 def subsample(records: Sequence[Record], limit: int | None, seed: int) -> list[Record]:
-    """A seeded subsample, kept in the benchmark's order."""
-    if not limit or limit >= len(records):
+    """A seeded subsample of ``limit`` questions (None: all), kept in the benchmark's order."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 (or None for all), got {limit}")
+    if limit is None or limit >= len(records):
         return list(records)
     keep = set(random.Random(seed).sample(range(len(records)), limit))
     return [r for i, r in enumerate(records) if i in keep]
@@ -124,6 +155,70 @@ def summarize(rows: Sequence[dict], benchmark: str) -> dict[str, Any]:
     }
 
 
+WEIGHTS = (".safetensors", ".bin", ".gguf", ".pt")
+
+
+def model_fingerprint(model: str, engine: str = "transformers") -> str:
+    """Which weights answer. Local weights (a .gguf, a checkpoint or adapter folder, a packaged model) are known by
+    a cheap identity of each weight file (size, sha256 of its first and last MiB), so weights retrained at the same
+    path are another model; a hub id or a served model is known only by its name."""
+    from .models import ModelError, _file_key, resolve
+
+    if engine == "openai":
+        return model
+    try:
+        ref = resolve(model)
+    except ModelError:
+        return model
+    path = Path(ref.location)
+    if ref.kind == "gguf":
+        return f"gguf:{_file_key(path)}"
+    if ref.kind != "dir":
+        return model
+    parts = [f"{p.name}:{_file_key(p)}" for p in sorted(path.iterdir()) if p.suffix in WEIGHTS and p.is_file()]
+    if (path / "adapter_config.json").is_file():  # the same adapter on another base is another model
+        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        parts.append(f"base:{base}")
+    return "dir:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def prediction_settings(config: EvalConfig, fingerprint: str | None = None) -> dict[str, Any]:
+    """What decides each answer; predictions made under other settings are never reused. The subsample (limit,
+    seed) and chunk size are not here: they choose which questions are asked, not how they are answered."""
+    settings: dict[str, Any] = {
+        "mode": config.mode,
+        "engine": config.engine,
+        "model": fingerprint or model_fingerprint(config.model, config.engine),
+    }
+    if config.mode == "loglik":
+        settings["num_fewshot"] = config.num_fewshot
+    else:
+        settings.update(
+            prompt=config.prompt, chat=config.chat, prefill=config.prefill, max_new_tokens=config.max_new_tokens
+        )
+    return settings
+
+
+def prediction_key(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def open_predictions(out: Path, key: str) -> JsonlStore:
+    """``out/predictions.jsonl`` holding only rows made under ``key``. A file of another key is set aside as
+    ``predictions-OTHER.jsonl`` (rows from before keys existed: ``predictions-unkeyed.jsonl``), and a file set
+    aside earlier under ``key`` is taken back, so switching settings back and forth loses and mixes nothing."""
+    path = out / "predictions.jsonl"
+    if path.exists():
+        keys = {row.get("key") for row in JsonlStore(path)}
+        if keys and keys != {key}:
+            other = next(iter(keys)) if len(keys) == 1 else "mixed"
+            os.replace(path, out / f"predictions-{other or 'unkeyed'}.jsonl")
+    kept = out / f"predictions-{key}.jsonl"
+    if not path.exists() and kept.exists():
+        os.replace(kept, path)
+    return JsonlStore(path)
+
+
 def evaluate(
     records: Sequence[Record],
     config: EvalConfig,
@@ -132,27 +227,34 @@ def evaluate(
     fewshot_pool: Sequence[Record] = (),
     engine: Any = None,
     progress: bool = True,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate one benchmark; writes predictions.jsonl and results.json in ``out_dir`` and returns the results."""
+    """Evaluate one benchmark; writes predictions.jsonl and results.json in ``out_dir`` and returns the results.
+    ``fingerprint`` names the model's weights (default: :func:`model_fingerprint`) in the prediction key."""
     from tqdm import tqdm
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     records = subsample(records, config.limit, config.seed)
-    store = JsonlStore(out / "predictions.jsonl")
+    if not records:
+        raise DataError(f"{benchmark}: no questions to evaluate (is its file empty?)")
+    out.mkdir(parents=True, exist_ok=True)
+    settings = prediction_settings(config, fingerprint)
+    key = prediction_key(settings)
+    store = open_predictions(out, key)
     done = {row["id"]: row for row in store}
     todo = [r for r in records if r.id not in done]
     if todo and engine is None:
         engine = get_engine(config.engine, config.model, **config.engine_options)
     chat = config.chat if config.chat is not None else takes_chat(engine)
+    guard = ContextGuard(engine) if todo else None
     shots_by_subject: dict[str, list[Record]] = defaultdict(list)
     for r in fewshot_pool:
         shots_by_subject[r.subject].append(r)
     bar = tqdm(
         total=len(records), initial=len(records) - len(todo), unit="q", desc=f"eval {benchmark}", disable=not progress
     )
-    for start in range(0, len(todo), config.chunk_size):
-        chunk = todo[start : start + config.chunk_size]
+    for start in range(0, len(todo), config.chunk):
+        chunk = todo[start : start + config.chunk]
         rows = []
         if config.mode == "loglik":
             pairs, spans = [], []
@@ -160,8 +262,12 @@ def evaluate(
                 context = loglik_context(r, shots_by_subject.get(r.subject, [])[: config.num_fewshot])
                 spans.append((len(pairs), list(r.options)))
                 pairs += [(context, f" {letter}") for letter in r.options]
-            scores = engine.loglikelihood(pairs)
+            scores = guard.loglikelihood(pairs)
             for r, (offset, letters) in zip(chunk, spans):
+                if offset in guard.too_long:  # not sent to the model: unanswered
+                    rows.append({"id": r.id, "subject": r.subject, "gold": r.answer, "answer": None,
+                                 "correct": False, "loglik": None, "too_long": guard.too_long[offset]})  # fmt: skip
+                    continue
                 lls = [scores[offset + i][0] for i in range(len(letters))]
                 answer = letters[max(range(len(letters)), key=lambda i: lls[i])]
                 rows.append(
@@ -177,7 +283,7 @@ def evaluate(
         else:
             prompts = [chat_messages(r, config.prompt) if chat else plain_prompt(r, config.prompt) for r in chunk]
             sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=0.0, seed=config.seed)
-            outputs = engine.generate(prompts, n=1, sampling=sampling)
+            outputs = guard.generate(prompts, n=1, sampling=sampling)
             for r, (completion,) in zip(chunk, outputs):
                 text = completion.text
                 if r.options:
@@ -199,12 +305,29 @@ def evaluate(
                         "correct_flexible": flexible == gold,
                     }
                 )
+        if config.mode == "generate":  # held back: an empty completion, scored as unanswered
+            for i, tokens in guard.too_long.items():
+                rows[i]["too_long"] = tokens
+        for row in rows:
+            row["key"] = key
         store.append(rows)
         for row in rows:
             done[row["id"]] = row
         bar.update(len(chunk))
     bar.close()
-    results = {"model": config.model, "config": asdict(config), **summarize([done[r.id] for r in records], benchmark)}
+    rows = [done[r.id] for r in records]
+    too_long = sum("too_long" in row for row in rows)
+    if too_long:
+        log.warning("eval %s: %d of %d questions do not fit the model's context; scored as unanswered",
+                    benchmark, too_long, len(rows))  # fmt: skip
+    results = {
+        "model": config.model,
+        "config": asdict(config),
+        "prediction_key": key,
+        "prediction_settings": settings,
+        **summarize(rows, benchmark),
+        "too_long": too_long,
+    }
     write_json(out / "results.json", results)
     return results
 

@@ -9,11 +9,16 @@ this is exactly the paper's rule).
 Questions are processed in fixed chunks, each with its own seed (``seed + chunk index``), and a chunk is written
 to the store whole. A run killed at any moment loses at most the chunk in flight; rerunning the same command
 skips the chunks on disk and recomputes the missing ones exactly as an uninterrupted run would have.
+
+A question whose prompt does not fit the filter model's context (with ``max_new_tokens`` to answer in) is not
+sent to the model: it is labelled ``too_long`` (neither easy nor hard, so no selection takes it) and counted in
+stats.json.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -21,10 +26,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .engines import Sampling, get_engine, takes_chat
+from .engines.context import ContextGuard
 from .extract import extract_choice
 from .prompts import chat_messages, plain_prompt
 from .records import Record
 from .store import JsonlStore, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,8 +53,9 @@ class FilterConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"k must be at least 1, got {self.k}")
+        for name in ("k", "max_new_tokens", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"setting '{name}' must be at least 1, got {getattr(self, name)}")
         if not 0 < self.easy_min_pass_rate <= 1:
             raise ValueError(f"easy_min_pass_rate must be in (0, 1], got {self.easy_min_pass_rate}")
         if self.k > 1 and self.temperature == 0:
@@ -101,6 +110,7 @@ def filter_pool(
     if todo and engine is None:
         engine = get_engine(config.engine, config.model, **config.engine_options)
     chat = config.chat if config.chat is not None else takes_chat(engine)
+    guard = ContextGuard(engine) if todo else None
 
     from tqdm import tqdm
 
@@ -120,22 +130,24 @@ def filter_pool(
             top_p=config.top_p,
             seed=config.seed + index,
         )
-        outputs = engine.generate(prompts, n=config.k, sampling=sampling)
+        outputs = guard.generate(prompts, n=config.k, sampling=sampling)
         rows = []
-        for record, completions in zip(chunk, outputs):
+        for i, (record, completions) in enumerate(zip(chunk, outputs)):
+            row = {"id": record.id, "chunk": index, "subject": record.subject, "gold": record.answer}
+            if i in guard.too_long:  # not sent: nothing was answered, so no label either way
+                row.update(responses=[], tokens=[], finish_reasons=[], answers=[], answers_flexible=[],
+                           format_ok=[], correct=[], pass_rate=None, label="too_long",
+                           prompt_tokens=guard.too_long[i])  # fmt: skip
+                rows.append(row)
+                continue
             texts = [c.text for c in completions]
-            rows.append(
-                {
-                    "id": record.id,
-                    "chunk": index,
-                    "subject": record.subject,
-                    "gold": record.answer,
-                    "responses": texts,
-                    "tokens": [c.tokens for c in completions],
-                    "finish_reasons": [c.finish_reason for c in completions],
-                    **judge(record, texts, config.easy_min_pass_rate, config.strict),
-                }
+            row.update(
+                responses=texts,
+                tokens=[c.tokens for c in completions],
+                finish_reasons=[c.finish_reason for c in completions],
+                **judge(record, texts, config.easy_min_pass_rate, config.strict),
             )
+            rows.append(row)
         store.append(rows)
         for row in rows:
             done[row["id"]] = row
@@ -147,10 +159,17 @@ def filter_pool(
     labels = [{"id": r.id, "label": done[r.id]["label"], "pass_rate": done[r.id]["pass_rate"]} for r in pool]
     write_jsonl(out / "labels.jsonl", labels)
     rows = [done[r.id] for r in pool]
+    too_long = [row["id"] for row in rows if row["label"] == "too_long"]
+    if too_long:
+        log.warning(
+            "filter %s: %d of %d questions do not fit the model's context with max_new_tokens=%d and were not "
+            "labelled (first: %s)", config.model, len(too_long), len(pool), config.max_new_tokens, too_long[0]
+        )
     stats = {
         "model": config.model,
         "questions": len(pool),
         "labels": dict(Counter(row["label"] for row in rows)),
+        "too_long": len(too_long),
         "format_ok_rate": sum(sum(r["format_ok"]) for r in rows) / max(1, sum(len(r["format_ok"]) for r in rows)),
         "accuracy_strict": sum(sum(a == r["gold"] for a in r["answers"]) for r in rows)
         / max(1, sum(len(r["answers"]) for r in rows)),

@@ -98,7 +98,9 @@ def select(
         chosen += _draw(easy, config.easy, rng, config.stratify, "easy", config.allow_short)
         rng.shuffle(chosen)
         return chosen
-    band = [r for r in pool if config.lo <= labels[r.id]["pass_rate"] <= config.hi]
+    # a question the filter could not read (label too_long) has no pass rate and is in no band
+    rates = {r.id: labels[r.id]["pass_rate"] for r in pool}
+    band = [r for r in pool if rates[r.id] is not None and config.lo <= rates[r.id] <= config.hi]
     return _draw(band, config.n, rng, config.stratify, f"pass-rate [{config.lo}, {config.hi}]", config.allow_short)
 
 
