@@ -78,6 +78,7 @@ PAYS = [
     ("<answer>Ｂ</answer>", "B"),
     ("<answer>（Ｃ）</answer>", "C"),
     ("<answer>Ⓑ</answer>", "B"),
+    ("<answer>\u0410</answer>", "A"),  # Cyrillic А looks like, and is read as, A
     # lowercase, where a lowercase letter can only be a letter
     ("<answer>b</answer>", "B"),
     ("<answer>(d)</answer>", "D"),
@@ -178,6 +179,8 @@ NEVER_PAYS = [
     ("<answer>eliminate A</answer>", "A"),
     ("<answer>other than A</answer>", "A"),
     ("<answer>no, not A</answer>", "A"),
+    ("<answer>n\u200bot A</answer>", "A"),  # a zero-width space hides nothing
+    ("<answer>n\u043et A</answer>", "A"),  # nor does a Cyrillic о in "not"
     ("\\boxed{\\neq A}", "A"),
     ("\\boxed{\\text{not } A}", "A"),
     ("The answer is not A.", "A"),

@@ -17,8 +17,9 @@ the end of its first clause: a reason ("because", "since", "as", "given", "due",
 ("." "!" "?" ";") ends it -- unless what follows the full stop carries on the answer ("Or C.", "C is also
 possible", "(C)."). Several matches of the deciding pattern must all agree.
 
-**What counts as naming an option** (text is NFKC-normalised first, so ``Ｂ`` is ``B``; markdown, ``$``, and LaTeX
-wrappers such as ``\\text{}`` are dropped):
+**What counts as naming an option** (text is NFKC-normalised first, so ``Ｂ`` is ``B``; Cyrillic and Greek letters
+that look Latin are read as Latin and invisible characters are dropped, so "nоt A" with a Cyrillic о is "not A";
+markdown, ``$``, and LaTeX wrappers such as ``\\text{}`` are dropped):
 
 - a capital letter A-J standing alone ("B", "(B)", "B.", "**B**", "option B"); a capital ``I`` followed by "think",
   "believe" ... is the pronoun;
@@ -245,13 +246,21 @@ _LATEX_FORMAT = re.compile(
     r"underline|boxed|fbox|bf|it|rm|left|right|displaystyle|quad|qquad)(?![A-Za-z])"
 )
 _FORMAT_CHARS = str.maketrans("", "", "{}$`*")
+# Invisible characters (zero-width spaces and joiners, soft hyphens, bidirectional marks) and Cyrillic or Greek
+# letters that look like Latin ones would hide a word from the reader: "n\u200bot A" and "nоt A" (Cyrillic о)
+# display as "not A".
+_LOOKALIKES = str.maketrans(
+    "АВЕКМНОРСТХУІЈаеорсухіјΑΒΕΖΗΙΚΜΝΟΡΤΥΧο",
+    "ABEKMHOPCTXYIJaeopcyxijABEZHIKMNOPTYXo",
+    "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062\u2063\u2064\ufeff",
+)
 _FRAC = re.compile(r"(-\s*)?\\[dt]?frac\s*\{\s*(-?\d{1,30})\s*\}\s*\{\s*(-?\d{1,30})\s*\}")
 
 
 def _prepare(span: str, numbers: bool = False) -> str:
-    """One span as plain text: NFKC (full-width letters and digits become ASCII), LaTeX and markdown dropped,
-    white space collapsed. For numbers, ``\\frac{a}{b}`` becomes its value first."""
-    span = unicodedata.normalize("NFKC", span).replace(_MARK, "").replace("\u2212", "-")
+    """One span as plain text: NFKC (full-width letters and digits become ASCII), look-alike letters as Latin,
+    invisible characters dropped, LaTeX and markdown dropped, white space collapsed. For numbers, ``\\frac{a}{b}`` becomes its value first."""
+    span = unicodedata.normalize("NFKC", span).translate(_LOOKALIKES).replace(_MARK, "").replace("\u2212", "-")
     span = _LATEX_NOT.sub(" not ", span)
     if numbers:
         span = _FRAC.sub(_frac_value, span).replace("{,}", ",").replace("\\,", "").replace("\\!", "")
