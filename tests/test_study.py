@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from medrlvr.cli import main
-from medrlvr.study import RecipeError, load_recipe, plan, run_study
+from medrlvr.study import (
+    CommandsNotAllowed,
+    RecipeError,
+    commands_trusted,
+    load_recipe,
+    plan,
+    recipe_commands,
+    run_study,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,8 +61,8 @@ def _statuses(run_dir: Path) -> dict[str, str]:
     return {f"{s['stage']} {s['name']}".strip(): s["status"] for s in manifest["stages"]}
 
 
-def _run(recipe, run_dir, *overrides):
-    return run_study(recipe, overrides, run_dir=str(run_dir), progress=False, log=lambda line: None)
+def _run(recipe, run_dir, *overrides, **kwargs):
+    return run_study(recipe, overrides, run_dir=str(run_dir), progress=False, log=lambda line: None, **kwargs)
 
 
 def test_study_runs_end_to_end_then_skips_what_is_done(recipe, tmp_path):
@@ -220,7 +228,7 @@ def test_a_served_engine_is_started_and_stopped(tmp_path):
 def test_training_can_run_under_a_launcher(recipe, tmp_path):
     """train.launch runs each policy's training in a child process (accelerate launch on GPUs; plain python here)."""
     run_dir = _run(recipe, tmp_path / "launched", f"train.launch={sys.executable}",
-                   "train.policies={grpo: {selection: hard}}", "eval.base=false")  # fmt: skip
+                   "train.policies={grpo: {selection: hard}}", "eval.base=false", allow_commands=True)  # fmt: skip
     assert (run_dir / "train" / "grpo" / "study_train.yaml").exists()
     assert (run_dir / "train" / "grpo" / "adapter" / "adapter_model.safetensors").exists()
     assert _statuses(run_dir)["eval grpo demo"] == "ran"
@@ -264,3 +272,145 @@ def test_shell_scripts_parse(script):
 
     result = subprocess.run(["bash", "-n", str(ROOT / "scripts" / script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --- issue 14: nothing finished is lost to a typo, recipe mistakes are one line, commands need permission ---------
+
+SMALL = ("train.policies={sft: {selection: random, method: sft}}", "eval.base=false", "eval.limit=2")
+
+
+def test_a_typo_stops_the_study_before_any_output_is_touched(recipe, tmp_path, capsys):
+    """`train.model=no-such-model` used to delete the trained adapter and then fail; `chunk_size: 0` the filter's
+    responses and labels."""
+    run_dir = _run(recipe, tmp_path / "run", *SMALL)
+    files = [run_dir / "train/sft/adapter/adapter_model.safetensors", run_dir / "filter/tiny/labels.jsonl",
+             run_dir / "filter/tiny/responses.jsonl", run_dir / "eval/sft/demo/predictions.jsonl"]  # fmt: skip
+    before = {p: p.read_bytes() for p in files}
+    with pytest.raises(RecipeError, match=r"tiny.yaml: train.model: unknown model 'no-such-model'"):
+        _run(recipe, run_dir, *SMALL, "train.model=no-such-model")
+    with pytest.raises(RecipeError, match=r"tiny.yaml: filter\[0\] \(tiny\): setting 'chunk_size' must be at least 1"):
+        _run(recipe, run_dir, *SMALL, "filter.0.chunk_size=0")
+    capsys.readouterr()  # the runs' progress output
+    assert main(["run", str(recipe), *SMALL, "train.model=no-such-model", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train.model" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in files} == before
+    _run(recipe, run_dir, *SMALL)
+    assert set(_statuses(run_dir).values()) == {"cached"}
+
+
+def test_a_recompute_that_fails_keeps_the_old_output_and_the_old_settings_take_it_back(recipe, tmp_path, monkeypatch):
+    import importlib
+
+    run_dir = _run(recipe, tmp_path / "run", *SMALL)
+    labels = (run_dir / "filter/tiny/labels.jsonl").read_bytes()
+    filter_module = importlib.import_module("medrlvr.filter")
+    real, calls = filter_module.filter_pool, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        raise KeyboardInterrupt  # Ctrl-C during the recompute
+
+    monkeypatch.setattr(filter_module, "filter_pool", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(recipe, run_dir, *SMALL, "filter.0.max_new_tokens=5")
+    kept = run_dir / ".previous" / "filter" / "tiny"
+    assert (kept / "labels.jsonl").read_bytes() == labels and (kept / "responses.jsonl").exists()
+
+    _run(recipe, run_dir, *SMALL)  # the old settings: taken back, not recomputed (the filter would crash)
+    assert len(calls) == 1 and _statuses(run_dir)["filter tiny"] == "restored"
+    assert set(_statuses(run_dir).values()) == {"cached", "restored"}
+    assert (run_dir / "filter/tiny/labels.jsonl").read_bytes() == labels and not (run_dir / ".previous").exists()
+
+    monkeypatch.setattr(filter_module, "filter_pool", real)  # the new settings, finished: only now is the old gone
+    _run(recipe, run_dir, *SMALL, "filter.0.max_new_tokens=5")
+    assert _statuses(run_dir)["filter tiny"] == "ran" and not (run_dir / ".previous").exists()
+    assert json.loads((run_dir / "filter/tiny/config.json").read_text())["max_new_tokens"] == 5
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("eval.benchmarks=42", r"eval.benchmarks must be a list, got 42"),
+        ("data.pool=null", r"data: setting 'pool' must be text, got None"),
+        ("eval.limit=eight", r"eval \(demo\): setting 'limit' must be an integer or null, got 'eight'"),
+        ("eval.limit=0", r"eval \(demo\): setting 'limit' must be at least 1, got 0"),
+        ("eval.limit=-5", r"eval \(demo\): setting 'limit' must be at least 1, got -5"),
+        ("eval.chunk_size=0", r"eval \(demo\): setting 'chunk_size' must be at least 1, got 0"),
+        ("data.pool_limit=-5", r"data: setting 'pool_limit' must be at least 1"),
+        ("data.pool_limit=0", r"data: setting 'pool_limit' must be at least 1"),
+        ("filter.0.strict=nope", r"filter\[0\] \(tiny\): setting 'strict' must be true or false, got 'nope'"),
+        ("filter.0.chunk_size=0", r"filter\[0\] \(tiny\): setting 'chunk_size' must be at least 1, got 0"),
+        ("filter.0.serve=vllm serve {model} --port {port}", r"filter\[0\].serve: placeholder \{port\} is not filled"),
+        ("train.lora=nope", r"train.policies.grpo: setting 'lora' must be true or false, got 'nope'"),
+        ("train.launch=[1]", r"train.launch must be text or null"),
+        ("eval.base=maybe", r"eval.base must be true or false, got 'maybe'"),
+        ("select=[1, 2]", r"select must be a mapping of settings"),
+        ("filter={a: 1}", r"filter must be a list"),
+    ],
+)
+def test_recipe_mistakes_are_one_line_naming_the_key(recipe, override, message, capsys):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(recipe, [override])
+    assert main(["run", str(recipe), override, "--plan"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tiny.yaml" in err and "Traceback" not in err
+
+
+COMMANDS = ("filter.0.serve=sh -c 'echo uid=$(id -u)' {model}", "eval.serve=my-server --model {model}",
+            "train.merge=true", "train.launch=accelerate launch --num_processes 2")  # fmt: skip
+
+
+def test_plan_lists_every_command_and_running_them_needs_permission(recipe, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MEDRLVR_CACHE", str(tmp_path / "cache"))  # where confirmations are remembered
+    run_dir = tmp_path / "run"
+    r = load_recipe(recipe, COMMANDS, run_dir=str(run_dir))
+    commands = recipe_commands(r)
+    lines = "\n".join(plan(r))
+    for command in [
+        f"sh -c 'echo uid=$(id -u)' {r.filters[0].config.model}",
+        f"my-server --model {r.base_model}",
+        f"my-server --model {run_dir / 'train' / 'grpo' / 'merged'}",
+        f"accelerate launch --num_processes 2 -m medrlvr.cli train --config {run_dir / 'train' / 'sft' / 'study_train.yaml'}",
+    ]:
+        assert command in commands and f"  {command}" in lines
+    assert "needs --allow-commands" in lines
+
+    with pytest.raises(CommandsNotAllowed, match=r"runs commands: `sh -c 'echo uid=\$\(id -u\)'"):
+        run_study(r, progress=False, log=lambda line: None)
+    assert not run_dir.exists()  # nothing ran, nothing was written
+
+    argv = ["run", str(recipe), *COMMANDS, "--run-dir", str(run_dir)]
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
+    assert main(argv) == 2  # no terminal, no flag: one line that lists the commands
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "echo uid" in err and "--allow-commands" in err and not run_dir.exists()
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    assert main(argv) == 2 and not run_dir.exists() and not commands_trusted(commands)
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    main(argv)  # confirmed: it runs (and stops at the fake server, which exits at once)
+    assert commands_trusted(commands) and "exited with code 0" in capsys.readouterr().err
+    changed = load_recipe(recipe, [*COMMANDS, "eval.serve=my-server --model {model} --port 9000"], run_dir=str(run_dir))
+    assert not commands_trusted(recipe_commands(changed))  # another command: asked again
+
+
+def test_a_recipe_cannot_send_the_api_key_to_an_address_it_chose(recipe, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    served = ["filter.0.engine=openai", "filter.0.model=served-model"]
+    with pytest.raises(RecipeError, match=r"filter\[0\].engine_options.api_key_env: a recipe may not choose"):
+        load_recipe(recipe, [*served, "filter.0.engine_options={api_key_env: AWS_SECRET_ACCESS_KEY}"])
+    with pytest.raises(RecipeError, match=r"eval.engine_options.api_key_env"):
+        load_recipe(recipe, ["eval.engine_options={api_key_env: HOME}"])
+    elsewhere = "filter.0.engine_options={base_url: 'http://collector.example/v1'}"
+    assert load_recipe(recipe, [*served, elsewhere]).filters[0].config.engine_options["api_key_env"] is None
+    # the user's own address (on the command line, or in the environment) gets the key
+    options = load_recipe(recipe, [*served, elsewhere], base_url="http://collector.example/v1/").filters[0]
+    assert "api_key_env" not in options.config.engine_options
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://collector.example/v1")
+    assert "api_key_env" not in load_recipe(recipe, [*served, elsewhere]).filters[0].config.engine_options
+    # no base_url in the recipe: the user's --base-url is used, with the key
+    options = load_recipe(recipe, served, base_url="http://mine.example/v1").filters[0].config.engine_options
+    assert options == {"base_url": "http://mine.example/v1"}

@@ -64,6 +64,24 @@ def _data_show(args: argparse.Namespace) -> None:
         console.print(render_question(sample), markup=False, highlight=False)
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (0 and negative numbers used to mean "all" and "all but N")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (medrlvr's rule for every user error)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _pool_arguments(parser: argparse.ArgumentParser) -> None:
     """The pool and run directory, shared by filter and select (select must see the pool the filter saw)."""
     parser.add_argument(
@@ -71,11 +89,13 @@ def _pool_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     parser.add_argument("--run-dir", default="runs/default", help="filter/MODEL and select/STRATEGY go under it")
-    parser.add_argument("--limit", type=int, help="first N questions of the pool, in pool order (the same for both)")
+    parser.add_argument(
+        "--limit", type=_positive, help="first N questions of the pool, in pool order (the same for both)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medrlvr", description=__doc__)
+    parser = _Parser(prog="medrlvr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="the benchmarks medrlvr knows and what the data directory holds")
@@ -130,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     flt.add_argument(
         "--easy-min-pass-rate", type=float, default=1.0, help="easy iff this share of the k samples is right"
     )
-    flt.add_argument("--chunk-size", type=int, default=64, help="questions written to the store at once")
+    flt.add_argument("--chunk-size", type=_positive, default=64, help="questions written to the store at once")
     flt.add_argument("--seed", type=int, default=0)
     flt.set_defaults(func=_filter)
 
@@ -164,7 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--prompt", default="r1_zero", choices=["r1_zero", "filter"], help="generate mode")
     ev.add_argument("--max-new-tokens", type=int, default=512)
     ev.add_argument("--num-fewshot", type=int, default=0, help="loglik: examples from the dev split")
-    ev.add_argument("--limit", type=int, help="a seeded subsample of N questions per benchmark")
+    ev.add_argument("--limit", type=_positive, help="a seeded subsample of N questions per benchmark (default: all)")
+    ev.add_argument(
+        "--chunk-size",
+        type=_positive,
+        help="questions per engine call and per write to predictions.jsonl; a kill loses at most one chunk "
+        "(default: 16 in generate mode, 64 in loglik mode)",
+    )
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--data-dir")
     ev.add_argument("--run-dir", default="runs/default", help="results go to RUN_DIR/eval/MODEL/BENCHMARK")
@@ -186,13 +212,25 @@ def build_parser() -> argparse.ArgumentParser:
     trn.set_defaults(func=_train)
 
     run = commands.add_parser(
-        "run", help="a whole study from one recipe: filter, select, train, eval, report (skips what is done)"
+        "run",
+        help="a whole study from one recipe: filter, select, train, eval, report (skips what is done)",
+        description="Run a study from one recipe. A recipe's `serve` and `train.launch` run programs: --plan lists "
+        "them, and they run only with --allow-commands or after you confirm them at a terminal (remembered by the "
+        "sha256 of the exact commands; a changed command asks again). Without a terminal and without "
+        "--allow-commands such a recipe stops before anything runs. The OpenAI API key ($OPENAI_API_KEY) goes only "
+        "to --base-url or $OPENAI_BASE_URL, never to another address a recipe names.",
     )
     run.add_argument("recipe", help="recipe YAML, e.g. recipes/demo-cpu.yaml")
     run.add_argument("overrides", nargs="*", help="section.key=value over the recipe, e.g. eval.limit=50")
     run.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     run.add_argument("--run-dir", help="default: the recipe's run_dir, else runs/NAME")
-    run.add_argument("--plan", action="store_true", help="check the recipe and list its stages; run nothing")
+    run.add_argument(
+        "--plan", action="store_true", help="check the recipe, list its stages and the commands it runs; run nothing"
+    )
+    run.add_argument(
+        "--allow-commands", action="store_true", help="run the recipe's serve and launch commands (see --plan)"
+    )
+    run.add_argument("--base-url", help="your OpenAI-compatible server's /v1 URL (it alone gets $OPENAI_API_KEY)")
     run.set_defaults(func=_run)
 
     models = commands.add_parser("models", help="packaged models and converted checkpoints")
@@ -214,7 +252,7 @@ def _pool(args: argparse.Namespace):
     from .data import load_pool
 
     pool = load_pool(args.pool, args.data_dir)
-    return pool[: args.limit] if args.limit else pool
+    return pool[: args.limit] if args.limit is not None else pool
 
 
 def _filter(args: argparse.Namespace) -> None:
@@ -299,6 +337,7 @@ def _eval(args: argparse.Namespace) -> None:
         num_fewshot=args.num_fewshot,
         limit=args.limit,
         seed=args.seed,
+        chunk_size=args.chunk_size,
     )
     engine = None
     for spec in [s.strip() for s in args.benchmarks.split(",") if s.strip()]:
@@ -316,6 +355,8 @@ def _eval(args: argparse.Namespace) -> None:
             if "accuracy_flexible" in res
             else ""
         )
+        if res.get("too_long"):
+            extra += f", {res['too_long']} too long for the model's context (scored as unanswered)"
         print(f"{spec}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
 
 
@@ -355,13 +396,26 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from .study import load_recipe, plan, run_study
+    from .study import RecipeError, commands_trusted, load_recipe, plan, recipe_commands, run_study, trust_commands
 
-    recipe = load_recipe(args.recipe, args.overrides, data_dir=args.data_dir, run_dir=args.run_dir)
+    recipe = load_recipe(
+        args.recipe, args.overrides, data_dir=args.data_dir, run_dir=args.run_dir, base_url=args.base_url
+    )
     if args.plan:
         print("\n".join(plan(recipe)))
         return
-    out = run_study(recipe)
+    allow = args.allow_commands
+    commands = recipe_commands(recipe)
+    if commands and not allow and not commands_trusted(commands) and sys.stdin.isatty():
+        print(f"{recipe.source} runs these commands:")
+        for command in commands:
+            print(f"  {command}")
+        answer = input("Run them (remembered for these exact commands)? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            raise RecipeError(f"{recipe.source}: not run: its commands were not confirmed")
+        trust_commands(commands, recipe.source)
+        allow = True
+    out = run_study(recipe, allow_commands=allow)
     print((out / "report" / "table1.md").read_text())
     for extra in ("paired.md", "training.md"):
         if (out / "report" / extra).exists():
@@ -426,13 +480,15 @@ def _bench_rewards(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .engines.openai_api import ServerError
     from .engines.server import ServerStartError
     from .study import StageError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, ModelError, FileNotFoundError, ValueError, KeyError, ServerStartError, StageError) as e:
+    except (DataError, ModelError, FileNotFoundError, ValueError, KeyError, ServerStartError, StageError,
+            ServerError) as e:  # fmt: skip
         print(f"medrlvr: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -10,6 +10,19 @@ An unfinished stage with the same key resumes (filter and eval from their per-qu
 last checkpoint), so a rerun after a crash continues where it stopped. A stage whose key changed starts over.
 Because keys follow content, a change upstream that leaves a stage's inputs as they were does not rerun it.
 
+Nothing finished is deleted before it is replaced. A stage whose key changed first moves its old output to
+``RUN/.previous/STAGE/NAME`` and deletes it only when the new run is done; a run that fails or is interrupted leaves
+it there, and a run with the old settings put back takes it back instead of recomputing. Before any stage runs,
+the recipe's settings are checked (types, ranges, placeholders) and its model references resolved, so a typo
+stops the study with one line naming the recipe key.
+
+Commands. ``serve`` and ``train.launch`` run programs the recipe names. ``--plan`` lists every such command, and
+a study runs them only with ``allow_commands=True`` (``medrlvr run --allow-commands``) or once the user has
+confirmed exactly these commands (``medrlvr run`` asks at a terminal and remembers the sha256 of the command list
+in the cache directory; a changed command asks again). An OpenAI-compatible server at an address the recipe chose
+gets no API key unless the user configured the same address (``--base-url`` or ``$OPENAI_BASE_URL``), and a recipe
+cannot choose which environment variable is sent as the key.
+
 The run directory (``runs/NAME``) holds ``manifest.json``: the resolved recipe, data hashes, library versions, the
 project commit, and each stage's status, time and the process's peak memory so far.
 
@@ -24,6 +37,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import os
 import platform
 import resource
 import shutil
@@ -35,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .config import build
+from .config import build, checked
 from .data import DataError, load_benchmark, load_eval_spec, load_pool, resolve_data_dir
 from .evaluate import EvalConfig, eval_dir
 from .filter import FilterConfig
@@ -60,15 +74,25 @@ class StageError(RuntimeError):
     """A stage's child process (a training launcher) failed; its own output says why."""
 
 
+class CommandsNotAllowed(RecipeError):
+    """The recipe runs commands the user has not allowed; the message lists them."""
+
+
 # --- recipe -------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class DataSection:
     pool: str = "medmcqa:dev"  # NAME[:SPLIT] or a JSONL of records; never a test split
-    pool_limit: int | None = None  # the first N questions of the pool, in pool order
+    pool_limit: int | None = None  # the first N questions of the pool, in pool order (None: all)
     decontaminate: list[str] | None = None  # eval sets to drop 8-gram overlaps with; None: the eval benchmarks
     data_dir: str | None = None  # default: --data-dir or $MEDRLVR_DATA_DIR
+
+    def __post_init__(self) -> None:
+        if not self.pool.strip():
+            raise ValueError("setting 'pool' is empty; give NAME[:SPLIT] (e.g. medmcqa:dev) or a JSONL file")
+        if self.pool_limit is not None and self.pool_limit < 1:
+            raise ValueError(f"setting 'pool_limit' must be at least 1 (leave it out for all), got {self.pool_limit}")
 
 
 @dataclass
@@ -164,10 +188,80 @@ def _build(cls, values: Any, where: str, drop: Sequence[str] = (), fixed: dict[s
     return build(cls, values, where, drop, fixed, error=RecipeError)
 
 
+def _typed(value: Any, tp: Any, where: str) -> Any:
+    """``value`` checked against ``tp`` (see :func:`medrlvr.config.checked`); the error names the recipe key."""
+    try:
+        return checked(value, tp)
+    except TypeError as e:
+        raise RecipeError(f"{where} {e}") from None
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """A section or entry that must be a mapping (an empty one when left out)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecipeError(f"{where} must be a mapping of settings, got {type(value).__name__} {value!r:.60}")
+    return dict(value)
+
+
+def _command(template: Any, where: str) -> str | None:
+    """A ``serve`` or ``launch`` command: text, whose only placeholder is ``{model}``."""
+    template = _typed(template, str | None, where)
+    if template is not None:
+        try:
+            template.format(model="MODEL")
+        except (KeyError, IndexError) as e:
+            raise RecipeError(
+                f"{where}: placeholder {{{e.args[0]}}} is not filled in; the only one is {{model}} "
+                "(write {{ and }} for literal braces)"
+            ) from None
+        except ValueError as e:
+            raise RecipeError(f"{where}: {e} (write {{{{ and }}}} for literal braces)") from None
+    return template
+
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+def _normal_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def _key_policy(config: FilterConfig | EvalConfig, where: str, user_base_url: str | None, served: bool) -> dict:
+    """The engine options a study uses. The API key (``$OPENAI_API_KEY``) goes only to an address the user chose:
+    ``--base-url`` or ``$OPENAI_BASE_URL``. A ``base_url`` from the recipe (or the local address of a server the
+    recipe starts) that is not one of them gets no key, so a recipe cannot send the key where it likes."""
+    options = dict(config.engine_options)
+    if "api_key_env" in options:
+        raise RecipeError(
+            f"{where}.engine_options.api_key_env: a recipe may not choose which environment variable is sent as the "
+            "API key; the key is $OPENAI_API_KEY, sent only to --base-url or $OPENAI_BASE_URL"
+        )
+    if config.engine != "openai":
+        return options
+    if served:  # the engine talks to the server the study starts, not to $OPENAI_BASE_URL
+        options.setdefault("base_url", DEFAULT_BASE_URL)
+    if user_base_url:
+        options.setdefault("base_url", user_base_url)
+    if "base_url" in options:
+        url = _typed(options["base_url"], str, f"{where}.engine_options.base_url")
+        trusted = {_normal_url(u) for u in (user_base_url, os.environ.get("OPENAI_BASE_URL")) if u}
+        if _normal_url(url) not in trusted:
+            options["api_key_env"] = None  # the engine then sends no Authorization header
+    return options
+
+
 def load_recipe(
-    path: str | Path, overrides: Sequence[str] = (), data_dir: str | None = None, run_dir: str | None = None
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    data_dir: str | None = None,
+    run_dir: str | None = None,
+    base_url: str | None = None,
 ) -> Recipe:
-    """Read, override and validate a recipe. No data is read and no model is loaded."""
+    """Read, override and validate a recipe. No data is read and no model is loaded. ``base_url`` is the
+    OpenAI-compatible server the user named on the command line (the only address, with $OPENAI_BASE_URL, that
+    gets the API key)."""
     import yaml
 
     path = Path(path)
@@ -186,7 +280,7 @@ def load_recipe(
     given = apply_overrides(raw, overrides, str(path))
     if data_dir is not None:
         given.setdefault("data", {})["data_dir"] = data_dir
-    fallback = raw.get("without_data_dir") or {}
+    fallback = _mapping(raw.get("without_data_dir"), f"{path}: without_data_dir")
     applied = bool(fallback) and resolve_data_dir((given.get("data") or {}).get("data_dir"), required=False) is None
     if applied:  # the recipe's own fallback first, then what the user overrode on top of it
         raw = apply_overrides(apply_overrides(raw, fallback, f"{path}: without_data_dir"), overrides, str(path))
@@ -195,22 +289,24 @@ def load_recipe(
     unknown = sorted(k for k in raw if k not in SECTIONS)
     if unknown:
         raise RecipeError(f"{path}: unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
-    data = _build(DataSection, dict(raw.get("data") or {}), f"{path}: data")
+    data = _build(DataSection, _mapping(raw.get("data"), f"{path}: data"), f"{path}: data")
 
     filters = []
-    for i, entry in enumerate(raw.get("filter") or []):
-        entry = dict(entry or {})
-        name = str(entry.pop("name", None) or slug(str(entry.get("model", ""))))
-        serve = entry.pop("serve", None)
+    for i, entry in enumerate(_typed(raw.get("filter") or [], list, f"{path}: filter")):
+        entry = _mapping(entry, f"{path}: filter[{i}]")
+        name = _typed(entry.pop("name", None), str | None, f"{path}: filter[{i}].name")
+        name = name or slug(str(entry.get("model", "")))
+        serve = _command(entry.pop("serve", None), f"{path}: filter[{i}].serve")
         config = _build(FilterConfig, entry, f"{path}: filter[{i}] ({name})")
+        config.engine_options = _key_policy(config, f"{path}: filter[{i}]", base_url, bool(serve))
         filters.append(FilterEntry(name, config, serve))
     if len({f.name for f in filters}) != len(filters):
         raise RecipeError(f"{path}: filter: two filters with the same name; give each a distinct 'name'")
     filter_names = {f.name for f in filters} | {f.config.model for f in filters}
 
     selections = []
-    for name, entry in (raw.get("select") or {}).items():
-        entry = dict(entry or {})
+    for name, entry in _mapping(raw.get("select"), f"{path}: select").items():
+        entry = _mapping(entry, f"{path}: select.{name}")
         whose = entry.pop("filter", None)
         config = _build(SelectConfig, entry, f"{path}: select.{name}", drop=("decontaminate",))
         if config.strategy != "random" and not whose:
@@ -222,9 +318,11 @@ def load_recipe(
         selections.append(SelectEntry(str(name), config, whose))
     selection_names = [s.name for s in selections]
 
-    train_values = dict(raw.get("train") or {})
+    train_values = _mapping(raw.get("train"), f"{path}: train")
     policy_values = train_values.pop("policies", None)
-    launch = train_values.pop("launch", None)
+    if policy_values is not None:
+        policy_values = _mapping(policy_values, f"{path}: train.policies")
+    launch = _command(train_values.pop("launch", None), f"{path}: train.launch")
     for key in ("train_file", "output_dir"):
         if key in train_values:
             raise RecipeError(f"{path}: train.{key} is set by the study (run_dir/select/..., run_dir/train/...)")
@@ -232,7 +330,7 @@ def load_recipe(
         policy_values = {name: {"selection": name} for name in selection_names}
     policies = []
     for name, entry in policy_values.items():
-        entry = dict(entry or {})
+        entry = _mapping(entry, f"{path}: train.policies.{name}")
         selection = entry.pop("selection", None)
         if selection not in selection_names:
             raise RecipeError(
@@ -248,20 +346,25 @@ def load_recipe(
     if "base" in {p.name for p in policies}:
         raise RecipeError(f"{path}: train.policies: 'base' is the name of the untrained model; pick another")
 
-    eval_values = dict(raw.get("eval") or {})
+    eval_values = _mapping(raw.get("eval"), f"{path}: eval")
     benchmarks = eval_values.pop("benchmarks", None) or ["medqa", "mmlu:medical"]
-    eval_base = bool(eval_values.pop("base", True))
-    eval_serve = eval_values.pop("serve", None)
+    if isinstance(benchmarks, str):  # one benchmark, or several comma-separated as on the command line
+        benchmarks = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    benchmarks = _typed(benchmarks, list, f"{path}: eval.benchmarks")
+    eval_base = _typed(eval_values.pop("base", True), bool, f"{path}: eval.base")
+    eval_serve = _command(eval_values.pop("serve", None), f"{path}: eval.serve")
     evals = []
-    for item in benchmarks:
-        item = {"benchmark": item} if isinstance(item, str) else dict(item or {})
-        bench = item.pop("benchmark", None)
+    for i, item in enumerate(benchmarks):
+        where = f"{path}: eval.benchmarks[{i}]"
+        item = {"benchmark": item} if isinstance(item, str) else _mapping(item, where)
+        bench = _typed(item.pop("benchmark", None), str | None, f"{where}.benchmark")
         if not bench:
-            raise RecipeError(f"{path}: eval.benchmarks: an entry without 'benchmark'")
+            raise RecipeError(f"{where}: an entry without 'benchmark' (NAME[:SUBJECTS], e.g. mmlu:medical)")
         config = _build(
             EvalConfig, {**eval_values, **item}, f"{path}: eval ({bench})", drop=("model",), fixed={"model": "-"}
         )
-        evals.append(EvalEntry(str(bench), config))
+        config.engine_options = _key_policy(config, f"{path}: eval", base_url, bool(eval_serve))
+        evals.append(EvalEntry(bench, config))
     if policies and evals and evals[0].config.engine == "llamacpp":
         raise RecipeError(f"{path}: eval.engine llamacpp cannot load a trained LoRA adapter; use transformers or openai")
     if policies and eval_serve and not all(p.config.merge or not p.config.lora for p in policies):
@@ -269,10 +372,11 @@ def load_recipe(
     if data.decontaminate is None:
         data.decontaminate = [e.benchmark for e in evals]
 
-    name = str(raw.get("name") or path.stem)
+    name = _typed(raw.get("name"), str | None, f"{path}: name") or path.stem
+    recipe_run_dir = _typed(raw.get("run_dir"), str | None, f"{path}: run_dir")
     return Recipe(
         name=name,
-        run_dir=Path(run_dir or raw.get("run_dir") or Path("runs") / name),
+        run_dir=Path(run_dir or recipe_run_dir or Path("runs") / name),
         data=data,
         filters=filters,
         selections=selections,
@@ -282,7 +386,7 @@ def load_recipe(
         eval_base=eval_base,
         eval_serve=eval_serve,
         train_launch=launch,
-        report=dict(raw.get("report") or {}),
+        report=_mapping(raw.get("report"), f"{path}: report"),
         source=str(path),
         raw=raw,
         without_data_dir_applied=applied,
@@ -363,14 +467,129 @@ def _without(config: Any, *names: str) -> dict[str, Any]:
     return values
 
 
+# --- commands a recipe runs -----------------------------------------------------------------------------------
+
+
+def recipe_commands(recipe: Recipe) -> list[str]:
+    """Every program the recipe runs, written as it will run (servers for filter models and evaluated models, the
+    training launcher per policy)."""
+    commands = [f.serve.format(model=f.config.model) for f in recipe.filters if f.serve]
+    if recipe.eval_serve:
+        refs = [recipe.base_model] if recipe.eval_base else []
+        for p in recipe.policies:  # a server loads the merged policy (or the fully trained model)
+            final = "merged" if p.config.lora or p.config.qlora else "model"
+            refs.append(str(recipe.run_dir / "train" / p.name / final))
+        commands += [recipe.eval_serve.format(model=ref) for ref in refs]
+    if recipe.train_launch:
+        for p in recipe.policies:
+            if getattr(p.config, "backend", "trl") != "verl":  # verl starts its own processes
+                path = recipe.run_dir / "train" / p.name / "study_train.yaml"
+                commands.append(f"{recipe.train_launch} -m medrlvr.cli train --config {path}")
+    return list(dict.fromkeys(commands))
+
+
+def _trust_file() -> Path:
+    from .models import cache_dir
+
+    return cache_dir() / "trusted-commands.json"
+
+
+def commands_digest(commands: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(commands).encode()).hexdigest()
+
+
+def commands_trusted(commands: Sequence[str]) -> bool:
+    """Whether the user has confirmed exactly these commands before."""
+    path = _trust_file()
+    try:
+        trusted = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return False
+    return isinstance(trusted, dict) and commands_digest(commands) in trusted
+
+
+def trust_commands(commands: Sequence[str], recipe: str) -> None:
+    """Remember that the user confirmed these exact commands (keyed by their sha256)."""
+    path = _trust_file()
+    try:
+        trusted = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        trusted = {}
+    trusted[commands_digest(commands)] = {"recipe": recipe, "commands": list(commands), "confirmed": _now()}
+    write_json(path, trusted)
+
+
+# --- stage folders ------------------------------------------------------------------------------------------
+
+
+def _marker(folder: Path) -> dict[str, Any] | None:
+    path = folder / "stage.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:  # torn by a crash: the folder's state is unknown, as if unmarked
+        return None
+
+
+def _finished(marker: dict[str, Any] | None, key: str | None = None) -> bool:
+    return bool(marker) and marker.get("status") == "done" and (key is None or marker.get("key") == key)
+
+
+def _set_aside(out: Path, kept: Path) -> None:
+    """Move a finished stage folder to ``kept`` (a rename: nothing is copied), replacing an older one there."""
+    if kept.exists():
+        shutil.rmtree(kept)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(out, kept)
+
+
+def _swap_back(out: Path, kept: Path, keep_displaced: bool) -> None:
+    """Put ``kept`` back at ``out``; what was at ``out`` is kept in its place if finished, else removed."""
+    swap = kept.with_name(kept.name + ".swap")
+    if out.exists():
+        os.replace(out, swap)
+    os.replace(kept, out)
+    if swap.exists():
+        if keep_displaced:
+            os.replace(swap, kept)
+        else:
+            shutil.rmtree(swap)
+
+
+def _finish_swap(out: Path, kept: Path) -> None:
+    """Settle a :func:`_swap_back` that a kill interrupted: before ``kept`` moved, undo it; after, keep both."""
+    swap = kept.with_name(kept.name + ".swap")
+    if not swap.exists():
+        return
+    if not kept.exists():
+        os.replace(swap, kept)
+    elif not out.exists():
+        os.replace(swap, out)
+    else:
+        shutil.rmtree(swap)
+
+
+def _prune(folder: Path, root: Path) -> None:
+    """Remove empty folders from ``folder`` up to (not including) ``root``."""
+    while folder != root and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
 # --- the study ----------------------------------------------------------------------------------------------
 
 
 class Study:
     """Runs a recipe's stages in order, skipping what is done; ``run()`` returns the run directory."""
 
-    def __init__(self, recipe: Recipe, progress: bool = True, log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        recipe: Recipe,
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+        allow_commands: bool = False,
+    ):
         self.recipe = recipe
+        self.allow_commands = allow_commands
         self.run_dir = recipe.run_dir
         self.progress = progress
         self.log = log or (lambda line: print(line, flush=True))
@@ -392,30 +611,53 @@ class Study:
     ) -> str:
         """Run ``fn`` unless ``out`` holds a finished stage with the same key. ``reuse`` names inputs that may change
         while what is on disk stays valid (the eval subsample: predictions are per question), so the stage reruns
-        over its old outputs instead of starting over."""
+        over its old outputs instead of starting over.
+
+        A finished output is never deleted before its replacement is done: when the key changed it is moved to
+        ``RUN/.previous/...`` and deleted after ``fn`` returns. If ``fn`` fails or is interrupted it stays there,
+        and a later call whose key matches it (the old settings put back) moves it back instead of recomputing."""
         key = _hash({"stage": kind, **inputs})
         store_key = _hash({"stage": kind, **{k: v for k, v in inputs.items() if k not in reuse}})
         marker = out / "stage.json"
-        previous = json.loads(marker.read_text()) if marker.is_file() else None
+        previous = _marker(out)
         label = f"{kind} {name}".strip()
-        done = previous and previous.get("key") == key and previous.get("status") == "done"
-        if done and all((out / o).exists() for o in outputs):
+        if _finished(previous, key) and all((out / o).exists() for o in outputs):
             self._record(kind, name, out, key, "cached", 0.0)
             self.log(f"[{label}] cached ({out})")
             return "cached"
+        kept = self.run_dir / ".previous" / out.relative_to(self.run_dir)
+        _finish_swap(out, kept)
+        if _finished(_marker(kept), key) and all((kept / o).exists() for o in outputs):
+            _swap_back(out, kept, keep_displaced=_finished(previous))
+            _prune(kept.parent, self.run_dir)
+            self._record(kind, name, out, key, "restored", 0.0)
+            self.log(f"[{label}] settings as before: took back the finished output from {kept}")
+            return "restored"
         resumed = bool(previous and previous.get("store_key") == store_key)
         if previous and not resumed:
-            self.log(f"[{label}] inputs or settings changed: recomputing")
-            shutil.rmtree(out)
+            if _finished(previous):
+                _set_aside(out, kept)
+                self.log(f"[{label}] inputs or settings changed: recomputing (the old output waits in {kept})")
+            else:  # an unfinished run of settings no longer asked for; the last finished output stays kept
+                shutil.rmtree(out)
+                self.log(f"[{label}] inputs or settings changed: recomputing")
         out.mkdir(parents=True, exist_ok=True)
         state = {"stage": kind, "name": name, "key": key, "store_key": store_key, "inputs": inputs}
         write_json(marker, {**state, "status": "running", "started": _now()})
         self.log(f"[{label}] {'continuing' if resumed else 'running'} -> {out}")
         started = time.perf_counter()
-        fn()
+        try:
+            fn()
+        except BaseException:
+            if kept.exists():
+                self.log(f"[{label}] stopped; the previous output is kept in {kept} (the old settings take it back)")
+            raise
         seconds = round(time.perf_counter() - started, 1)
         write_json(marker, {**state, "status": "done", "finished": _now(), "seconds": seconds,
                             "peak_rss_mb": peak_rss_mb()})
+        if kept.exists():  # replaced: only now is the old output removed
+            shutil.rmtree(kept)
+            _prune(kept.parent, self.run_dir)
         status = "ran" if not resumed else "resumed" if previous.get("key") == key else "updated"
         self._record(kind, name, out, key, status, seconds)
         self.log(f"[{label}] done in {seconds:.1f} s (peak memory so far {peak_rss_mb():.0f} MB)")
@@ -602,9 +844,12 @@ class Study:
                         "fewshot": records_hash(shots) if shots else None,
                     }
 
-                    def work(config=config, records=records, out=out, entry=entry, shots=shots):
+                    def work(config=config, records=records, out=out, entry=entry, shots=shots, fp=fingerprint):
                         engine = engine_for(config)
-                        evaluate(records, config, out, entry.benchmark, shots, engine=engine, progress=self.progress)
+                        evaluate(
+                            records, config, out, entry.benchmark, shots, engine=engine, progress=self.progress,
+                            fingerprint=fp,
+                        )
 
                     self._stage("eval", f"{name} {entry.benchmark}", out, inputs, ["results.json"], work, ("subsample",))
             gc.collect()
@@ -637,11 +882,44 @@ class Study:
             return
         from .engines.server import served
 
-        base_url = engine_options.get("base_url") or "http://127.0.0.1:8000/v1"
+        base_url = engine_options.get("base_url") or DEFAULT_BASE_URL
         with served(command.format(model=model), base_url, log_path=log_dir / "server.log"):
             yield
 
+    def _check_commands(self) -> None:
+        commands = recipe_commands(self.recipe)
+        if commands and not self.allow_commands and not commands_trusted(commands):
+            listed = "; ".join(f"`{c}`" for c in commands)
+            raise CommandsNotAllowed(
+                f"{self.recipe.source or self.recipe.name}: this recipe runs commands: {listed}. Check them "
+                "(medrlvr run RECIPE --plan) and run with --allow-commands, or confirm them at a terminal"
+            )
+
+    def _check_models(self) -> None:
+        """Resolve every model reference the recipe names before any stage runs (and so before any output is
+        set aside): a typo is one line naming the recipe key, not a failed stage."""
+        from .models import ModelError, resolve
+
+        r = self.recipe
+        checks = [(f"filter[{i}].model", f.config.model) for i, f in enumerate(r.filters)
+                  if f.config.engine != "openai"]  # fmt: skip
+        train = r.raw.get("train") if isinstance(r.raw.get("train"), dict) else {}
+        own = train.get("policies") if isinstance(train.get("policies"), dict) else {}
+        for p in r.policies:
+            entry = own.get(p.name)
+            checks.append((f"train.policies.{p.name}.model" if isinstance(entry, dict) and "model" in entry
+                           else "train.model", p.config.model))  # fmt: skip
+        if r.eval_base and r.evals and r.evals[0].config.engine != "openai":
+            checks.append(("train.model (the base model, evaluated)", r.base_model))
+        for where, ref in dict.fromkeys(checks):
+            try:
+                resolve(ref)
+            except ModelError as e:
+                raise RecipeError(f"{r.source or r.name}: {where}: {e}") from None
+
     def run(self) -> Path:
+        self._check_commands()
+        self._check_models()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._load_data()
         self._write_manifest()
@@ -673,6 +951,13 @@ def plan(recipe: Recipe) -> list[str]:
         c = e.config
         lines.append(f"eval {e.benchmark}: {c.mode}, limit={c.limit}, engine={c.engine} for {', '.join(names)}")
     lines.append("report: table1.md/csv/tex, charts, index.html")
+    commands = recipe_commands(recipe)
+    if commands:
+        trusted = "confirmed before" if commands_trusted(commands) else "needs --allow-commands or a confirmation"
+        lines.append(f"commands this recipe runs ({trusted}):")
+        lines += [f"  {c}" for c in commands]
+    else:
+        lines.append("commands this recipe runs: none")
     return lines
 
 
@@ -683,8 +968,12 @@ def run_study(
     run_dir: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    allow_commands: bool = False,
+    base_url: str | None = None,
 ) -> Path:
-    """Run (or continue) a study; returns its run directory."""
+    """Run (or continue) a study; returns its run directory. A recipe that runs commands (``serve``,
+    ``train.launch``) needs ``allow_commands=True`` unless the user confirmed these exact commands before;
+    ``base_url`` is the OpenAI-compatible server the user chose (it, and $OPENAI_BASE_URL, get the API key)."""
     if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, overrides, data_dir=data_dir, run_dir=run_dir)
-    return Study(recipe, progress=progress, log=log).run()
+        recipe = load_recipe(recipe, overrides, data_dir=data_dir, run_dir=run_dir, base_url=base_url)
+    return Study(recipe, progress=progress, log=log, allow_commands=allow_commands).run()
