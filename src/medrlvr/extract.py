@@ -259,7 +259,8 @@ _FRAC = re.compile(r"(-\s*)?\\[dt]?frac\s*\{\s*(-?\d{1,30})\s*\}\s*\{\s*(-?\d{1,
 
 def _prepare(span: str, numbers: bool = False) -> str:
     """One span as plain text: NFKC (full-width letters and digits become ASCII), look-alike letters as Latin,
-    invisible characters dropped, LaTeX and markdown dropped, white space collapsed. For numbers, ``\\frac{a}{b}`` becomes its value first."""
+    invisible characters dropped, LaTeX and markdown dropped, white space collapsed. For numbers,
+    ``\\frac{a}{b}`` becomes its value first."""
     span = unicodedata.normalize("NFKC", span).translate(_LOOKALIKES).replace(_MARK, "").replace("\u2212", "-")
     span = _LATEX_NOT.sub(" not ", span)
     if numbers:
@@ -324,7 +325,6 @@ class _Options(NamedTuple):
     """What a question's options need for reading spans, built once per set of options."""
 
     letters: tuple[str, ...]
-    texts: tuple[str, ...]  # prepared option texts, by position
     soft: dict[str, str]  # letter -> text as written (casefolded, spaces collapsed)
     norm: dict[str, str]  # letter -> text prepared and stripped of punctuation
     finder: re.Pattern | None  # whole option texts inside a span, one named group per option
@@ -353,7 +353,6 @@ def _options(items: tuple[tuple[str, str], ...]) -> _Options:
     )
     return _Options(
         letters=letters,
-        texts=prepared,
         soft={k: _soft(v) for k, v in items},
         norm={k: t.casefold() for k, t in zip(letters, prepared)},
         finder=finder,
