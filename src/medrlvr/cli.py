@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn = commands.add_parser("train", help="GRPO (default) or SFT with LoRA on a selected training set (TRL + PEFT)")
     trn.add_argument("--config", help="recipe YAML (its `train:` section, or top-level keys)")
     trn.add_argument("overrides", nargs="*", help="key=value settings over the recipe, e.g. max_steps=20 lora_r=8")
+    trn.add_argument("--backend", choices=["trl", "verl"], help="trl (default) or verl (PPO/GRPO/DAPO on GPUs, Ray)")
     trn.set_defaults(func=_train)
 
     run = commands.add_parser(
@@ -388,7 +389,7 @@ def _report(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from .train import load_config, train
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides + ([f"backend={args.backend}"] if args.backend else []))
     if not config.train_file:
         raise ValueError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
     out = train(config)

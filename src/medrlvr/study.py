@@ -779,7 +779,11 @@ class Study:
             final = "adapter" if config.lora or config.qlora else "model"
 
             def work(config=config, out=out):
-                if self.recipe.train_launch:  # e.g. accelerate launch: one process per GPU, in a child process
+                if config.backend == "verl":  # verl starts its own processes (Ray), never under train.launch
+                    from .verl_backend import train as verl_train
+
+                    verl_train(config, data_dir=self.recipe.data.data_dir)
+                elif self.recipe.train_launch:  # e.g. accelerate launch: one process per GPU, in a child process
                     import shlex
 
                     import yaml
@@ -804,6 +808,7 @@ class Study:
             models.append(("base", self.recipe.base_model, self.recipe.base_model))
         for policy in self.recipe.policies:
             out = self.run_dir / "train" / policy.name
+            # Both backends leave this layout: verl's export is moved here by verl_backend.collect.
             if policy.config.lora or policy.config.qlora:
                 weights = out / "adapter"
                 fingerprint = file_hash(weights / "adapter_model.safetensors")

@@ -73,6 +73,8 @@ class TrainConfig:
     bf16: bool | None = None
     trust_remote_code: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # passed to GRPOConfig / SFTConfig as is
+    backend: str = "trl"  # trl | verl (PPO, GRPO, DAPO on GPUs and many nodes: medrlvr.verl_backend)
+    verl: dict[str, Any] = field(default_factory=dict)  # backend verl: verl_backend.VerlSettings
 
     def __post_init__(self) -> None:
         if self.method not in ("grpo", "sft"):
@@ -80,6 +82,12 @@ class TrainConfig:
         unknown = [name for name in self.rewards if name not in REWARDS]
         if unknown:
             raise ValueError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")
+        if self.backend not in ("trl", "verl"):
+            raise ValueError(f"backend must be trl or verl, got {self.backend!r}")
+        if self.backend == "verl":  # checked here, so a recipe's --plan already catches a bad verl setting
+            from .verl_backend import settings
+
+            settings(self)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
@@ -170,6 +178,10 @@ def _metrics_callback(path: Path):
 def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> Path:
     """Train one policy; returns the output directory (adapter/, merged/ on request, metrics.jsonl,
     completions.jsonl, checkpoints). Resumes from the last checkpoint in the output directory."""
+    if config.backend == "verl":  # verl runs its own processes (Ray): medrlvr.verl_backend
+        from . import verl_backend
+
+        return verl_backend.train(config)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint

@@ -1,0 +1,434 @@
+"""Training through verl (PyPI ``verl`` 0.9.x: Ray, FSDP, vLLM/SGLang rollouts) instead of TRL: ``backend: verl``.
+
+Why a second backend: Med-RLVR (arXiv 2502.19655) trained Qwen2.5-3B with PPO and a critic (OpenRLHF); TRL no
+longer has PPO, and its multi-GPU path stops at one node. verl runs PPO with a GAE critic, GRPO (Open-Medical-R1,
+arXiv 2504.13950) and DAPO (dynamic sampling, clip-higher, token-mean loss) on one GPU or many nodes. medrlvr keeps
+what it owns -- the selected questions, the R1-Zero prompt, the reward, the run directory -- and hands verl the rest:
+
+1. ``data/train.parquet`` and ``data/val.parquet`` in verl's RL schema (:func:`medrlvr.select.verl_rows`);
+2. ``verl_launch.sh``: ``python -m verl.trainer.main_ppo`` with the full override list (:func:`overrides`), then
+   verl's model merger on the last actor checkpoint. Every setting a paper fixes, and every verl default that
+   would otherwise decide the maths (batch sizes, clip ranges, KL, loss aggregation, schedule), is written out;
+   the reward is ``medrlvr.rewards.compute_score``, loaded as ``pkg://medrlvr.rewards`` -- verl's file-path loader
+   would import ``rewards.py`` alone, and its relative imports fail there;
+3. after training, the merged Hugging Face checkpoint is laid out as TRL's path lays it out -- ``model/`` (full
+   fine-tuning) or ``adapter/`` (LoRA; ``merged/`` with ``merge: true``) and ``metrics.jsonl`` -- so ``eval`` and
+   ``report`` treat the policy like any other.
+
+Without verl in this environment, :func:`train` writes all of that, prints the command and stops with
+:class:`VerlNotInstalled` (one line). ``scripts/verl_check.py`` checks the overrides against verl's own hydra config
+and the reward against verl's own loader, on a CPU. verl training itself has not been run on a GPU from here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import build
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
+
+ALGORITHMS = ("ppo", "grpo", "dapo")
+ROLLOUTS = ("vllm", "sglang")
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+REWARD_PATH = "pkg://medrlvr.rewards"  # an import of the installed package (see the module docstring)
+REWARD_NAME = "compute_score"
+# chat: false (a base model, as Med-RLVR): verl always renders prompts through a chat template, so this one renders
+# the R1-Zero messages exactly as medrlvr.prompts.plain_prompt does ("SYSTEM\nUser: QUESTION\nAssistant:").
+# verl_rows gives [system, user]; the template has no quotes, so it passes hydra's and the shell's quoting intact.
+PLAIN_TEMPLATE = "{{ messages[0].content }}\nUser: {{ messages[1].content }}\nAssistant:"
+
+
+class VerlNotInstalled(ValueError):
+    """verl is not importable here; the launch script is written and the message says how to run it."""
+
+
+@dataclass
+class VerlSettings:
+    """``train.verl`` in a recipe: what only verl has. Everything else comes from the shared train settings:
+    model, learning_rate, lr_scheduler_type (constant | cosine), batch_size x gradient_accumulation_steps =
+    questions per update across all GPUs, num_generations = rollouts per question, num_train_epochs / max_steps,
+    max_completion_length, temperature, beta (KL: in the reward for ppo, a loss term for grpo/dapo), lora / lora_r /
+    lora_alpha / lora_target_modules (verl's FSDP LoRA has no dropout), chat (false: the plain R1-Zero text),
+    save_steps, save_total_limit, seed, report_to, merge, trust_remote_code. TRL-only settings (loss_type, vLLM
+    modes, extra) do not reach verl; verl's own go in ``overrides``."""
+
+    algorithm: str = "grpo"  # ppo: GAE with a critic (Med-RLVR) | grpo: group-normalised (Open-Medical-R1) | dapo
+    nnodes: int = 1  # more than one: start a Ray cluster first, run the script on its head node
+    n_gpus_per_node: int = 1
+    rollout: str = "vllm"  # vllm | sglang (install verl[vllm] or verl[sglang])
+    rollout_tensor_parallel: int = 1  # GPUs per rollout engine (verl's default, 2, fails on one GPU)
+    gpu_memory_utilization: float = 0.6  # the rollout engine's share of a GPU it shares with FSDP training
+    micro_batch_size_per_gpu: int = 4  # sequences per forward/backward pass: memory, not maths
+    max_prompt_length: int = 1024  # tokens; longer prompts are dropped from training (and counted in verl's log)
+    critic_learning_rate: float = 1.0e-5  # ppo
+    gamma: float = 1.0  # ppo: discount; 1 with lam 1 makes the outcome reward at the last token reach every token
+    lam: float = 1.0  # ppo: GAE lambda
+    value_clip: float = 0.2  # ppo: clip range of the critic's value update
+    clip_ratio_low: float = 0.2  # policy ratio clip below 1
+    clip_ratio_high: float | None = None  # above 1; None: 0.2, or 0.28 for dapo (DAPO's clip-higher)
+    loss_agg_mode: str | None = None  # None: token-mean for ppo and dapo, seq-mean-token-mean for grpo (its paper)
+    max_num_gen_batches: int = 10  # dapo: generation rounds per step to fill a batch with non-tied groups
+    val: str | None = None  # validation questions: NAME[:SPLIT] or a JSONL (never test); None: a training sample
+    val_size: int = 256  # validation questions (a seeded sample)
+    overrides: list[str] = field(default_factory=list)  # more verl key=value overrides, applied last
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("algorithm", self.algorithm, ALGORITHMS),
+            ("rollout", self.rollout, ROLLOUTS),
+            ("loss_agg_mode", self.loss_agg_mode, (None, *LOSS_AGG_MODES)),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(str(a) for a in allowed)}, got {value!r}")
+        for name in ("nnodes", "n_gpus_per_node", "rollout_tensor_parallel", "micro_batch_size_per_gpu", "val_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+def settings(config: TrainConfig) -> VerlSettings:
+    """The verl settings of a train config, checked against the shared ones; one-line ValueError naming the key."""
+    s = build(VerlSettings, dict(config.verl or {}), "verl")
+    if config.method != "grpo":
+        raise ValueError(f"backend verl trains RL policies (method grpo); method {config.method} stays with trl")
+    if config.qlora:
+        raise ValueError("backend verl has no QLoRA: set qlora: false (lora: true trains verl's FSDP LoRA)")
+    if set(config.rewards) != {"accuracy"} or float(config.rewards["accuracy"]) != 1.0:
+        raise ValueError(
+            "backend verl scores with medrlvr.rewards.compute_score (accuracy only): set rewards: {accuracy: 1.0}"
+        )
+    if config.prompt != "r1_zero":
+        raise ValueError(f"backend verl trains on the r1_zero prompt (select.verl_rows), got prompt {config.prompt!r}")
+    if config.lr_scheduler_type not in ("constant", "cosine"):
+        raise ValueError(
+            f"backend verl: lr_scheduler_type must be constant or cosine, got {config.lr_scheduler_type!r}"
+        )
+    if float(config.num_train_epochs) != int(config.num_train_epochs):
+        raise ValueError(f"backend verl counts whole epochs: num_train_epochs {config.num_train_epochs}")
+    if config.extra:
+        raise ValueError("train.extra is passed to TRL; for backend verl put verl settings in verl.overrides")
+    if s.algorithm != "ppo" and config.num_generations < 2:
+        raise ValueError(f"verl algorithm {s.algorithm} compares rollouts in a group: num_generations must be >= 2")
+    gpus = s.nnodes * s.n_gpus_per_node
+    sequences = config.batch_size * config.gradient_accumulation_steps * config.num_generations
+    if sequences % gpus:
+        raise ValueError(
+            f"backend verl splits batch_size x gradient_accumulation_steps x num_generations = {sequences} "
+            f"sequences over verl.nnodes x verl.n_gpus_per_node = {gpus} GPUs: make it a multiple"
+        )
+    return s
+
+
+def _value(value: Any) -> str:
+    """A value in hydra's override grammar."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_value(v) for v in value) + "]"
+    text = str(value)
+    if text and all(c.isalnum() or c in "_-./" for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def paths(config: TrainConfig) -> dict[str, Path]:
+    """Where verl's inputs and outputs go, as absolute paths: Ray's workers do not share the launcher's directory
+    (several nodes: the run directory must be on a filesystem they all mount)."""
+    out = Path(config.output_dir).resolve()
+    return {
+        "out": out,
+        "train": out / "data" / "train.parquet",
+        "val": out / "data" / "val.parquet",
+        "checkpoints": out / "checkpoints",
+        "hf": out / "verl_hf",  # the model merger's output, moved to model/ or adapter/ after training
+        "metrics": out / "verl_metrics.jsonl",  # verl's file logger
+        "script": out / "verl_launch.sh",
+        "log": out / "verl.log",
+    }
+
+
+def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
+    """The hydra overrides for ``python -m verl.trainer.main_ppo``, in order: data, model, actor, rollout,
+    reference, critic, algorithm, reward, trainer, then ``verl.overrides``."""
+    s = settings(config)
+    p = paths(config)
+    model = model_path or config.model
+    ppo, dapo = s.algorithm == "ppo", s.algorithm == "dapo"
+    prompts_per_update = config.batch_size * config.gradient_accumulation_steps
+    loss_agg = s.loss_agg_mode or ("seq-mean-token-mean" if s.algorithm == "grpo" else "token-mean")
+    clip_high = s.clip_ratio_high if s.clip_ratio_high is not None else (0.28 if dapo else 0.2)
+    loggers = [] if config.report_to in ("none", [], None) else config.report_to
+    lora = {}
+    if config.lora:
+        lora = {
+            "lora_rank": config.lora_r,
+            "lora_alpha": config.lora_alpha,
+            "target_modules": config.lora_target_modules,
+        }
+    model_keys = {
+        "path": str(model),
+        "trust_remote_code": config.trust_remote_code,
+        "lora_rank": config.lora_r if config.lora else 0,
+        **{k: v for k, v in lora.items() if k != "lora_rank"},
+    }
+    if config.chat is False:
+        model_keys["custom_chat_template"] = PLAIN_TEMPLATE
+    micro = s.micro_batch_size_per_gpu
+    items: list[tuple[str, Any]] = [
+        ("data.train_files", str(p["train"])),
+        ("data.val_files", str(p["val"])),
+        ("data.prompt_key", "prompt"),
+        ("data.max_prompt_length", s.max_prompt_length),
+        ("data.max_response_length", config.max_completion_length),
+        ("data.train_batch_size", prompts_per_update),
+        ("data.filter_overlong_prompts", True),
+        ("data.truncation", "error"),
+        ("data.shuffle", True),
+        ("data.seed", config.seed),
+        ("data.trust_remote_code", config.trust_remote_code),
+        *((f"actor_rollout_ref.model.{k}", v) for k, v in model_keys.items()),
+        ("actor_rollout_ref.actor.optim.lr", config.learning_rate),
+        ("actor_rollout_ref.actor.optim.lr_scheduler_type", config.lr_scheduler_type),
+        ("actor_rollout_ref.actor.optim.lr_warmup_steps_ratio", 0.0),
+        ("actor_rollout_ref.actor.optim.min_lr_ratio", 0.0),
+        ("actor_rollout_ref.actor.optim.weight_decay", 0.0),  # TRL's default, so both backends agree
+        ("actor_rollout_ref.actor.grad_clip", 1.0),
+        # One update per generated batch: the rollouts are on-policy, as in TRL's GRPO with one iteration.
+        ("actor_rollout_ref.actor.ppo_mini_batch_size", prompts_per_update),
+        ("actor_rollout_ref.actor.ppo_epochs", 1),
+        ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", micro),
+        ("actor_rollout_ref.actor.clip_ratio", s.clip_ratio_low),
+        ("actor_rollout_ref.actor.clip_ratio_low", s.clip_ratio_low),
+        ("actor_rollout_ref.actor.clip_ratio_high", clip_high),
+        ("actor_rollout_ref.actor.loss_agg_mode", loss_agg),
+        ("actor_rollout_ref.actor.entropy_coeff", 0.0),
+        # KL to the reference: PPO puts it in the reward (the classic RLHF form), GRPO/DAPO in the loss.
+        ("actor_rollout_ref.actor.use_kl_loss", not ppo and config.beta > 0),
+        *([] if ppo else [("actor_rollout_ref.actor.kl_loss_coef", config.beta)]),
+        *([] if ppo else [("actor_rollout_ref.actor.kl_loss_type", "low_var_kl")]),
+        ("actor_rollout_ref.actor.checkpoint.save_contents", ["model", "optimizer", "extra"]),
+        ("actor_rollout_ref.rollout.name", s.rollout),
+        ("actor_rollout_ref.rollout.n", config.num_generations),
+        ("actor_rollout_ref.rollout.temperature", config.temperature),
+        ("actor_rollout_ref.rollout.top_p", 1.0),
+        ("actor_rollout_ref.rollout.top_k", -1),
+        ("actor_rollout_ref.rollout.tensor_model_parallel_size", s.rollout_tensor_parallel),
+        ("actor_rollout_ref.rollout.gpu_memory_utilization", s.gpu_memory_utilization),
+        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", micro),
+        ("actor_rollout_ref.rollout.seed", config.seed),
+        ("actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu", micro),
+        ("critic.enable", ppo),
+    ]
+    if ppo:
+        items += [
+            ("critic.model.path", str(model)),  # the critic starts from the policy's base model
+            ("critic.model.trust_remote_code", config.trust_remote_code),
+            ("critic.model.lora_rank", config.lora_r if config.lora else 0),
+            *((f"critic.model.{k}", v) for k, v in lora.items() if k != "lora_rank"),
+            ("critic.optim.lr", s.critic_learning_rate),
+            ("critic.optim.lr_scheduler_type", config.lr_scheduler_type),
+            ("critic.optim.lr_warmup_steps_ratio", 0.0),
+            ("critic.optim.weight_decay", 0.0),
+            ("critic.ppo_micro_batch_size_per_gpu", micro),
+            ("critic.cliprange_value", s.value_clip),
+        ]
+    items.append(("algorithm.adv_estimator", "gae" if ppo else "grpo"))
+    if ppo:
+        items += [
+            ("algorithm.gamma", s.gamma),
+            ("algorithm.lam", s.lam),
+            ("algorithm.use_kl_in_reward", config.beta > 0),
+            ("algorithm.kl_penalty", "kl"),
+            ("algorithm.kl_ctrl.type", "fixed"),
+            ("algorithm.kl_ctrl.kl_coef", config.beta),
+        ]
+    else:
+        items += [("algorithm.norm_adv_by_std_in_grpo", True), ("algorithm.use_kl_in_reward", False)]
+    items.append(("algorithm.filter_groups.enable", dapo))
+    if dapo:
+        items += [
+            ("algorithm.filter_groups.metric", "reward"),
+            ("algorithm.filter_groups.max_num_gen_batches", s.max_num_gen_batches),
+        ]
+    items += [
+        ("reward.custom_reward_function.path", REWARD_PATH),
+        ("reward.custom_reward_function.name", REWARD_NAME),
+        ("reward.reward_manager.name", "naive"),
+        ("trainer.nnodes", s.nnodes),
+        ("trainer.n_gpus_per_node", s.n_gpus_per_node),
+        ("trainer.total_epochs", int(config.num_train_epochs)),
+        ("trainer.total_training_steps", config.max_steps if config.max_steps > 0 else None),
+        ("trainer.critic_warmup", 0),
+        ("trainer.save_freq", config.save_steps),
+        ("trainer.test_freq", config.save_steps),
+        ("trainer.val_before_train", True),
+        ("trainer.max_actor_ckpt_to_keep", config.save_total_limit),
+        ("trainer.max_critic_ckpt_to_keep", config.save_total_limit),
+        ("trainer.default_local_dir", str(p["checkpoints"])),
+        ("trainer.resume_mode", "auto"),  # a rerun continues from the last checkpoint
+        ("trainer.project_name", "medrlvr"),
+        ("trainer.experiment_name", p["out"].name),
+        ("trainer.logger", ["console", "file", *([loggers] if isinstance(loggers, str) else loggers)]),
+    ]
+    return [f"{key}={_value(value)}" for key, value in items] + list(s.overrides)
+
+
+def launch_script(config: TrainConfig, model_path: str | None = None) -> str:
+    """The bash script that trains with verl and exports the last actor checkpoint in Hugging Face format."""
+    s = settings(config)
+    p = paths(config)
+    q = {k: shlex.quote(str(v)) for k, v in p.items()}
+    args = " \\\n    ".join(shlex.quote(o) for o in overrides(config, model_path))
+    multi = (
+        "# Several nodes: start a Ray cluster first (`ray start --head` here, `ray start --address=HEAD:6379` on the\n"
+        "# others), then run this script on the head node.\n"
+        if s.nnodes > 1
+        else ""
+    )
+    return f"""#!/usr/bin/env bash
+# Written by medrlvr (medrlvr.verl_backend): verl {s.algorithm} for the policy in {p["out"]}.
+# Needs a GPU machine with verl and its rollout engine (pip install 'medrlvr[verl]' 'verl[{s.rollout}]') and
+# medrlvr importable (verl loads the reward as {REWARD_PATH}). Rerunning resumes from the last checkpoint.
+{multi}set -euo pipefail
+PYTHON="${{PYTHON:-python3}}"
+mkdir -p {q["out"]}
+exec > >(tee -a {q["log"]}) 2>&1
+export VERL_FILE_LOGGER_PATH={q["metrics"]}
+"$PYTHON" -m verl.trainer.main_ppo \\
+    {args}
+# The last actor checkpoint in Hugging Face format (LoRA: the adapter goes to lora_adapter/ inside it), renamed
+# into place only when complete: medrlvr collects verl_hf/ as the finished policy.
+step=$(cat {q["checkpoints"]}/latest_checkpointed_iteration.txt)
+rm -rf {q["hf"]} {q["hf"]}.partial
+"$PYTHON" -m verl.model_merger merge --backend fsdp --local_dir {q["checkpoints"]}/global_step_"$step"/actor \\
+    --target_dir {q["hf"]}.partial
+mv {q["hf"]}.partial {q["hf"]}
+"""
+
+
+def verl_available() -> bool:
+    return importlib.util.find_spec("verl") is not None
+
+
+def write_parquet(records, path: Path, split: str) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .select import verl_rows
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(verl_rows(records, split)), path)
+    return path
+
+
+def prepare(config: TrainConfig, data_dir: str | None = None, model_path: str | None = None) -> Path:
+    """Write the train and validation parquet and the launch script; returns the script."""
+    from .data import load_pool
+    from .select import load_selection
+
+    s = settings(config)
+    p = paths(config)
+    p["out"].mkdir(parents=True, exist_ok=True)
+    (p["out"] / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    records = load_selection(config.train_file)
+    val = list(load_pool(s.val, data_dir)) if s.val else list(records)
+    val = random.Random(config.seed).sample(val, min(s.val_size, len(val)))
+    write_parquet(records, p["train"], "train")
+    write_parquet(val, p["val"], "validation")
+    p["script"].write_text(launch_script(config, model_path))
+    p["script"].chmod(0o755)
+    return p["script"]
+
+
+def collect(config: TrainConfig, model_path: str) -> Path:
+    """Lay out the model merger's export as TRL's path does (model/ or adapter/, merged/), and write metrics.jsonl
+    from verl's file log (``reward`` = the mean accuracy of the step's rollouts, as the report reads it)."""
+    from transformers import AutoTokenizer
+
+    from .study import StageError
+
+    p = paths(config)
+    out, hf = p["out"], p["hf"]
+    if not (hf / "config.json").exists():
+        raise StageError(f"verl finished without a Hugging Face export in {hf}; see {p['log']}")
+    adapter = hf / "lora_adapter"
+    if config.lora != adapter.is_dir():
+        raise StageError(
+            f"verl's export in {hf} {'lacks' if config.lora else 'has'} a LoRA adapter, unlike lora: {config.lora}"
+        )
+    if adapter.is_dir():
+        # The merger writes the adapter beside the (untouched) base weights; point the adapter at its base instead.
+        meta = json.loads((adapter / "adapter_config.json").read_text())
+        meta["base_model_name_or_path"] = model_path
+        (adapter / "adapter_config.json").write_text(json.dumps(meta, indent=2))
+        AutoTokenizer.from_pretrained(str(hf), trust_remote_code=config.trust_remote_code).save_pretrained(adapter)
+        shutil.rmtree(out / "adapter", ignore_errors=True)
+        os.replace(adapter, out / "adapter")
+        shutil.rmtree(hf)
+        if config.merge:
+            _merge(out / "adapter", model_path, out / "merged")
+    else:
+        shutil.rmtree(out / "model", ignore_errors=True)
+        os.replace(hf, out / "model")
+    if p["metrics"].exists():
+        rows = []
+        for line in p["metrics"].read_text().splitlines():
+            if line.strip():
+                logged = json.loads(line)
+                data = logged.get("data", {})
+                row = {"step": logged.get("step"), **data}
+                if "critic/score/mean" in data:
+                    row["reward"] = row["rewards/accuracy_reward/mean"] = data["critic/score/mean"]
+                rows.append(row)
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+def _merge(adapter: Path, base: str, target: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype="auto"), str(adapter))
+    model.merge_and_unload().save_pretrained(str(target), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(str(target))
+
+
+def train(config: TrainConfig, data_dir: str | None = None) -> Path:
+    """Train one policy with verl; returns the output directory. Without verl: write the data and the launch
+    script, print the command, raise :class:`VerlNotInstalled`. A finished export already there (the script was
+    run by hand, on another machine) is collected without training again."""
+    from .models import checkpoint_dir
+    from .study import StageError
+
+    settings(config)
+    model_path = checkpoint_dir(config.model)  # a packaged name or GGUF: a checkpoint directory verl can load
+    if (paths(config)["hf"] / "config.json").exists():
+        return collect(config, model_path)
+    script = prepare(config, data_dir, model_path)
+    command = f"bash {shlex.quote(str(script))}"
+    if not verl_available():
+        print(f"verl launch script: {script}\nrun it where verl is installed (a GPU machine): {command}")
+        raise VerlNotInstalled(
+            f"verl is not installed here (pip install 'medrlvr[verl]'); run `{command}` on a GPU machine with verl, "
+            "then rerun this command to collect the policy"
+        )
+    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable)}
+    code = subprocess.run(["bash", str(script)], env=env, check=False).returncode
+    if code:
+        raise StageError(f"verl training failed: `{command}` exited with {code}; see {paths(config)['log']}")
+    return collect(config, model_path)
