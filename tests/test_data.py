@@ -90,6 +90,9 @@ def _append(path, text):
         f.write(text)
 
 
+LATIN1_ROW = b'{"question": "caf\xe9?", "answer": "#### 4"}\n'  # 0xe9 is "e acute" in latin-1, not UTF-8
+
+
 def _append_bytes(path, data: bytes):
     with open(path, "ab") as f:
         f.write(data)
@@ -112,12 +115,11 @@ def _append_bytes(path, data: bytes):
         ("gsm8k", "test", lambda d: _append(d / "gsm8k/test.jsonl", json.dumps({"question": "q", "answer": "no final"}) + "\n"),
             "line 3", "answer"),
         # latin-1 bytes (0xe9 is "é"): the row and field are named, and --on-error skip skips just that row
-        ("gsm8k", "test", lambda d: _append_bytes(d / "gsm8k/test.jsonl", b'{"question": "caf\xe9?", "answer": "#### 4"}\n'),
-            "line 3", "question"),
-        ("mmlu", "test", lambda d: _append_bytes(d / "mmlu/test/astronomy_test.csv", b"Caf\xe9?,a,b,c,d,A\n"), "line 2",
-            "column 1"),
+        ("gsm8k", "test", lambda d: _append_bytes(d / "gsm8k/test.jsonl", LATIN1_ROW), "line 3", "question"),
+        ("mmlu", "test", lambda d: _append_bytes(d / "mmlu/test/astronomy_test.csv", b"Caf\xe9?,a,b,c,d,A\n"),
+            "line 2", "column 1"),
         # a 5 MB field is over the csv module's limit (it used to escape as a bare _csv.Error traceback)
-        ("mmlu", "test", lambda d: _append(d / "mmlu/test/astronomy_test.csv", '"' + "x" * 5_000_000 + '",a,b,c,d,A\n'),
+        ("mmlu", "test", lambda d: _append(d / "mmlu/test/astronomy_test.csv", f'"{"x" * 5_000_000}",a,b,c,d,A\n'),
             "line 2", "<csv>"),
     ],
 )  # fmt: skip
@@ -263,7 +265,7 @@ def test_an_empty_benchmark_file_is_an_error_not_zero_questions(data_copy, capsy
 def test_data_show_skips_bytes_that_are_not_utf8_and_names_them(data_copy, capsys):
     from medrlvr.cli import main
 
-    _append_bytes(data_copy / "gsm8k/test.jsonl", b'{"question": "caf\xe9?", "answer": "#### 4"}\n')
+    _append_bytes(data_copy / "gsm8k/test.jsonl", LATIN1_ROW)
     assert main(["data", "show", "gsm8k", "--data-dir", str(data_copy)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "test.jsonl: line 3: field 'question'" in err and "0xe9" in err

@@ -4,6 +4,7 @@ local HTTP server that fails on purpose."""
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 import torch
@@ -179,9 +180,9 @@ def test_openai_engine_retries_and_keeps_the_key_secret(monkeypatch, caplog):
 class EchoingAuthServer(BaseHTTPRequestHandler):
     """Refuses every request with 401 and echoes the request's headers back, as some proxies do."""
 
-    seen_auth: list = []
+    seen_auth: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         type(self).seen_auth.append(self.headers.get("Authorization"))
         self.send_response(401)

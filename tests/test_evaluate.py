@@ -152,7 +152,8 @@ def test_predictions_are_never_reused_across_modes_or_settings(tmp_path):
     assert engine.scored == 30 and loglik["accuracy"] == pytest.approx(4 / 10)  # always A
     generate = evaluate(RECS, EvalConfig(model="fake", mode="generate"), tmp_path, "mmlu", engine=engine,
                         progress=False)  # fmt: skip
-    assert engine.generated == 10 and generate["accuracy"] == 1.0 and generate["prediction_settings"]["mode"] == "generate"
+    assert engine.generated == 10 and generate["accuracy"] == 1.0
+    assert generate["prediction_settings"]["mode"] == "generate"
     rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 10 and all("response" in r and r["key"] == generate["prediction_key"] for r in rows)
     longer = EvalConfig(model="fake", mode="generate", max_new_tokens=64)  # another setting that changes answers
@@ -214,13 +215,15 @@ def test_eval_counts_questions_longer_than_the_context(tiny_checkpoint, tmp_path
     from medrlvr.engines.hf import TransformersEngine
 
     engine = TransformersEngine(str(tiny_checkpoint), dtype="fp32")  # 512 positions
-    records = [RECS[0], Record(id="huge", question="Which? " + "a long history " * 350_000, options={"A": "x", "B": "y"},
-               answer="A", subject="anatomy"), RECS[1]]  # fmt: skip
+    huge = Record(id="huge", question="Which? " + "long history " * 400_000, options={"A": "x", "B": "y"}, answer="A")
+    records = [RECS[0], huge, RECS[1]]
     for mode in ("loglik", "generate"):
         config = EvalConfig(model="tiny", mode=mode, prompt="filter", max_new_tokens=2)
         res = evaluate(records, config, tmp_path / mode, "mmlu", engine=engine, progress=False)
-        rows = {json.loads(line)["id"]: json.loads(line) for line in open(tmp_path / mode / "predictions.jsonl")}
-        assert res["too_long"] == 1 and res["n"] == 3 and rows["huge"]["answer"] is None and not rows["huge"]["correct"]
+        lines = (tmp_path / mode / "predictions.jsonl").read_text().splitlines()
+        rows = {json.loads(line)["id"]: json.loads(line) for line in lines}
+        assert res["too_long"] == 1 and res["n"] == 3
+        assert rows["huge"]["answer"] is None and not rows["huge"]["correct"]
         assert "too_long" not in rows["e0"] and "too_long" not in rows["e1"]  # these two were sent
         if mode == "loglik":
             assert rows["e0"]["answer"] in "ABC" and rows["huge"]["loglik"] is None

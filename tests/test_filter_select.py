@@ -322,7 +322,7 @@ def test_a_pool_file_refuses_test_split_records(tmp_path, row, field, capsys):
 
     path = tmp_path / "pool.jsonl"
     path.write_text(json.dumps(rec(1).to_dict()) + "\n" + json.dumps({**rec(2).to_dict(), **row}) + "\n")
-    with pytest.raises(DataError, match=rf"pool.jsonl: line 2: field '{field}': .*test splits are for evaluation only"):
+    with pytest.raises(DataError, match=rf"pool.jsonl: line 2: field '{field}': .*test splits are for evaluation"):
         load_pool(str(path))
     assert main(["select", "--strategy", "random", "--n", "1", "--pool", str(path), "--run-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -341,7 +341,8 @@ def test_a_question_longer_than_the_context_is_counted_not_sent(tiny_checkpoint,
     longer = rec(2, question="Which organ? " + "x " * 600)  # 1,200 characters: over 512 tokens, under the cheap bound
     pool = [rec(0), huge, longer, rec(3)]
     started = time.perf_counter()
-    out = filter_pool(pool, FilterConfig(model="tiny", max_new_tokens=4), tmp_path / "f", engine=engine, progress=False)
+    config = FilterConfig(model="tiny", max_new_tokens=4)
+    out = filter_pool(pool, config, tmp_path / "f", engine=engine, progress=False)
     assert time.perf_counter() - started < 60
     labels = load_labels(out)
     assert labels["q01"]["label"] == labels["q02"]["label"] == "too_long" and labels["q01"]["pass_rate"] is None

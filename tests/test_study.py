@@ -371,7 +371,7 @@ def test_plan_lists_every_command_and_running_them_needs_permission(recipe, tmp_
         f"sh -c 'echo uid=$(id -u)' {r.filters[0].config.model}",
         f"my-server --model {r.base_model}",
         f"my-server --model {run_dir / 'train' / 'grpo' / 'merged'}",
-        f"accelerate launch --num_processes 2 -m medrlvr.cli train --config {run_dir / 'train' / 'sft' / 'study_train.yaml'}",
+        f"accelerate launch --num_processes 2 -m medrlvr.cli train --config {run_dir / 'train/sft/study_train.yaml'}",
     ]:
         assert command in commands and f"  {command}" in lines
     assert "needs --allow-commands" in lines
@@ -393,7 +393,8 @@ def test_plan_lists_every_command_and_running_them_needs_permission(recipe, tmp_
     monkeypatch.setattr("builtins.input", lambda prompt: "y")
     main(argv)  # confirmed: it runs (and stops at the fake server, which exits at once)
     assert commands_trusted(commands) and "exited with code 0" in capsys.readouterr().err
-    changed = load_recipe(recipe, [*COMMANDS, "eval.serve=my-server --model {model} --port 9000"], run_dir=str(run_dir))
+    another = "eval.serve=my-server --model {model} --port 9000"
+    changed = load_recipe(recipe, [*COMMANDS, another], run_dir=str(run_dir))
     assert not commands_trusted(recipe_commands(changed))  # another command: asked again
 
 
