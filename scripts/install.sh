@@ -70,5 +70,23 @@ if [ "$DEV" = 1 ]; then
     echo "llama-cpp-python built in $(( $(date +%s) - start )) s -> $wheels"
   fi
   python -m pip install -q --find-links "$wheels" "llama-cpp-python[server]==$LLAMA_VERSION"
+
+  # verl, for the checks of `train.backend: verl` (tests/test_verl_backend.py runs scripts/verl_check.py with
+  # .venv-verl/bin/python). A venv of its own: verl 0.9 pins transformers (>=5.5.3,<5.11) and numpy>=2 for itself.
+  # torch==2.13.0 goes in first (the CPU build, from local disk on this project's machines) and a constraint holds
+  # it there, so that nothing pulls PyPI's multi-GB CUDA build; verl's base requirements have no GPU-only package
+  # (its vllm, sglang and fsdp extras do, and are not installed). medrlvr is not installed there: the check puts
+  # src/ on its path. Skipped when .venv-verl already has this verl; otherwise 1.5 minutes here (91 s on 2 cores
+  # with pip's cache warm; 1.9 GB in the venv, mostly torch, ray, pyarrow, transformers, wandb).
+  VERL_VERSION=0.9.1
+  if ! .venv-verl/bin/python -c "from importlib.metadata import version; assert version('verl') == '$VERL_VERSION'" \
+      2>/dev/null; then
+    start=$(date +%s)
+    [ -x .venv-verl/bin/python ] || python -m venv .venv-verl
+    .venv-verl/bin/python -m pip install -q --upgrade pip
+    echo "torch==2.13.0" > .venv-verl/constraints.txt
+    .venv-verl/bin/python -m pip install -q -c .venv-verl/constraints.txt torch==2.13.0 "verl==$VERL_VERSION"
+    echo "verl $VERL_VERSION installed in .venv-verl in $(( $(date +%s) - start )) s"
+  fi
 fi
 echo "medrlvr installed in ${VIRTUAL_ENV}"
