@@ -139,7 +139,8 @@ def test_without_verl_the_command_is_printed_and_the_error_is_one_line(
     monkeypatch.setattr(verl_backend, "verl_available", lambda: False)
     out = tmp_path / "out"
     args = ["train", "--backend", "verl", f"train_file={train_file}", f"output_dir={out}", "model=Qwen/Qwen2.5-3B",
-            "rewards={accuracy: 1.0}", "num_generations=2", "lora=false", "verl={algorithm: grpo}"]  # fmt: skip
+            "rewards={accuracy: 1.0}", "num_generations=2", "batch_size=2", "gradient_accumulation_steps=1",
+            "lora=false", "verl={algorithm: grpo}"]  # fmt: skip
     code = main(args)
     captured = capsys.readouterr()
     assert code == 2
