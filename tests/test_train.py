@@ -90,15 +90,93 @@ def test_grpo_two_steps_with_lora(tiny_checkpoint, train_file, tmp_path, monkeyp
     assert (out / "completions.jsonl").read_text().strip()
 
 
-def test_grpo_resumes_from_checkpoint(tiny_checkpoint, train_file, tmp_path):
-    out = tmp_path / "resume"
-    train(_config(tiny_checkpoint, train_file, out, max_steps=1))
-    assert (out / "checkpoint-1").exists()
-    train(_config(tiny_checkpoint, train_file, out, max_steps=2))
-    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert steps.count(1) >= 1 and 2 in steps and (out / "checkpoint-2").exists()
-    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_after_saving(monkeypatch, step):
+    """Make training stop (as a kill would) right after the checkpoint of ``step`` is written."""
+    import importlib
+
+    from transformers import TrainerCallback
+
+    train_module = importlib.import_module("medrlvr.train")  # the module (medrlvr.train is also the function)
+    original = train_module._callbacks
+
+    class Stop(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise Interrupt
+
+    monkeypatch.setattr(train_module, "_callbacks", lambda out: original(out) + [Stop()])
+
+
+def _adapter(out):
+    return load_file(out / "adapter" / "adapter_model.safetensors")
+
+
+def test_an_interrupted_run_resumes_and_equals_an_uninterrupted_one(tiny_checkpoint, train_file, tmp_path, monkeypatch):
+    import torch
+
+    whole = train(_config(tiny_checkpoint, train_file, tmp_path / "whole", max_steps=2))
+    with monkeypatch.context() as m:
+        _interrupt_after_saving(m, 1)
+        with pytest.raises(Interrupt):
+            train(_config(tiny_checkpoint, train_file, tmp_path / "cut", max_steps=2))
+    assert (tmp_path / "cut" / "checkpoint-1").exists() and not (tmp_path / "cut" / "adapter").exists()
+    resumed = train(_config(tiny_checkpoint, train_file, tmp_path / "cut", max_steps=2))
+    state = json.loads((resumed / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+    a, b = _adapter(whole), _adapter(resumed)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_checkpoint_cut_while_saving_is_never_resumed(tiny_checkpoint, train_file, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _interrupt_after_saving(m, 1)
+        with pytest.raises(Interrupt):
+            train(_config(tiny_checkpoint, train_file, out, max_steps=2))
+    # a kill while checkpoint-2 was being written: the folder holds only what PEFT writes first
+    (out / "checkpoint-2").mkdir()
+    (out / "checkpoint-2" / "README.md").write_text("partial")
+    train(_config(tiny_checkpoint, train_file, out, max_steps=2))
+    assert (out / "checkpoint-2.incomplete" / "README.md").exists()  # set aside, not deleted, not resumed
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and (out / "checkpoint-2" / "medrlvr-complete.json").exists()
+
+
+def test_a_finished_run_is_not_trained_again(tiny_checkpoint, train_file, tmp_path):
+    from medrlvr.train import TrainError
+
+    out = train(_config(tiny_checkpoint, train_file, tmp_path / "done", max_steps=1))
+    metrics = (out / "metrics.jsonl").read_text()
+    adapter = (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
+    train(_config(tiny_checkpoint, train_file, tmp_path / "done", max_steps=1, save_steps=5))  # same training
+    assert (out / "metrics.jsonl").read_text() == metrics
+    assert (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == adapter
+    with pytest.raises(TrainError, match="finished training with other settings .*max_steps"):
+        train(_config(tiny_checkpoint, train_file, tmp_path / "done", max_steps=2))
+
+
+def test_a_training_set_smaller_than_one_step_is_an_error(tiny_checkpoint, train_file, tmp_path):
+    from medrlvr.train import TrainError
+
+    with pytest.raises(TrainError, match=r"has 4 questions; one optimizer step needs .* 2 x 4 = 8"):
+        train(_config(tiny_checkpoint, train_file, tmp_path / "small", gradient_accumulation_steps=4))
+    assert not (tmp_path / "small").exists()
+
+
+def test_test_split_records_are_refused_as_training_data(tiny_checkpoint, tmp_path):
+    from medrlvr.data import DataError
+
+    rows = [
+        Record(id=f"x{i}", question="Q?", options={"A": "a", "B": "b"}, answer="A", split="test").to_dict()
+        for i in range(4)
+    ]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    with pytest.raises(DataError, match="test"):
+        train(_config(tiny_checkpoint, tmp_path / "train.jsonl", tmp_path / "out"))
 
 
 def test_sft_baseline(tiny_checkpoint, train_file, tmp_path):

@@ -57,3 +57,20 @@ def plain_prompt(record: Record, prompt: str = "r1_zero") -> str:
     if prompt == "r1_zero":
         return f"{R1_ZERO_SYSTEM}\nUser: {question}\nAssistant:"
     raise ValueError(f"unknown prompt {prompt!r}; known: {', '.join(PROMPTS)}")
+
+
+def with_prefill(prompt: str | list[dict[str, str]], prefill: str | None) -> str | list[dict[str, str]]:
+    """The prompt with the assistant's reply already begun by ``prefill`` (R1-Zero replications prefill
+    ``<think>`` so that small models enter the format at all). Chat prompts get an assistant turn that the chat
+    template continues; plain prompts ("... Assistant:") get the text after a space. Whatever reads the
+    completion (rewards, evaluation) reads ``prefill + completion``.
+
+    >>> with_prefill("User: 2+2?\nAssistant:", "<think>")
+    'User: 2+2?\nAssistant: <think>'
+    """
+    if not prefill:
+        return prompt
+    if isinstance(prompt, str):
+        return f"{prompt} {prefill}"
+    return [*prompt, {"role": "assistant", "content": prefill}]
+

@@ -15,17 +15,22 @@ themselves ("wait", "let me re-check"), logged through a zero-weight reward. Sam
 from __future__ import annotations
 
 import json
+import logging
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from .config import build
 from .models import checkpoint_dir
-from .prompts import chat_messages, plain_prompt
+from .prompts import chat_messages, plain_prompt, with_prefill
 from .rewards import REWARDS, completion_text
-from .select import load_selection
+from .store import write_json
 
+log = logging.getLogger(__name__)
+
+ROLLOUT_ENGINES = ("auto", "medrlvr", "trl", "vllm")
 REFLECTION = re.compile(
     r"(?i)\b(wait|let me (?:re-?check|double[- ]check|verify|reconsider)|on second thought|"
     r"hmm|i made a mistake|re-?evaluate)\b"
@@ -56,16 +61,38 @@ class TrainConfig:
     num_train_epochs: float = 1.0
     max_steps: int = -1
     max_completion_length: int = 256
-    temperature: float = 1.0
-    beta: float = 0.0  # KL coefficient (TRL's default: no reference model)
-    loss_type: str | None = None  # TRL's (grpo, dr_grpo, dapo, bnpo, ...); None keeps TRL's default
+    # GRPO settings the paper ran with without printing them: the defaults of TRL 0.15, which Unsloth's GRPO used
+    # in April 2025. They are set here and passed to TRL every time, never inherited: TRL has changed most of them
+    # since (1.16 defaults to loss_type dapo, 0.19 to beta 0.0, 1.x to temperature 1.0).
+    loss_type: str = "grpo"  # per-sequence token mean, then the batch mean (dapo/bnpo/dr_grpo: other normalisers)
+    beta: float = 0.04  # KL coefficient against the reference (the base model: LoRA disabled); 0 skips that pass
+    scale_rewards: str = "group"  # advantages divided by the group's reward std ("none": Dr. GRPO; "batch")
+    epsilon: float = 0.2  # PPO-style clip range (inactive with one iteration per batch)
+    num_iterations: int = 1  # optimisation passes over each generated batch
+    mask_truncated_completions: bool = False  # True (DAPO): completions cut at max_completion_length give no loss
+    temperature: float = 0.9  # sampling temperature of the rollouts
+    top_p: float = 1.0
+    top_k: int = 0  # 0: no top-k (vLLM's and TRL 1.x's default; transformers' generate would apply 50)
+    # Who samples the rollouts: "medrlvr" (medrlvr's engine on a live bf16 copy of the policy: see
+    # medrlvr.rollout), "trl" (TRL's own transformers generate), "vllm" (TRL's vLLM integration). "auto": vllm on a
+    # GPU where vLLM is installed, else medrlvr (3x+ faster than TRL's generate on this project's CPU: bench train).
+    rollout_engine: str = "auto"
+    rollout_dtype: str = "auto"  # medrlvr rollouts: auto (bf16 where the hardware has it), fp32, bf16, fp16
+    rollout_batch_size: int = 64  # medrlvr rollouts: rows decoded together
+    vllm_mode: str = "colocate"  # rollout_engine vllm: "colocate" or "server" (trl vllm-serve on other GPUs)
+    # Text the completion starts with, written after the prompt (R1-Zero replications prefill "<think>"): the
+    # rewards and the evaluation read it as part of the completion; it is not trained on.
+    prefill: str | None = None
+    # DAPO dynamic sampling (off in the papers): drop groups whose rollouts all earn the same reward and refill the
+    # batch with groups of further questions, at most max_resample extra generation rounds per step
+    # (rollout_engine medrlvr only).
+    dynamic_sampling: bool = False
+    max_resample: int = 3
     logging_steps: int = 1
     save_steps: int = 10
     save_total_limit: int = 2
     seed: int = 0
     report_to: str | list[str] = "none"
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"  # or "server" (trl vllm-serve on other GPUs)
     merge: bool = False  # also write a merged model (base + LoRA) that `medrlvr eval` loads directly
     sample_completions: int = 2  # completions per generation step written to completions.jsonl
     # bf16 mixed precision. None: on a GPU, and on a CPU with native bf16 (AVX512-BF16/AMX; measured on the
@@ -79,6 +106,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.method not in ("grpo", "sft"):
             raise ValueError(f"method must be grpo or sft, got {self.method!r}")
+        if self.rollout_engine not in ROLLOUT_ENGINES:
+            raise ValueError(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {self.rollout_engine!r}")
+        if self.dynamic_sampling and self.rollout_engine not in ("auto", "medrlvr"):
+            raise ValueError("dynamic_sampling needs rollout_engine medrlvr (TRL's own generation cannot refill a batch)")
+        for name in ("batch_size", "num_generations", "gradient_accumulation_steps", "max_completion_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.method == "grpo" and self.num_generations < 2:
+            raise ValueError("num_generations must be at least 2: GRPO compares rollouts within a group")
+        if self.max_resample < 0:
+            raise ValueError(f"max_resample must be >= 0, got {self.max_resample}")
         unknown = [name for name in self.rewards if name not in REWARDS]
         if unknown:
             raise ValueError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")
@@ -138,6 +176,20 @@ class CompletionSampler:
         return [0.0] * len(completions)
 
 
+class TrainError(ValueError):
+    """Training cannot start or did not train: the message says why, with the sizes or settings involved."""
+
+
+def prompt_text(record, tokenizer, config: TrainConfig) -> str:
+    """The GRPO prompt as the text the model continues: the chat template applied (when the model has one), the
+    prefill appended. Both rollout engines (TRL's generate, medrlvr's) tokenize this same text."""
+    from .engines.hf import render_prompt
+
+    chat = config.chat if config.chat is not None else bool(getattr(tokenizer, "chat_template", None))
+    prompt = chat_messages(record, config.prompt) if chat else plain_prompt(record, config.prompt)
+    return render_prompt(tokenizer, with_prefill(prompt, config.prefill))
+
+
 def _dataset(records, tokenizer, config: TrainConfig):
     from datasets import Dataset
 
@@ -151,7 +203,7 @@ def _dataset(records, tokenizer, config: TrainConfig):
             "subject": r.subject,
         }
         if config.method == "grpo":
-            row["prompt"] = chat_messages(r, config.prompt) if chat else plain_prompt(r, config.prompt)
+            row["prompt"] = prompt_text(r, tokenizer, config)
         else:  # SFT target: the R1-Zero format with the data's explanation (if any) as the reasoning
             reasoning = r.explanation or f"The answer is {r.answer}."
             target = f"<think>{reasoning}</think>\n<answer>{r.answer}</answer>"
@@ -163,33 +215,192 @@ def _dataset(records, tokenizer, config: TrainConfig):
     return Dataset.from_list(rows)
 
 
-def _metrics_callback(path: Path):
+def with_prefill_text(func: Callable[..., list[float]], prefill: str | None) -> Callable[..., list[float]]:
+    """A reward that reads ``prefill + completion``: the prefill is part of the completion the policy is judged on
+    ("<think>" opens the format that format_reward and xml_count_reward check)."""
+    if not prefill:
+        return func
+
+    def wrapped(completions, **kwargs):
+        return func([prefill + completion_text(c) for c in completions], **kwargs)
+
+    wrapped.__name__ = getattr(func, "__name__", "reward")  # TRL logs rewards/<name>/mean
+    wrapped.__doc__ = func.__doc__
+    return wrapped
+
+
+def _callbacks(out: Path):
     from transformers import TrainerCallback
 
     class MetricsToJsonl(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs:
-                with open(path, "a", encoding="utf-8") as f:
+                with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
                     f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
-    return MetricsToJsonl()
+    class MarkCheckpoints(TrainerCallback):
+        """transformers writes a checkpoint's files one by one into its final folder; a kill in the middle leaves a
+        folder that looks like a checkpoint and cannot be resumed. The marker is written after the last file, so
+        only a marked checkpoint is ever resumed (see ``last_complete_checkpoint``)."""
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = out / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                write_json(folder / CHECKPOINT_MARKER, {"global_step": state.global_step})
+
+    return [MetricsToJsonl(), MarkCheckpoints()]
+
+
+CHECKPOINT_MARKER = "medrlvr-complete.json"
+DONE_FILE = "train_done.json"
+# settings that do not change what is trained: a finished run with only these changed is the same run
+COSMETIC = ("output_dir", "logging_steps", "save_steps", "save_total_limit", "report_to", "sample_completions", "merge")
+
+
+def last_complete_checkpoint(out: Path) -> Path | None:
+    """The newest checkpoint whose writing finished; unfinished ones (a kill while saving) are moved aside to
+    ``checkpoint-N.incomplete`` so that neither resumption nor transformers' rotation takes them for checkpoints."""
+    complete = []
+    for folder in out.glob("checkpoint-*"):
+        m = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+        if not m or not folder.is_dir():
+            continue
+        if (folder / CHECKPOINT_MARKER).is_file():
+            complete.append((int(m.group(1)), folder))
+        else:
+            aside = folder.with_name(f"{folder.name}.incomplete")
+            if aside.exists():
+                shutil.rmtree(aside)
+            folder.rename(aside)
+            log.warning("%s was not completely written (interrupted while saving); moved to %s", folder, aside.name)
+    return max(complete)[1] if complete else None
+
+
+def _settings(config: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(config).items() if k not in COSMETIC}
+
+
+def _check_previous(out: Path, config: TrainConfig) -> bool:
+    """True when ``out`` holds this exact training, finished. Raises when it holds another one (finished, or
+    checkpoints of other settings): continuing it would mix two trainings."""
+    previous = out / "train_config.json"
+    if not previous.is_file():
+        return False
+    try:
+        before = {k: v for k, v in json.loads(previous.read_text()).items() if k not in COSMETIC}
+    except ValueError:
+        return False
+    now = _settings(config)
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    finished = (out / DONE_FILE).is_file()
+    started = finished or any(out.glob("checkpoint-*"))
+    if changed and started:
+        raise TrainError(
+            f"{out} holds a {'finished' if finished else 'started'} training with other settings "
+            f"({', '.join(changed[:5])}); use another output_dir (or remove that one)"
+        )
+    return finished and not changed
+
+
+def training_records(train_file: str | Path) -> list[Any]:
+    """The training questions (a train.jsonl or the selection folder holding one); test-split records are refused:
+    test splits are for evaluation only."""
+    from .data import load_records_file
+
+    if not str(train_file):
+        raise TrainError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
+    path = Path(train_file)
+    return load_records_file(path / "train.jsonl" if path.is_dir() else path, pool=True)
+
+
+def _check_size(records: Sequence[Any], config: TrainConfig) -> None:
+    need = config.batch_size * config.gradient_accumulation_steps
+    if len(records) < need:
+        raise TrainError(
+            f"{config.train_file} has {len(records)} questions; one optimizer step needs batch_size x "
+            f"gradient_accumulation_steps = {config.batch_size} x {config.gradient_accumulation_steps} = {need}"
+        )
+
+
+def resolve_rollout_engine(config: TrainConfig, on_gpu: bool) -> str:
+    """``auto`` -> vllm on a GPU with vLLM installed, else medrlvr's engine."""
+    if config.rollout_engine != "auto":
+        return config.rollout_engine
+    if on_gpu:
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is not None:
+            return "vllm"
+    return "medrlvr"
+
+
+def grpo_settings(config: TrainConfig, reward_weights: Sequence[float], engine: str) -> dict[str, Any]:
+    """GRPOConfig's arguments that medrlvr sets, every GRPO setting the paper depends on among them (see the
+    TrainConfig comments): none is left to TRL's default of the day."""
+    return dict(
+        per_device_train_batch_size=config.batch_size * config.num_generations,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        min_p=None,
+        repetition_penalty=1.0,
+        beta=config.beta,
+        loss_type=config.loss_type,
+        scale_rewards=config.scale_rewards,
+        epsilon=config.epsilon,
+        epsilon_high=config.epsilon,
+        num_iterations=config.num_iterations,
+        mask_truncated_completions=config.mask_truncated_completions,
+        multi_objective_aggregation="sum_then_normalize",
+        importance_sampling_level="token",
+        steps_per_generation=config.gradient_accumulation_steps,
+        reward_weights=list(reward_weights),
+        use_vllm=engine == "vllm",
+        vllm_mode=config.vllm_mode,
+        shuffle_dataset=True,
+    )
 
 
 def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> Path:
     """Train one policy; returns the output directory (adapter/, merged/ on request, metrics.jsonl,
-    completions.jsonl, checkpoints). Resumes from the last checkpoint in the output directory."""
+    completions.jsonl, checkpoints). Resumes from the last complete checkpoint in the output directory; a finished
+    run with the same settings is not trained again."""
     if config.backend == "verl":  # verl runs its own processes (Ray): medrlvr.verl_backend
         from . import verl_backend
 
         return verl_backend.train(config)
+    out = Path(config.output_dir)
+    records = training_records(config.train_file)
+    _check_size(records, config)
+    if _check_previous(out, config):
+        log.warning("%s: this training already finished; nothing to do", out)
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "train_config.json", asdict(config))
+    trainer = build_trainer(config, records, model_obj, tokenizer)
+    last = last_complete_checkpoint(out)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    if trainer.state.global_step < 1:
+        raise TrainError(f"{out}: training ended after 0 optimizer steps ({len(records)} questions)")
+    final = out / ("adapter" if config.lora or config.qlora else "model")
+    trainer.save_model(str(final))
+    trainer.processing_class.save_pretrained(str(final))
+    if config.merge and (config.lora or config.qlora):
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(str(out / "merged"), safe_serialization=True)
+        trainer.processing_class.save_pretrained(str(out / "merged"))
+    write_json(out / DONE_FILE, {"global_step": trainer.state.global_step, "questions": len(records)})
+    return out
+
+
+def build_trainer(config: TrainConfig, records: Sequence[Any], model_obj: Any = None, tokenizer: Any = None):
+    """TRL's GRPOTrainer (rollouts as ``config.rollout_engine`` says) or SFTTrainer, ready to train."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
-    records = load_selection(config.train_file)
     on_gpu = torch.cuda.is_available()
     if config.bf16 is None:
         from .engines.hf import cpu_supports_bf16
@@ -241,57 +452,68 @@ def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> 
         use_cpu=not on_gpu,
         save_only_model=False,
     )
-    callbacks = [_metrics_callback(out / "metrics.jsonl")]
+    callbacks = _callbacks(out)
     if config.method == "grpo":
-        from trl import GRPOConfig, GRPOTrainer
+        return _grpo_trainer(config, model_obj, tokenizer, dataset, peft_config, common, callbacks, on_gpu, out)
+    from trl import SFTConfig, SFTTrainer
 
-        names = list(config.rewards)
-        funcs = [REWARDS[n] for n in names] + [
-            self_reflection_reward,
-            CompletionSampler(out / "completions.jsonl", config.sample_completions),
-        ]
-        weights = [float(config.rewards[n]) for n in names] + [0.0, 0.0]
-        grpo = dict(
-            per_device_train_batch_size=config.batch_size * config.num_generations,
-            num_generations=config.num_generations,
-            max_completion_length=config.max_completion_length,
-            temperature=config.temperature,
-            beta=config.beta,
-            reward_weights=weights,
-            use_vllm=config.use_vllm,
-            vllm_mode=config.vllm_mode,
-            **({"loss_type": config.loss_type} if config.loss_type else {}),
-        )
-        # `extra`: anything TRL takes, over medrlvr's choices (e.g. bf16: true on a CPU with AVX512-BF16)
-        args = GRPOConfig(**{**common, **grpo, **config.extra})
-        trainer = GRPOTrainer(
-            model=model_obj,
-            reward_funcs=funcs,
-            args=args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=callbacks,
-        )
-    else:
-        from trl import SFTConfig, SFTTrainer
+    args = SFTConfig(**{**common, "per_device_train_batch_size": config.batch_size, **config.extra})
+    return SFTTrainer(
+        model=model_obj,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
 
-        args = SFTConfig(**{**common, "per_device_train_batch_size": config.batch_size, **config.extra})
-        trainer = SFTTrainer(
-            model=model_obj,
-            args=args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=callbacks,
+
+def _grpo_trainer(config, model_obj, tokenizer, dataset, peft_config, common, callbacks, on_gpu, out):
+    import os
+
+    from trl import GRPOConfig, GRPOTrainer
+
+    names = list(config.rewards)
+    scored = [with_prefill_text(REWARDS[n], config.prefill) for n in names]
+    weights = [float(config.rewards[n]) for n in names]
+    funcs = scored + [
+        with_prefill_text(self_reflection_reward, config.prefill),
+        with_prefill_text(CompletionSampler(out / "completions.jsonl", config.sample_completions), config.prefill),
+    ]
+    engine = resolve_rollout_engine(config, on_gpu)
+    grpo = grpo_settings(config, weights + [0.0, 0.0], engine)
+    # `extra`: anything TRL takes, over medrlvr's choices
+    args = GRPOConfig(**{**common, **grpo, **config.extra})
+    rollout_func = None
+    if engine == "medrlvr":
+        from .engines import Sampling
+        from .rollout import Rollouts, Scorer
+
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's documented hook
+        rollout_func = Rollouts(
+            sampling=Sampling(
+                max_new_tokens=args.max_completion_length,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                top_k=args.top_k or 0,
+            ),
+            num_generations=args.num_generations,
+            rows={row["prompt"]: dict(row) for row in dataset},
+            dtype=config.rollout_dtype,
+            batch_size=config.rollout_batch_size,
+            dynamic=config.dynamic_sampling,
+            max_resample=config.max_resample,
+            scorer=Scorer(scored, weights),
+            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+            seed=config.seed,
         )
-    last = get_last_checkpoint(str(out)) if any(out.glob("checkpoint-*")) else None
-    trainer.train(resume_from_checkpoint=last)
-    final = out / ("adapter" if peft_config else "model")
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    if config.merge and peft_config:
-        merged = trainer.model.merge_and_unload()
-        merged.save_pretrained(str(out / "merged"), safe_serialization=True)
-        tokenizer.save_pretrained(str(out / "merged"))
-    return out
+    return GRPOTrainer(
+        model=model_obj,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+        rollout_func=rollout_func,
+    )

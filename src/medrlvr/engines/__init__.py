@@ -19,13 +19,15 @@ Prompt = Union[str, list[dict[str, str]]]
 
 @dataclass(frozen=True)
 class Sampling:
-    """How to sample. ``temperature=0`` is greedy. ``seed`` makes a call repeatable on the same engine."""
+    """How to sample. ``temperature=0`` is greedy; ``top_k=0`` and ``top_p=1`` keep the whole vocabulary. ``seed``
+    makes a call repeatable on the same engine."""
 
     max_new_tokens: int = 256
     temperature: float = 0.7
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int = 0
+    top_k: int = 0
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -34,6 +36,8 @@ class Sampling:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0: no top-k), got {self.top_k}")
         object.__setattr__(self, "stop", tuple(self.stop))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +21,38 @@ from ..models import ModelError, checkpoint_dir, resolve
 from . import Completion, Prompt, Sampling, truncate_at_stop
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Rollout:
+    """One sampled continuation as tokens: what GRPO trains on."""
+
+    token_ids: list[int]  # the end-of-sequence token included when the model wrote it
+    logprobs: list[float] | None = None  # per token, under the sampling distribution
+
+
+def render_prompt(tokenizer, prompt: Prompt) -> str:
+    """The text a model continues: a plain prompt as is; chat messages through the tokenizer's chat template, with
+    the generation prompt, or continuing a last assistant message (a prefill, see ``prompts.with_prefill``).
+
+    Training (TRL tokenizes prompt text with the tokenizer's special tokens) and the engine read the same text. A
+    template that writes the BOS token itself loses it here when the tokenizer adds one anyway, so that
+    ``tokenizer(text)`` holds it once."""
+    if isinstance(prompt, str):
+        return prompt
+    open_turn = bool(prompt) and prompt[-1].get("role") == "assistant"
+    text = tokenizer.apply_chat_template(
+        prompt, tokenize=False, add_generation_prompt=not open_turn, continue_final_message=open_turn
+    )
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and _adds_bos(tokenizer):
+        text = text[len(bos) :]
+    return text
+
+
+def _adds_bos(tokenizer) -> bool:
+    ids = tokenizer("x")["input_ids"]
+    return bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
 
 
 def cpu_supports_bf16() -> bool:
@@ -216,6 +249,7 @@ class TransformersEngine:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
+        self._cache_arg = cache_argument(self.model)
 
     # -- prompts -----------------------------------------------------------------------------------------
 
@@ -225,11 +259,9 @@ class TransformersEngine:
 
     def render(self, prompt: Prompt) -> str:
         """A chat prompt through the model's chat template; a plain prompt as is."""
-        if isinstance(prompt, str):
-            return prompt
-        if not getattr(self.tokenizer, "chat_template", None):
+        if not isinstance(prompt, str) and not getattr(self.tokenizer, "chat_template", None):
             raise ModelError(f"{self.model_name} has no chat template (a base model?): give it plain prompts")
-        return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return render_prompt(self.tokenizer, prompt)
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         # Chat templates already hold the BOS token; plain prompts get the tokenizer's usual special tokens.
@@ -244,37 +276,51 @@ class TransformersEngine:
     def generate(
         self, prompts: Sequence[Prompt], n: int = 1, sampling: Sampling = Sampling()
     ) -> list[list[Completion]]:
-
         ids = self._encode([self.render(p) for p in prompts])
-        jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
+        eos = self._eos_ids()
+        rollouts = self.generate_ids(ids, n=n, sampling=sampling)
+        return [[self._completion(r.token_ids, len(ids[i]), eos, sampling) for r in per] for i, per in enumerate(rollouts)]
+
+    def generate_ids(
+        self, prompt_ids: Sequence[Sequence[int]], n: int = 1, sampling: Sampling = Sampling(), logprobs: bool = False
+    ) -> list[list[Rollout]]:
+        """``n`` continuations of each tokenized prompt, as token ids (the end-of-sequence token included when the
+        model wrote it) and, with ``logprobs=True``, each token's log-probability under the sampling distribution
+        (logits / temperature; plain logits when greedy). GRPO rollouts use this (:mod:`medrlvr.rollout`)."""
+        ids = [list(p) for p in prompt_ids]
+        if any(not p for p in ids):
+            raise ValueError("an empty prompt has nothing to continue")
+        jobs = [(i, j) for i in range(len(ids)) for j in range(n)]
         order = (
             sorted(range(len(jobs)), key=lambda k: -len(ids[jobs[k][0]]))
             if self.sort_by_length
             else list(range(len(jobs)))
         )
-        results: dict[int, Completion] = {}
-        eos = self._eos_ids()
-        for start in range(0, len(order), self.batch_size):
+        results: dict[int, Rollout] = {}
+        for index, start in enumerate(range(0, len(order), self.batch_size)):
             chunk = order[start : start + self.batch_size]
             batch = [ids[jobs[k][0]] for k in chunk]
-            out = self._generate_batch(batch, sampling)
-            for k, prompt_ids, new in zip(chunk, batch, out):
-                results[k] = self._completion(new, len(prompt_ids), eos, sampling)
-        grouped: list[list[Completion]] = [[] for _ in prompts]
+            # one random stream per batch, each from its own seed: batches do not repeat each other's draws
+            out = self._generate_batch(batch, sampling, sampling.seed + 1_000_003 * index, logprobs)
+            for k, rollout in zip(chunk, out):
+                results[k] = rollout
+        grouped: list[list[Rollout]] = [[] for _ in ids]
         for k, (i, _) in enumerate(jobs):
             grouped[i].append(results[k])
         return grouped
 
-    def _generate_batch(self, batch: list[list[int]], sampling: Sampling) -> list[list[int]]:
+    def _generate_batch(self, batch: list[list[int]], sampling: Sampling, seed: int, want_logprobs: bool):
         """Sample continuations for one batch: prefill, then a decode loop that drops finished rows."""
         import torch
 
         width = max(map(len, batch))
         B = len(batch)
         ids, mask, positions = self._left_pad(batch)
-        generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
         eos = self._eos_ids()
         out: list[list[int]] = [[] for _ in range(B)]
+        logps: list[list[float]] = [[] for _ in range(B)]
+        finished = [False] * B
         rows = torch.arange(B, device=self.device)  # which original row each live row is
         with torch.inference_mode():
             cache = self._prefill(batch, width) if self.growing_cache else None
@@ -292,19 +338,25 @@ class TransformersEngine:
                     input_ids=feed,
                     attention_mask=feed_mask,
                     position_ids=positions,
-                    past_key_values=cache,
                     use_cache=True,
                     logits_to_keep=1,
+                    **{self._cache_arg: cache},
                 ).logits[:, -1]
                 next_tokens = sample_next(logits, sampling, generator)
+                if want_logprobs:
+                    scale = sampling.temperature if sampling.temperature > 0 else 1.0
+                    chosen = torch.log_softmax(logits.float() / scale, dim=-1).gather(-1, next_tokens[:, None])
+                    chosen = chosen.squeeze(-1).tolist()
                 done = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
                 for i, (row, token) in enumerate(zip(rows.tolist(), next_tokens.tolist())):
-                    if out[row] and out[row][-1] < 0:  # finished earlier, awaiting compaction
+                    if finished[row]:  # finished earlier, awaiting compaction
                         done[i] = True
                         continue
                     out[row].append(token)
+                    if want_logprobs:
+                        logps[row].append(chosen[i])
                     if token in eos or (sampling.stop and self._hit_stop(out[row], sampling.stop)):
-                        out[row].append(-1)  # marker: finished
+                        finished[row] = True
                         done[i] = True
                         finished_since_compact += 1
                 if bool(done.all()) or step == sampling.max_new_tokens - 1:
@@ -318,7 +370,7 @@ class TransformersEngine:
                     cache.batch_select_indices(keep)
                     rows, feed, feed_mask, positions = rows[keep], feed[keep], feed_mask[keep], positions[keep]
                     finished_since_compact = 0
-        return [[t for t in seq if t >= 0] for seq in out]
+        return [Rollout(out[r], logps[r] if want_logprobs else None) for r in range(B)]
 
     def _prefill(self, batch: list[list[int]], width: int):
         """Fill a growing cache with every prompt but its last token, in length-sorted micro-batches.
@@ -326,7 +378,8 @@ class TransformersEngine:
         A decode batch wants to be wide, but prefilling one wide batch pads every prompt to the longest: on
         MedQA prompts half of that compute is padding. Micro-batches of similar length pad little; their caches
         are then laid side by side, left-padded to the common width, and decoding goes on from the last token.
-        Positions come from each prompt's own mask, so they match a single padded prefill."""
+        Positions come from each prompt's own mask, so they match a single padded prefill. A prompt that several
+        rows share (GRPO's group of rollouts, a filter's k samples) is prefilled once and copied to each row."""
         import torch
 
         cache = _growing_cache(self.model)
@@ -335,10 +388,12 @@ class TransformersEngine:
         n_layers = len(cache.layers)
         keys: list[Any] = [None] * n_layers
         values: list[Any] = [None] * n_layers
-        order = sorted(range(len(batch)), key=lambda r: len(batch[r]))
-        for start in range(0, len(order), self.prefill_batch_size):
-            rows = order[start : start + self.prefill_batch_size]
-            seqs = [batch[r][:-1] for r in rows]
+        rows_of: dict[tuple[int, ...], list[int]] = {}
+        for r, seq in enumerate(batch):
+            rows_of.setdefault(tuple(seq[:-1]), []).append(r)
+        distinct = sorted(rows_of, key=len)
+        for start in range(0, len(distinct), self.prefill_batch_size):
+            seqs = [list(seq) for seq in distinct[start : start + self.prefill_batch_size]]
             w = max(map(len, seqs))
             ids, mask, positions = self._left_pad(seqs)
             part = _growing_cache(self.model)
@@ -346,18 +401,21 @@ class TransformersEngine:
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=part,
                 use_cache=True,
                 logits_to_keep=1,
+                **{self._cache_arg: part},
             )
-            index = torch.tensor(rows, device=self.device)
+            source = [t for t, seq in enumerate(seqs) for _ in rows_of[tuple(seq)]]
+            target = [r for seq in seqs for r in rows_of[tuple(seq)]]
+            source_index = torch.tensor(source, device=self.device)
+            target_index = torch.tensor(target, device=self.device)
             for layer, cached in enumerate(part.layers):
                 if keys[layer] is None:
                     shape = (len(batch), cached.keys.shape[1], width - 1, cached.keys.shape[-1])
                     keys[layer] = cached.keys.new_zeros(shape)
                     values[layer] = cached.values.new_zeros(shape)
-                keys[layer][index, :, width - 1 - w :] = cached.keys
-                values[layer][index, :, width - 1 - w :] = cached.values
+                keys[layer][target_index, :, width - 1 - w :] = cached.keys[source_index]
+                values[layer][target_index, :, width - 1 - w :] = cached.values[source_index]
         for layer in range(n_layers):
             cache.layers[layer].update(keys[layer], values[layer])
         return cache
@@ -445,6 +503,19 @@ class TransformersEngine:
             gc.collect()
 
 
+def cache_argument(model) -> str:
+    """The keyword a model's forward takes its KV cache by: ``cache`` (transformers 5.x renamed it and deprecates
+    ``past_key_values``, to be removed in 5.40) or ``past_key_values`` on older versions."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model forwards **kwargs
+    try:
+        parameters = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def sample_next(logits, sampling: Sampling, generator):
     """One token per row. Greedy at temperature 0. Otherwise inverse-CDF sampling on the softmax (one uniform
     draw per row), which costs a few milliseconds where ``torch.multinomial`` on a 49k vocabulary and batch 64
@@ -453,7 +524,11 @@ def sample_next(logits, sampling: Sampling, generator):
 
     if sampling.temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+    logits = logits.float() / sampling.temperature
+    if 0 < sampling.top_k < logits.shape[-1]:
+        kth = logits.topk(sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
     order = None
     if sampling.top_p < 1:
         probs, order = probs.sort(dim=-1, descending=True)

@@ -53,7 +53,7 @@ class LlamaCppEngine:
                     max_tokens=sampling.max_new_tokens,
                     temperature=sampling.temperature,
                     top_p=sampling.top_p,
-                    top_k=0,
+                    top_k=sampling.top_k,
                     min_p=0.0,
                     repeat_penalty=1.0,
                     seed=seed,

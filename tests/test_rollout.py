@@ -1,0 +1,251 @@
+"""GRPO rollouts through medrlvr's engine (medrlvr.rollout) on a tiny random model: the same tokens as TRL's own
+generation for the same weights, sampled from the live policy after every optimizer step, log-probabilities that
+match a recomputation, and DAPO dynamic sampling that hands TRL only groups with a gradient."""
+
+import json
+
+import pytest
+import torch
+
+from medrlvr.engines import Sampling
+from medrlvr.records import Record
+from medrlvr.rollout import Rollouts, Scorer, group_is_tied
+from medrlvr.store import write_jsonl
+from medrlvr.train import TrainConfig, build_trainer, grpo_settings, train
+
+from conftest import make_tiny_model, make_tiny_tokenizer
+
+
+def _records(n=6):
+    return [
+        Record(
+            id=f"t{i}",
+            question=f"Which option is number {i}?",
+            options={"A": "one", "B": "two"},
+            answer="AB"[i % 2],
+            subject="toy",
+        )
+        for i in range(n)
+    ]
+
+
+def length_reward(completions, **kwargs):
+    """A random tiny model never earns the paper's rewards; a completion's length differs between rollouts."""
+    from medrlvr.rewards import completion_text
+
+    return [len(completion_text(c)) / 10 for c in completions]
+
+
+@pytest.fixture
+def length_rewards(monkeypatch):
+    from medrlvr import rewards
+
+    monkeypatch.setitem(rewards.REWARDS, "length", length_reward)
+
+
+def _config(tmp_path, **kw):
+    base = dict(
+        model="in-memory",
+        train_file=str(tmp_path / "train.jsonl"),
+        output_dir=str(tmp_path / "out"),
+        batch_size=2,
+        num_generations=2,
+        gradient_accumulation_steps=1,
+        max_steps=2,
+        max_completion_length=10,
+        learning_rate=5e-2,
+        save_steps=100,
+        lora_r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        beta=0.0,
+        bf16=False,
+        rollout_engine="medrlvr",
+        rollout_dtype="fp32",
+        rewards={"length": 1.0},
+        prefill="<think>",
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def _trainer(tmp_path, **kw):
+    tokenizer = make_tiny_tokenizer()
+    model = make_tiny_model(tokenizer, seed=1)
+    config = _config(tmp_path, **kw)
+    records = _records()
+    write_jsonl(tmp_path / "train.jsonl", [r.to_dict() for r in records])
+    return build_trainer(config, records, model, tokenizer), config
+
+
+def _randomize_lora(trainer, seed=3):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in trainer.model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+
+
+def _greedy(rollouts: Rollouts, max_new_tokens=10) -> Rollouts:
+    rollouts.sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0.0)
+    return rollouts
+
+
+def _trl_own_generation(trainer, prompts):
+    """TRL's own path: the trainer without a rollout_func generates with transformers' generate (greedy here)."""
+    ours, trainer.rollout_func = trainer.rollout_func, None
+    try:
+        prompt_ids, completion_ids, *_ = trainer._generate(prompts)
+    finally:
+        trainer.rollout_func = ours
+    return prompt_ids, completion_ids
+
+
+def _prompts(trainer, n=3):
+    return [row["prompt"] for row in trainer.train_dataset][:n]
+
+
+def test_greedy_fp32_rollouts_equal_trls_own_generation(tmp_path, length_rewards):
+    trainer, _ = _trainer(tmp_path, extra={"generation_kwargs": {"do_sample": False}})
+    _randomize_lora(trainer)  # a LoRA that changes the outputs: the copy must carry it
+    prompts = _prompts(trainer)
+    assert all(p.endswith("<think>") for p in prompts)  # the prefill is part of what the model continues
+    trl_prompt_ids, trl_completion_ids = _trl_own_generation(trainer, prompts)
+    out = _greedy(trainer.rollout_func)(prompts, trainer)
+    assert out["prompt_ids"] == [list(p) for p in trl_prompt_ids]
+    assert out["completion_ids"] == [list(c) for c in trl_completion_ids]
+    # and the LoRA mattered: without it the greedy tokens differ
+    with trainer.model.disable_adapter():
+        _, base_ids = _trl_own_generation(trainer, prompts)
+    assert [list(c) for c in base_ids] != out["completion_ids"]
+
+
+def test_after_an_optimizer_step_rollouts_come_from_the_updated_weights(tmp_path, length_rewards):
+    trainer, _ = _trainer(tmp_path, extra={"generation_kwargs": {"do_sample": False}})
+    prompts = _prompts(trainer)
+    rollouts = trainer.rollout_func
+    before = _greedy(rollouts)(prompts, trainer)["completion_ids"]
+    rollouts.sampling = Sampling(max_new_tokens=10, temperature=1.0)  # training samples
+    trainer.train()
+    assert trainer.state.global_step == 2 and rollouts.model.syncs >= 3
+    after = _greedy(rollouts)(prompts, trainer)["completion_ids"]
+    _, trl_after = _trl_own_generation(trainer, prompts)
+    assert after != before  # training moved the policy (so a stale copy would be caught below)
+    assert after == [list(c) for c in trl_after]  # the copy samples what the trained policy samples
+
+
+def test_logprobs_match_a_recomputation_within_bf16_tolerance(tmp_path, length_rewards):
+    trainer, config = _trainer(tmp_path, rollout_dtype="bf16")
+    _randomize_lora(trainer)
+    prompts = [p for p in _prompts(trainer, 2) for _ in range(2)]
+    out = trainer.rollout_func(prompts, trainer)
+    model = trainer.model.eval()
+    diffs = []
+    with torch.no_grad():
+        for prompt_ids, completion_ids, logprobs in zip(out["prompt_ids"], out["completion_ids"], out["logprobs"]):
+            assert len(logprobs) == len(completion_ids) > 0
+            ids = torch.tensor([prompt_ids + completion_ids])
+            logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float() / config.temperature
+            reference = torch.log_softmax(logits, -1).gather(-1, torch.tensor(completion_ids)[:, None]).squeeze(-1)
+            diffs += (reference - torch.tensor(logprobs)).abs().tolist()
+    assert max(diffs) < 0.1 and sum(diffs) / len(diffs) < 0.03
+
+
+def test_grpo_settings_pin_what_the_paper_ran_with():
+    from trl import GRPOConfig
+
+    config = TrainConfig()
+    args = GRPOConfig(output_dir="unused", use_cpu=True, **grpo_settings(config, [1.0, 1.0, 1.0], "medrlvr"))
+    assert (args.loss_type, args.beta, args.scale_rewards, args.epsilon) == ("grpo", 0.04, "group", 0.2)
+    assert (args.temperature, args.top_p, args.top_k, args.num_iterations) == (0.9, 1.0, 0, 1)
+    assert args.mask_truncated_completions is False and args.per_device_train_batch_size == 9
+
+
+# TRL defaults that medrlvr relies on without passing them. If TRL changes one, this fails: pin it in grpo_settings.
+RELIED_ON_TRL_DEFAULTS = {
+    "delta": None,
+    "top_entropy_quantile": 1.0,
+    "disable_dropout": False,
+    "sync_ref_model": False,
+    "use_liger_kernel": False,
+    "cast_lm_head_to_fp32": False,
+    "num_generations_eval": None,
+}
+
+
+def test_trl_defaults_we_rely_on_have_not_moved():
+    from trl import GRPOConfig
+
+    args = GRPOConfig(output_dir="unused", use_cpu=True)
+    moved = {k: getattr(args, k) for k, v in RELIED_ON_TRL_DEFAULTS.items() if getattr(args, k) != v}
+    assert not moved, f"TRL changed these defaults: {moved}; pin them in medrlvr.train.grpo_settings"
+
+
+# --- dynamic sampling ---------------------------------------------------------------------------------------
+
+
+class ScriptedRollouts(Rollouts):
+    """Rollouts whose 'generation' is scripted: prompts starting with 'tie' give every rollout the same text (all
+    equal rewards), the others give rollouts of different lengths."""
+
+    def _generate(self, engine, prompts, seed):
+        self.generated = getattr(self, "generated", 0) + len(prompts)
+        completion_ids = []
+        for i, p in enumerate(prompts):
+            k = i % self.num_generations
+            completion_ids.append([7] * (3 if p.startswith("tie") else 1 + k))
+        return [[1, 2]] * len(prompts), completion_ids, [[-0.5] * len(c) for c in completion_ids]
+
+
+def _scripted(n_tie, n_mixed, max_resample, G=2):
+    rows = {f"tie-{i}": {"prompt": f"tie-{i}", "answer": "A", "id": f"tie-{i}"} for i in range(n_tie)}
+    rows |= {f"mixed-{i}": {"prompt": f"mixed-{i}", "answer": "B", "id": f"mixed-{i}"} for i in range(n_mixed)}
+    return ScriptedRollouts(
+        sampling=Sampling(max_new_tokens=4, temperature=1.0),
+        num_generations=G,
+        rows=rows,
+        dynamic=True,
+        max_resample=max_resample,
+        scorer=Scorer([lambda completions, **kw: [len(c) for c in completions]], [1.0]),
+        decode=lambda ids: "x" * len(ids),
+    )
+
+
+def test_dynamic_sampling_replaces_tied_groups_with_groups_that_have_a_gradient():
+    rollouts = _scripted(n_tie=6, n_mixed=6, max_resample=4)
+    batch = [p for p in ["tie-0", "tie-1", "tie-2", "mixed-0"] for _ in range(2)]
+    out = rollouts._dynamic(None, batch, *rollouts._generate(None, batch, 0), step=0, seed=0)
+    log = rollouts.last
+    assert log.tied_before == 0.75 and log.tied_after == 0.0 and not log.budget_exhausted
+    assert log.groups_kept == 4 and log.groups_generated > 4 and log.rounds >= 1
+    assert len(out["completion_ids"]) == 8 and len(out["prompt_ids"]) == 8 and len(out["logprobs"]) == 8
+    # the rows TRL scores carry the replacing questions' own columns, group by group
+    assert all(i.startswith("mixed") for i in out["id"]) and set(out["answer"]) == {"B"}
+    groups = [out["completion_ids"][i : i + 2] for i in range(0, 8, 2)]
+    assert not any(group_is_tied([len(c) for c in g]) for g in groups)
+
+
+def test_dynamic_sampling_says_when_the_budget_ran_out():
+    rollouts = _scripted(n_tie=10, n_mixed=1, max_resample=1)
+    batch = [p for p in ["tie-0", "tie-1", "tie-2"] for _ in range(2)]
+    out = rollouts._dynamic(None, batch, *rollouts._generate(None, batch, 0), step=5, seed=0)
+    log = rollouts.last
+    assert log.budget_exhausted and log.rounds == 1 and len(out["completion_ids"]) == 6
+    assert log.tied_after > 0 and log.groups_kept < 3
+    again = _scripted(n_tie=10, n_mixed=1, max_resample=1)
+    again_out = again._dynamic(None, batch, *again._generate(None, batch, 0), step=5, seed=0)
+    assert again_out["id"] == out["id"]  # the same step draws the same further questions (resumable)
+
+
+def test_dynamic_sampling_in_training_logs_and_trains(tmp_path, tiny_checkpoint, length_rewards):
+    write_jsonl(tmp_path / "train.jsonl", [r.to_dict() for r in _records()])
+    config = _config(tmp_path, model=str(tiny_checkpoint), dynamic_sampling=True, max_resample=2, save_steps=1)
+    out = train(config)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    step = next(m for m in metrics if "dynamic_sampling/groups_generated" in m)
+    assert step["dynamic_sampling/groups_kept"] <= step["dynamic_sampling/groups_generated"]
+    assert "dynamic_sampling/frac_reward_zero_std_after" in step and "frac_reward_zero_std" in step
+
+
+def test_dynamic_sampling_needs_our_rollouts():
+    with pytest.raises(ValueError, match="dynamic_sampling needs rollout_engine medrlvr"):
+        TrainConfig(dynamic_sampling=True, rollout_engine="trl")
