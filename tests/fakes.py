@@ -17,7 +17,8 @@ class ScriptedEngine:
         self.fail_after_calls = fail_after_calls
 
     def _lookup(self, prompt) -> list[str]:
-        text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+        # the question is in the last user turn (an assistant turn after it is a prefill)
+        text = prompt if isinstance(prompt, str) else [m for m in prompt if m["role"] == "user"][-1]["content"]
         for fragment, responses in self.script.items():
             if fragment in text:
                 return responses
@@ -27,6 +28,7 @@ class ScriptedEngine:
         if self.fail_after_calls is not None and len(self.calls) >= self.fail_after_calls:
             raise KeyboardInterrupt("scripted interruption")
         self.calls.append((len(prompts), sampling.seed))
+        self.prompts = getattr(self, "prompts", []) + list(prompts)
         out = []
         for p in prompts:
             responses = self._lookup(p)

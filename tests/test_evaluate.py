@@ -227,3 +227,30 @@ def test_eval_counts_questions_longer_than_the_context(tiny_checkpoint, tmp_path
         assert "too_long" not in rows["e0"] and "too_long" not in rows["e1"]  # these two were sent
         if mode == "loglik":
             assert rows["e0"]["answer"] in "ABC" and rows["huge"]["loglik"] is None
+
+
+def test_generate_mode_reads_the_prefill_and_counts_well_formed_answers(tmp_path):
+    """With a prefill the answer read is prefill + completion; well-formed = the R1-Zero format and exactly one
+    option named (strict); in-format answers that name nothing are counted apart."""
+    completions = [
+        " x</think><answer>{}</answer>",  # well formed, names the gold option
+        " x</think><answer>answer here</answer>",  # in format, names nothing
+        " x</think><answer>A or B</answer>",  # in format, a hedge
+        "</think> no tags at all, the answer is {}",  # out of format, flexible only
+        " x</think><answer>{}</answer> and more",  # text after </answer>: out of format, strict answer read
+    ]
+    script = {f"Question {i}?": [completions[i % 5].format(RECS[i].answer)] for i in range(10)}
+    engine = ScriptedEngine(script)
+    config = EvalConfig(model="fake", mode="generate", prefill="<think>")
+    res = evaluate(RECS, config, tmp_path, "mmlu", engine=engine, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["response"].startswith("<think>") for r in rows)
+    assert [r["format_ok"] for r in rows[:5]] == [True, True, True, False, False]
+    assert [r["well_formed"] for r in rows[:5]] == [True, False, False, False, False]
+    assert res["format_rate"] == pytest.approx(6 / 10) and res["well_formed_rate"] == pytest.approx(2 / 10)
+    assert res["formatted_without_option"] == 4 and res["accuracy"] == pytest.approx(4 / 10)
+    # the prompt the engine saw ends with the prefill (an assistant turn that the chat template continues)
+    assert engine.prompts[0][-1] == {"role": "assistant", "content": "<think>"}
+    # paired on well-formedness: the same file against itself has no discordant pair
+    same = paired(tmp_path / "predictions.jsonl", tmp_path / "predictions.jsonl", "well_formed")
+    assert same["questions"] == 10 and same["p_value"] == 1.0

@@ -110,13 +110,19 @@ def test_study_runs_end_to_end_then_skips_what_is_done(recipe, tmp_path):
     assert json.loads((run_dir / "eval" / "sft" / "demo" / "results.json").read_text())["n"] == 12
     predictions = (run_dir / "eval" / "sft" / "demo" / "predictions.jsonl").read_text().splitlines()
     assert len(predictions) == len({json.loads(p)["id"] for p in predictions}) <= 8 + 12  # none answered twice
-    _run(recipe, run_dir, "eval.limit=12", "eval.mode=generate", "eval.max_new_tokens=4")  # another mode: start over
-    assert len((run_dir / "eval" / "sft" / "demo" / "predictions.jsonl").read_text().splitlines()) == 12
+    # another mode is another result (demo@generate), next to the loglik one, never mixed with it
+    _run(recipe, run_dir, "eval.limit=12", "eval.mode=generate", "eval.max_new_tokens=4")
+    assert len((run_dir / "eval" / "sft" / "demo@generate" / "predictions.jsonl").read_text().splitlines()) == 12
+    assert json.loads((run_dir / "eval" / "sft" / "demo" / "results.json").read_text())["n"] == 12
+    generated = json.loads((run_dir / "eval" / "sft" / "demo@generate" / "results.json").read_text())
+    assert {"format_rate", "well_formed_rate", "formatted_without_option"} <= set(generated)
 
     # Another training set for one policy retrains that policy only.
     _run(recipe, run_dir, "eval.limit=12", "eval.mode=generate", "eval.max_new_tokens=4", "select.random.n=5")
     statuses = _statuses(run_dir)
-    assert {k for k, v in statuses.items() if v == "ran"} == {"select random", "train sft", "eval sft demo", "report"}
+    assert {k for k, v in statuses.items() if v == "ran"} == {
+        "select random", "train sft", "eval sft demo@generate", "report"
+    }  # fmt: skip
 
 
 def test_an_interrupted_study_resumes_to_the_same_result(recipe, tmp_path, monkeypatch):
@@ -194,7 +200,7 @@ def test_demo_recipe_falls_back_to_the_bundled_sample_without_data(monkeypatch, 
     monkeypatch.delenv("MEDRLVR_DATA_DIR", raising=False)
     recipe = load_recipe(ROOT / "recipes" / "demo-cpu.yaml")
     assert recipe.without_data_dir_applied and recipe.data.pool == "demo:train"
-    assert [e.benchmark for e in recipe.evals] == ["demo"] and recipe.data.decontaminate == ["demo"]
+    assert [e.name for e in recipe.evals] == ["demo@generate", "demo"] and recipe.data.decontaminate == ["demo"]
     recipe = load_recipe(ROOT / "recipes" / "demo-cpu.yaml", data_dir=str(fixture_data))
     assert not recipe.without_data_dir_applied and recipe.data.pool == "medmcqa:dev"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from .rewards import accuracy_reward, format_reward, xml_count_reward
@@ -88,23 +89,26 @@ def print_rewards(rows: list[dict]) -> None:
 
 
 def _naive_baseline(model: str, prompts: list, max_new_tokens: int, seed: int) -> dict:
-    """The reference point: transformers' own generate, fp32, batch 32, prompts in the order given."""
+    """The reference point: transformers' own generate, batch 32, prompts in the order given, on the device in use
+    (fp32 on a CPU, bf16 on a GPU, as a user of transformers would run it)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .models import checkpoint_dir
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     path = checkpoint_dir(model)
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     tok.pad_token = tok.pad_token or tok.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     torch.manual_seed(seed)
     tokens = 0
     start = time.perf_counter()
     for i in range(0, len(texts), 32):
-        enc = tok(texts[i : i + 32], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok(texts[i : i + 32], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.inference_mode():
             out = lm.generate(
                 **enc,
@@ -126,7 +130,9 @@ def _naive_baseline(model: str, prompts: list, max_new_tokens: int, seed: int) -
         for row in out[:, enc["input_ids"].shape[1] :].tolist():
             # Counted as the engines count: up to and including the first end-of-sequence token.
             tokens += next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
-    return {"seconds": time.perf_counter() - start, "tokens": tokens, "completions": len(texts)}
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return {"seconds": time.perf_counter() - start, "tokens": tokens, "completions": len(texts), "device": device}
 
 
 def _engine_run(engine: str, model: str, prompts: list, max_new_tokens: int, seed: int, options: dict) -> dict:
@@ -184,7 +190,7 @@ def bench_generate(
     rows = [
         {
             "engine": "naive baseline",
-            "config": "transformers generate, fp32, batch 32",
+            "config": "transformers generate, batch 32 (fp32 on CPU, bf16 on GPU)",
             **_isolated(_naive_baseline, model, prompts, max_new_tokens, seed),
         }
     ]
@@ -239,108 +245,109 @@ def print_generate(rows: list[dict], model: str) -> None:
 # --- GRPO step time ----------------------------------------------------------------------------------------
 
 
-def _plain_trl(model: str, train_file: str, out: str, steps: int, max_new_tokens: int) -> dict:
-    """The reference: TRL's GRPOTrainer + a PEFT LoRA config, written the way its documentation shows, with the
-    same data, prompt, rewards and settings as medrlvr's recipe."""
+def _grpo_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
+    """Train ``steps`` GRPO steps with medrlvr's trainer; per-step wall time and the time spent generating."""
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from transformers import TrainerCallback
+    from trl import GRPOTrainer
 
-    from .models import checkpoint_dir
-    from .prompts import chat_messages
-    from .rewards import accuracy_reward, format_reward, xml_count_reward
-    from .select import load_selection
-
-    path = checkpoint_dir(model)
-    records = load_selection(train_file)
-    data = Dataset.from_list([{"prompt": chat_messages(r, "r1_zero"), "answer": r.answer} for r in records])
-    args = GRPOConfig(
-        output_dir=out,
-        learning_rate=2e-5,
-        lr_scheduler_type="cosine",
-        per_device_train_batch_size=9,
-        num_generations=3,
-        gradient_accumulation_steps=1,
-        max_steps=steps,
-        max_completion_length=max_new_tokens,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=0,
-    )
-    trainer = GRPOTrainer(
-        model=AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
-        reward_funcs=[format_reward, accuracy_reward, xml_count_reward],
-        args=args,
-        train_dataset=data,
-        processing_class=AutoTokenizer.from_pretrained(path),
-        peft_config=LoraConfig(
-            r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
-        ),
-    )
-    start = time.perf_counter()
-    trainer.train()
-    return {"seconds": time.perf_counter() - start, "steps": steps}
-
-
-def _medrlvr_train(model: str, train_file: str, out: str, steps: int, max_new_tokens: int) -> dict:
     from .train import TrainConfig, train
 
-    config = TrainConfig(
-        model=model,
-        train_file=train_file,
-        output_dir=out,
-        gradient_accumulation_steps=1,
-        max_steps=steps,
-        max_completion_length=max_new_tokens,
-        save_steps=10_000,
-    )
-    start = time.perf_counter()
+    generating: list[float] = []
+    original = GRPOTrainer._generate
+
+    def timed(self, prompts):  # every rollout path goes through here: TRL's own generate, vLLM, rollout_func
+        start = time.perf_counter()
+        try:
+            return original(self, prompts)
+        finally:
+            generating.append(time.perf_counter() - start)
+
+    GRPOTrainer._generate = timed
+    step_times: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            step_times.append(time.perf_counter() - self.start)
+
+    import importlib
+
+    train_module = importlib.import_module("medrlvr.train")  # the module: `medrlvr.train` is also the function
+    callbacks = train_module._callbacks
+    train_module._callbacks = lambda out: callbacks(out) + [StepTimer()]
+    config = TrainConfig(**{**settings, "train_file": train_file, "output_dir": out, "max_steps": steps,
+                            "save_steps": 10**6})
     train(config)
-    return {"seconds": time.perf_counter() - start, "steps": steps}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"steps": steps, "step_seconds": step_times, "generate_seconds": generating, "device": device}
 
 
-def bench_train(model: str, data_dir: str | None, steps: int = 3, max_new_tokens: int = 128) -> list[dict]:
-    """Seconds per GRPO step (3 questions x 3 rollouts, LoRA) for medrlvr train and plain TRL, same run."""
+def bench_train(recipe: str, data_dir: str | None, steps: int = 4, overrides: list[str] | None = None) -> dict:
+    """Seconds per GRPO step with TRL's own generation and with medrlvr's rollouts, one process each, with every
+    other setting taken from ``recipe``'s train section (model, batch, rollouts, completion length, LoRA, seed,
+    prefill, ...). The first step (warm-up: model conversion, kernel selection) is reported but not averaged."""
     import tempfile
 
-    from .data import load_pool
+    from .data import load_pool, resolve_data_dir
     from .models import checkpoint_dir
     from .store import write_jsonl
+    from .study import load_recipe
 
-    checkpoint_dir(model)
+    recipe_obj = load_recipe(recipe, overrides or [], data_dir=data_dir)
+    policy = recipe_obj.policies[0].config
+    settings = {k: v for k, v in asdict(policy).items() if k not in ("train_file", "output_dir")}
+    settings["dynamic_sampling"] = False  # the same work in both rows: no extra generation rounds
+    checkpoint_dir(settings["model"])  # convert once, outside the timings
+    pool = load_pool(recipe_obj.data.pool, recipe_obj.data.data_dir)
+    need = settings["batch_size"] * settings["gradient_accumulation_steps"] * steps
     tmp = Path(tempfile.mkdtemp(prefix="medrlvr-bench-train-"))
-    train_file = tmp / "train.jsonl"
-    write_jsonl(train_file, [r.to_dict() for r in load_pool("medmcqa:dev", data_dir)[: 3 * steps]])
+    write_jsonl(tmp / "train.jsonl", [r.to_dict() for r in pool[:need]])
     rows = []
-    for name, target in (("plain TRL GRPOTrainer + LoRA", _plain_trl), ("medrlvr train (grpo, LoRA)", _medrlvr_train)):
-        result = _isolated(target, model, str(train_file), str(tmp / name.split()[0]), steps, max_new_tokens)
-        rows.append({"name": name, **result})
-    return rows
+    for engine in ("trl", "medrlvr"):
+        result = _isolated(_grpo_steps, {**settings, "rollout_engine": engine}, str(tmp / "train.jsonl"),
+                           str(tmp / engine), steps)
+        rows.append({"rollouts": engine, **result})
+    root = resolve_data_dir(recipe_obj.data.data_dir, required=False)
+    return {"recipe": recipe, "settings": settings, "pool": recipe_obj.data.pool, "data_dir": str(root),
+            "rows": rows}
 
 
-def print_train(rows: list[dict], model: str) -> None:
+def _mean_after_warmup(values: list[float]) -> float:
+    values = values[1:] if len(values) > 1 else values
+    return sum(values) / len(values) if values else float("nan")
+
+
+def print_train(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"GRPO on {model}: 3 questions x 3 rollouts per step, <=128 new tokens, LoRA r=16, CPU")
-    for column in ("trainer", "steps", "s", "s/step", "peak RSS MB"):
-        table.add_column(column, justify="left" if column == "trainer" else "right")
+    s = result["settings"]
+    title = (
+        f"GRPO steps on {s['model']} ({result['recipe']}): {s['batch_size']} questions x {s['num_generations']} "
+        f"rollouts x <= {s['max_completion_length']} tokens, accumulation {s['gradient_accumulation_steps']}, "
+        f"LoRA {s['lora']}, prefill {s['prefill']!r}"
+    )
+    table = Table(title=title)
+    for column in ("rollouts", "device", "steps", "s/step", "generate s/step", "rest s/step", "first step s",
+                   "peak RSS MB"):
+        table.add_column(column, justify="left" if column == "rollouts" else "right")
+    rows = result["rows"]
     for r in rows:
         if "error" in r:
-            table.add_row(r["name"], r["error"], "", "", "")
-        else:
-            table.add_row(
-                r["name"],
-                str(r["steps"]),
-                f"{r['seconds']:.1f}",
-                f"{r['seconds'] / r['steps']:.1f}",
-                f"{r['peak_rss_mb']:.0f}",
-            )
+            table.add_row(r["rollouts"], r["error"], *[""] * 6)
+            continue
+        step, gen = _mean_after_warmup(r["step_seconds"]), _mean_after_warmup(r["generate_seconds"])
+        r["mean_step_seconds"], r["mean_generate_seconds"] = step, gen
+        table.add_row(r["rollouts"], r["device"], str(r["steps"]), f"{step:.2f}", f"{gen:.2f}", f"{step - gen:.2f}",
+                      f"{r['step_seconds'][0]:.1f}", f"{r['peak_rss_mb']:.0f}")
     Console(width=160).print(table)
+    if all("mean_step_seconds" in r for r in rows):
+        trl, ours = rows[0]["mean_step_seconds"], rows[1]["mean_step_seconds"]
+        gen = rows[0]["mean_generate_seconds"] / rows[1]["mean_generate_seconds"]
+        Console().print(f"medrlvr rollouts: {trl / ours:.2f}x faster per GRPO step, {gen:.2f}x faster generation")
 
 
 # --- agreement with lm-evaluation-harness ------------------------------------------------------------------

@@ -123,10 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=128)
     generate.add_argument("--engines", default="transformers,llamacpp", help="comma-separated")
     generate.set_defaults(func=_bench_generate)
-    train_bench = bench_commands.add_parser("train", help="seconds per GRPO step: medrlvr train against plain TRL")
-    train_bench.add_argument("--model", default="smollm2-135m-instruct")
+    train_bench = bench_commands.add_parser(
+        "train", help="seconds per GRPO step: TRL's own generation against medrlvr's rollouts, same settings"
+    )
+    train_bench.add_argument("--recipe", default="recipes/demo-cpu.yaml", help="the train settings to use")
+    train_bench.add_argument("overrides", nargs="*", help="section.key=value over the recipe, e.g. train.model=M")
     train_bench.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
-    train_bench.add_argument("--steps", type=int, default=3)
+    train_bench.add_argument("--steps", type=int, default=4, help="GRPO steps per row (the first is warm-up)")
+    train_bench.add_argument("--json", help="also write the measurements to this file")
     train_bench.set_defaults(func=_bench_train)
     lmeval = bench_commands.add_parser(
         "lmeval", help="loglik accuracy against lm-evaluation-harness (pip install lm-eval)"
@@ -418,7 +422,7 @@ def _run(args: argparse.Namespace) -> None:
         allow = True
     out = run_study(recipe, allow_commands=allow)
     print((out / "report" / "table1.md").read_text())
-    for extra in ("paired.md", "training.md"):
+    for extra in ("generate.md", "paired.md", "training.md"):
         if (out / "report" / extra).exists():
             print((out / "report" / extra).read_text())
     print(f"study finished: {out} (report: {out / 'report' / 'index.html'}, manifest: {out / 'manifest.json'})")
@@ -433,10 +437,16 @@ def _bench_generate(args: argparse.Namespace) -> None:
 
 
 def _bench_train(args: argparse.Namespace) -> None:
+    import json
+
     from .bench import bench_train, print_train
 
-    print_train(bench_train(args.model, args.data_dir, args.steps), args.model)
-
+    if args.steps < 2:
+        raise ValueError(f"--steps must be at least 2 (the first step is warm-up), got {args.steps}")
+    result = bench_train(args.recipe, args.data_dir, args.steps, args.overrides)
+    print_train(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
 
 def _bench_lmeval(args: argparse.Namespace) -> None:
     import json

@@ -34,8 +34,9 @@ from typing import Any, Sequence
 from .data import SUBJECT2CATEGORY, DataError
 from .engines import Sampling, get_engine, takes_chat
 from .engines.context import ContextGuard
-from .extract import extract_answer, extract_choice
-from .prompts import chat_messages, plain_prompt, render_question
+from .extract import boxed_blocks, extract_answer, extract_choice
+from .prompts import chat_messages, plain_prompt, render_question, with_prefill
+from .rewards import format_reward
 from .records import Record
 from .store import JsonlStore, write_json
 
@@ -139,9 +140,18 @@ def summarize(rows: Sequence[dict], benchmark: str) -> dict[str, Any]:
                 ci95_flexible=wilson(flexible, n),
                 extraction_failure_rate=sum(r["answer"] is None for r in items) / n,
             )
+        if items and "well_formed" in items[0]:
+            in_format = sum(bool(r["format_ok"]) for r in items)
+            well_formed = sum(bool(r["well_formed"]) for r in items)
+            out.update(
+                format_rate=in_format / n,  # the prompt's format, whatever the answer says
+                well_formed_rate=well_formed / n,  # in format and naming exactly one option (strict extraction)
+                ci95_well_formed=wilson(well_formed, n),
+                formatted_without_option=in_format - well_formed,  # e.g. <answer> DNA here </answer>
+            )
         return out
 
-    categories = SUBJECT2CATEGORY.get(benchmark.split(":")[0], {})
+    categories = SUBJECT2CATEGORY.get(benchmark.split("@")[0].split(":")[0], {})
     by_subject, by_category = defaultdict(list), defaultdict(list)
     for r in rows:
         by_subject[r["subject"]].append(r)
@@ -194,7 +204,8 @@ def prediction_settings(config: EvalConfig, fingerprint: str | None = None) -> d
         settings["num_fewshot"] = config.num_fewshot
     else:
         settings.update(
-            prompt=config.prompt, chat=config.chat, prefill=config.prefill, max_new_tokens=config.max_new_tokens
+            prompt=config.prompt, chat=config.chat, prefill=config.prefill, max_new_tokens=config.max_new_tokens,
+            fields=2,  # rows with format_ok / well_formed: rows written before them are not mixed in
         )
     return settings
 
@@ -281,17 +292,22 @@ def evaluate(
                     }
                 )
         else:
-            prompts = [chat_messages(r, config.prompt) if chat else plain_prompt(r, config.prompt) for r in chunk]
+            prompts = [
+                with_prefill(chat_messages(r, config.prompt) if chat else plain_prompt(r, config.prompt), config.prefill)
+                for r in chunk
+            ]
             sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=0.0, seed=config.seed)
             outputs = guard.generate(prompts, n=1, sampling=sampling)
             for r, (completion,) in zip(chunk, outputs):
-                text = completion.text
+                text = (config.prefill or "") + completion.text  # the prefill is part of the answer, as in training
                 if r.options:
                     strict = extract_choice(text, dict(r.options), STRICT[config.prompt]).answer
                     flexible = extract_choice(text, dict(r.options)).answer
                 else:
                     strict, flexible = extract_answer(text, strict=True), extract_answer(text)
                 gold = r.answer if r.options else extract_answer(f"#### {r.answer}")
+                # the prompt's format: <think>...</think><answer>...</answer> (r1_zero) or a \boxed{} answer (filter)
+                format_ok = format_reward([text])[0] == 1.0 if config.prompt == "r1_zero" else bool(boxed_blocks(text))
                 rows.append(
                     {
                         "id": r.id,
@@ -303,6 +319,8 @@ def evaluate(
                         "answer_flexible": flexible,
                         "correct": strict == gold,
                         "correct_flexible": flexible == gold,
+                        "format_ok": format_ok,
+                        "well_formed": format_ok and strict is not None,  # in format and naming one option
                     }
                 )
         if config.mode == "generate":  # held back: an empty completion, scored as unanswered
@@ -332,9 +350,10 @@ def evaluate(
     return results
 
 
-def paired(pred_a: str | Path, pred_b: str | Path) -> dict[str, Any]:
-    """McNemar between two predictions.jsonl files on the questions both answered."""
-    a = {row["id"]: row["correct"] for row in JsonlStore(pred_a)}
-    b = {row["id"]: row["correct"] for row in JsonlStore(pred_b)}
+def paired(pred_a: str | Path, pred_b: str | Path, field: str = "correct") -> dict[str, Any]:
+    """McNemar between two predictions.jsonl files on the questions both answered, on ``field`` (``correct``, or in
+    generate mode ``well_formed``: in format and naming one option)."""
+    a = {row["id"]: bool(row[field]) for row in JsonlStore(pred_a) if field in row}
+    b = {row["id"]: bool(row[field]) for row in JsonlStore(pred_b) if field in row}
     common = sorted(set(a) & set(b))
     return {"questions": len(common), **mcnemar([a[i] for i in common], [b[i] for i in common])}

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .extract import canonical_number, extract_answer, normalize_options
+from .extract import canonical_number, extract_answer, extract_choice, extract_number, normalize_options
 from .records import LETTERS
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -150,10 +150,30 @@ def xml_count_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     return _safe(score, completions)
 
 
+def choice_reward(completions: Sequence[Any], options: Any = None, **kwargs: Any) -> list[float]:
+    """1.0 iff the ``<answer>`` tag commits to exactly one of the question's options (right or wrong; a number for
+    questions without options), read by the shared extractor's strict rule, so no hedge or negation pays. Not one
+    of the paper's rewards: the format reward alone is met by ``<answer> DNA here </answer>``, which answers
+    nothing, and a small model climbs that first (seen on SmolLM2-135M); the CPU demo adds this one.
+
+    >>> choice_reward(["<answer>B</answer>", "<answer>B or C</answer>", "<answer>DNA</answer>"],
+    ...               options=['{"A": "RNA", "B": "Iron", "C": "Zinc"}'] * 3)
+    [1.0, 0.0, 0.0]
+    """
+
+    def score(text: str, i: int) -> float:
+        opts = _options(_column(options, i))
+        found = extract_choice(text, opts, ("answer_tag",)) if opts else extract_number(text, ("answer_tag",))
+        return 1.0 if found.answer is not None else 0.0
+
+    return _safe(score, completions)
+
+
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "accuracy": accuracy_reward,
     "format": format_reward,
     "xml_count": xml_count_reward,
+    "choice": choice_reward,
 }
 
 

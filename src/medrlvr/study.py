@@ -120,6 +120,10 @@ class Policy:
 class EvalEntry:
     benchmark: str  # NAME[:SUBJECTS]
     config: EvalConfig  # model is set per evaluated model
+    name: str = ""  # the results' name (folder, report column): the benchmark, "@generate" added in generate mode
+
+    def __post_init__(self) -> None:
+        self.name = self.name or (self.benchmark + ("@generate" if self.config.mode == "generate" else ""))
 
 
 @dataclass
@@ -360,17 +364,22 @@ def load_recipe(
         bench = _typed(item.pop("benchmark", None), str | None, f"{where}.benchmark")
         if not bench:
             raise RecipeError(f"{where}: an entry without 'benchmark' (NAME[:SUBJECTS], e.g. mmlu:medical)")
+        label = _typed(item.pop("name", None), str | None, f"{where}.name") or ""
         config = _build(
             EvalConfig, {**eval_values, **item}, f"{path}: eval ({bench})", drop=("model",), fixed={"model": "-"}
         )
         config.engine_options = _key_policy(config, f"{path}: eval", base_url, bool(eval_serve))
-        evals.append(EvalEntry(bench, config))
+        evals.append(EvalEntry(bench, config, label))
+    names = [e.name for e in evals]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise RecipeError(f"{path}: eval.benchmarks: {twice!r} twice; give one entry a distinct 'name'")
     if policies and evals and evals[0].config.engine == "llamacpp":
         raise RecipeError(f"{path}: eval.engine llamacpp cannot load a trained LoRA adapter; use transformers or openai")
     if policies and eval_serve and not all(p.config.merge or not p.config.lora for p in policies):
         raise RecipeError(f"{path}: eval through a server needs merged policies: set train.merge: true")
     if data.decontaminate is None:
-        data.decontaminate = [e.benchmark for e in evals]
+        data.decontaminate = list(dict.fromkeys(e.benchmark for e in evals))
 
     name = _typed(raw.get("name"), str | None, f"{path}: name") or path.stem
     recipe_run_dir = _typed(raw.get("run_dir"), str | None, f"{path}: run_dir")
@@ -839,7 +848,7 @@ class Study:
                     config = EvalConfig(**{**asdict(entry.config), "model": ref})
                     records = self.eval_sets[entry.benchmark]
                     shots = self.fewshot.get(entry.benchmark, [])
-                    out = eval_dir(self.run_dir, name, entry.benchmark)
+                    out = eval_dir(self.run_dir, name, entry.name)
                     inputs = {
                         "config": _without(config, "model", "engine_options", "chunk_size", "limit", "seed"),
                         "subsample": {"limit": config.limit, "seed": config.seed},
@@ -852,18 +861,18 @@ class Study:
                     def work(config=config, records=records, out=out, entry=entry, shots=shots, fp=fingerprint):
                         engine = engine_for(config)
                         evaluate(
-                            records, config, out, entry.benchmark, shots, engine=engine, progress=self.progress,
+                            records, config, out, entry.name, shots, engine=engine, progress=self.progress,
                             fingerprint=fp,
                         )
 
-                    self._stage("eval", f"{name} {entry.benchmark}", out, inputs, ["results.json"], work, ("subsample",))
+                    self._stage("eval", f"{name} {entry.name}", out, inputs, ["results.json"], work, ("subsample",))
             gc.collect()
 
     def _report(self) -> None:
         from .report import report
 
         names = self.recipe.model_names
-        benchmarks = [e.benchmark for e in self.recipe.evals]
+        benchmarks = [e.name for e in self.recipe.evals]
         results = [eval_dir(self.run_dir, n, b) / "results.json" for n in names for b in benchmarks]
         out = self.run_dir / "report"
         inputs = {
@@ -954,7 +963,7 @@ def plan(recipe: Recipe) -> list[str]:
     names = recipe.model_names
     for e in recipe.evals:
         c = e.config
-        lines.append(f"eval {e.benchmark}: {c.mode}, limit={c.limit}, engine={c.engine} for {', '.join(names)}")
+        lines.append(f"eval {e.name}: {c.mode}, limit={c.limit}, engine={c.engine} for {', '.join(names)}")
     lines.append("report: table1.md/csv/tex, charts, index.html")
     commands = recipe_commands(recipe)
     if commands:

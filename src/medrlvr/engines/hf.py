@@ -84,8 +84,9 @@ def pick_dtype(dtype: str, device: str):
         raise ValueError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16") from None
 
 
-def _growing_cache(model):
-    """A DynamicCache whose layers preallocate and fill in place instead of concatenating every step.
+def _growing_cache(model, capacity: int = 0):
+    """A DynamicCache whose layers preallocate and fill in place instead of concatenating every step; ``capacity``
+    is the length to allocate at once (prompt + new tokens, when known: decode attention reads the whole buffer).
     Used only for models whose layers all attend fully (sliding-window layers keep transformers' own cache)."""
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
@@ -98,10 +99,13 @@ def _growing_cache(model):
                 self._n = 0
             need = self._n + key_states.shape[-2]
             if self._k is None or need > self._k.shape[-2]:
-                capacity = max(need + 256, 2 * (0 if self._k is None else self._k.shape[-2]))
+                if self._k is None and need <= capacity:
+                    size = capacity
+                else:
+                    size = max(need + 256, 2 * (0 if self._k is None else self._k.shape[-2]))
                 # zeros, not empty: decode attention reads the unfilled tail (masked, but 0 * NaN is NaN)
-                k = key_states.new_zeros(*key_states.shape[:-2], capacity, key_states.shape[-1])
-                v = value_states.new_zeros(*value_states.shape[:-2], capacity, value_states.shape[-1])
+                k = key_states.new_zeros(*key_states.shape[:-2], size, key_states.shape[-1])
+                v = value_states.new_zeros(*value_states.shape[:-2], size, value_states.shape[-1])
                 if self._n:
                     k[..., : self._n, :] = self._k[..., : self._n, :]
                     v[..., : self._n, :] = self._v[..., : self._n, :]
@@ -323,7 +327,7 @@ class TransformersEngine:
         finished = [False] * B
         rows = torch.arange(B, device=self.device)  # which original row each live row is
         with torch.inference_mode():
-            cache = self._prefill(batch, width) if self.growing_cache else None
+            cache = self._prefill(batch, width, width + sampling.max_new_tokens) if self.growing_cache else None
             if cache is None:  # one padded prefill with transformers' own cache
                 from transformers import DynamicCache
 
@@ -372,7 +376,7 @@ class TransformersEngine:
                     finished_since_compact = 0
         return [Rollout(out[r], logps[r] if want_logprobs else None) for r in range(B)]
 
-    def _prefill(self, batch: list[list[int]], width: int):
+    def _prefill(self, batch: list[list[int]], width: int, capacity: int = 0):
         """Fill a growing cache with every prompt but its last token, in length-sorted micro-batches.
 
         A decode batch wants to be wide, but prefilling one wide batch pads every prompt to the longest: on
@@ -382,7 +386,7 @@ class TransformersEngine:
         rows share (GRPO's group of rollouts, a filter's k samples) is prefilled once and copied to each row."""
         import torch
 
-        cache = _growing_cache(self.model)
+        cache = _growing_cache(self.model, capacity)
         if cache is None or width < 2:
             return None
         n_layers = len(cache.layers)
@@ -396,7 +400,7 @@ class TransformersEngine:
             seqs = [list(seq) for seq in distinct[start : start + self.prefill_batch_size]]
             w = max(map(len, seqs))
             ids, mask, positions = self._left_pad(seqs)
-            part = _growing_cache(self.model)
+            part = _growing_cache(self.model, w)
             self.model(
                 input_ids=ids,
                 attention_mask=mask,

@@ -36,8 +36,9 @@ def collect(
 
 
 def paired_table(run_dir: str | Path, table: dict[str, dict[str, dict]], baseline: str) -> list[list[str]]:
-    """Each model against ``baseline`` on each benchmark, on the questions both answered: accuracy difference,
-    discordant pairs and the exact McNemar p-value."""
+    """Each model against ``baseline`` on each benchmark, on the questions both answered: the difference, the
+    discordant pairs and the exact McNemar p-value, for accuracy and (generate mode) for well-formed answers that
+    name one option."""
     from ..evaluate import eval_dir, paired
 
     rows = []
@@ -49,19 +50,54 @@ def paired_table(run_dir: str | Path, table: dict[str, dict[str, dict]], baselin
             theirs = eval_dir(run_dir, baseline, bench) / "predictions.jsonl"
             if not (mine.is_file() and theirs.is_file()):
                 continue
-            r = paired(theirs, mine)
-            diff = per[bench]["accuracy"] - table.get(baseline, {}).get(bench, {}).get("accuracy", float("nan"))
-            right_here, right_base = str(r["only_second_correct"]), str(r["only_first_correct"])
-            rows.append([model, bench, str(r["questions"]), f"{diff:+.4f}", right_here, right_base, f"{r['p_value']:.3g}"])
+            measures = [("accuracy", "correct", "accuracy")]
+            if "well_formed_rate" in per[bench]:
+                measures.append(("well-formed, names one option", "well_formed", "well_formed_rate"))
+            for label, field, summary_key in measures:
+                r = paired(theirs, mine, field)
+                base = table.get(baseline, {}).get(bench, {}).get(summary_key, float("nan"))
+                diff = per[bench][summary_key] - base
+                rows.append([model, bench, label, str(r["questions"]), f"{per[bench][summary_key]:.3f}",
+                             f"{diff:+.3f}", str(r["only_second_correct"]), str(r["only_first_correct"]),
+                             f"{r['p_value']:.3g}"])  # fmt: skip
     return rows
 
 
-PAIRED_HEADER = ["Model", "Benchmark", "Questions", "Δ accuracy vs base", "Right only here", "Right only in base"]
+PAIRED_HEADER = ["Model", "Benchmark", "Measure", "Questions", "Rate", "Δ vs base", "Only here", "Only in base"]
 PAIRED_HEADER.append("McNemar p")
+GENERATE_HEADER = ["Model", "Benchmark", "n", "In format", "Well-formed + one option", "In format, no option",
+                   "Extraction failures", "Strict accuracy", "Flexible accuracy"]  # fmt: skip
+
+
+def generate_table(table: dict[str, dict[str, dict]]) -> list[list[str]]:
+    """Generate-mode results: how often the answer is in the prompt's format, how often it is also a committed
+    answer (exactly one option, read strictly), how many in-format answers name no option (``<answer> DNA here
+    </answer>``: the format reward's blind spot), and both accuracies."""
+    rows = []
+    for model, per in table.items():
+        for bench, res in sorted(per.items()):
+            if "well_formed_rate" not in res:
+                continue
+            lo, hi = res["ci95_well_formed"]
+            rows.append([model, bench, str(res["n"]), f"{res['format_rate']:.3f}",
+                         f"{res['well_formed_rate']:.3f} [{lo:.3f}, {hi:.3f}]", str(res["formatted_without_option"]),
+                         f"{res['extraction_failure_rate']:.3f}", f"{res['accuracy']:.3f}",
+                         f"{res['accuracy_flexible']:.3f}"])  # fmt: skip
+    return rows
+
+
+REWARD_CURVES = (
+    ("rewards/format_reward/mean", "format"),
+    ("rewards/accuracy_reward/mean", "accuracy"),
+    ("rewards/xml_count_reward/mean", "xml_count"),
+    ("rewards/choice_reward/mean", "choice (names one option)"),
+    ("frac_reward_zero_std", "groups with no gradient"),
+)
 
 
 def training_summary(run_dir: str | Path, models: list[str] | None = None) -> tuple[list[list[str]], Any]:
-    """Per trained policy: steps, first and last logged mean reward, and a chart of the reward by step."""
+    """Per trained policy: steps, first and last logged mean reward, and a chart with one panel per policy holding
+    its per-step reward curves (format, accuracy, xml_count, and any other logged reward)."""
     runs = {}
     for path in sorted(Path(run_dir).glob("train/*/metrics.jsonl")):
         if models is not None and path.parent.name not in models:
@@ -78,20 +114,29 @@ def training_summary(run_dir: str | Path, models: list[str] | None = None) -> tu
     import matplotlib.pyplot as plt
 
     summary = []
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, rows in runs.items():
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), sharey=True, squeeze=False)
+    for ax, (name, rows) in zip(axes[0], runs.items()):
         key = "reward" if any("reward" in r for r in rows) else "loss"
         points = [(r["step"], r[key]) for r in rows if key in r]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{name} ({key})")
-        fmt = [r.get("rewards/format_reward/mean") for r in rows if "rewards/format_reward/mean" in r]
-        acc = [r.get("rewards/accuracy_reward/mean") for r in rows if "rewards/accuracy_reward/mean" in r]
+        curves = [(k, label) for k, label in REWARD_CURVES if any(k in r for r in rows)]
+        for k, label in curves:
+            series = [(r["step"], r[k]) for r in rows if r.get(k) is not None]
+            ax.plot([x for x, _ in series], [y for _, y in series], label=label,
+                    linestyle=":" if k == "frac_reward_zero_std" else "-")  # fmt: skip
+        if not curves:
+            ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=key)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylim(-0.02, 1.05 if curves else None)
+        fmt = [r["rewards/format_reward/mean"] for r in rows if "rewards/format_reward/mean" in r]
+        acc = [r["rewards/accuracy_reward/mean"] for r in rows if "rewards/accuracy_reward/mean" in r]
         mean_fmt = f"{sum(fmt) / len(fmt):.3f}" if fmt else "-"
         mean_acc = f"{sum(acc) / len(acc):.3f}" if acc else "-"
         first, last = points[0], points[-1]
         summary.append([name, key, str(last[0]), f"{first[1]:.3f}", f"{last[1]:.3f}", mean_fmt, mean_acc])
-    ax.set_xlabel("step")
-    ax.set_title("training: mean reward (GRPO) or loss (SFT) per logged step")
-    ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("mean reward per step")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("training: each reward's mean per step (GRPO)", fontsize=10)
     fig.tight_layout()
     return summary, fig
 
@@ -221,6 +266,9 @@ def report(
     paired_rows = paired_table(run_dir, table, baseline) if baseline and baseline in table else []
     if paired_rows:
         (out / "paired.md").write_text(to_markdown(PAIRED_HEADER, paired_rows))
+    generate_rows = generate_table(table)
+    if generate_rows:
+        (out / "generate.md").write_text(to_markdown(GENERATE_HEADER, generate_rows))
     training_rows, training_fig = training_summary(run_dir, models)
     if training_rows:
         (out / "training.md").write_text(to_markdown(TRAINING_HEADER, training_rows))
@@ -246,6 +294,8 @@ def report(
         return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
 
     sections = f"<h2>Table 1</h2>{html_table(header, rows)}"
+    if generate_rows:
+        sections += f"<h2>Generate mode: format and committed answers</h2>{html_table(GENERATE_HEADER, generate_rows)}"
     if paired_rows:
         sections += f"<h2>Against the base model (paired, exact McNemar)</h2>{html_table(PAIRED_HEADER, paired_rows)}"
     if training_rows:
