@@ -173,12 +173,18 @@ def test_cli_eval_in_generate_mode_does_not_reuse_loglik_predictions(tiny_checkp
             str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     assert main([*argv, "--mode", "generate", "--prompt", "filter", "--max-new-tokens", "2"]) == 0
-    folder = next((tmp_path / "eval").iterdir()) / "demo"
+    model = next((tmp_path / "eval").iterdir())
+    folder = model / "demo@generate"  # generate mode writes beside the loglik results, never over them
     rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all("response" in r and "loglik" not in r for r in rows)
     results = json.loads((folder / "results.json").read_text())
     assert results["config"]["mode"] == "generate" and "accuracy_flexible" in results
-    assert len(list(folder.glob("predictions-*.jsonl"))) == 1  # the loglik rows, set aside
+    loglik = [json.loads(line) for line in (model / "demo" / "predictions.jsonl").read_text().splitlines()]
+    assert len(loglik) == 3 and all("loglik" in r for r in loglik)
+    assert json.loads((model / "demo" / "results.json").read_text())["config"]["mode"] == "loglik"
+    # a different generate setting in the same folder sets the earlier rows aside instead of reusing them
+    assert main([*argv, "--mode", "generate", "--prompt", "filter", "--max-new-tokens", "3"]) == 0
+    assert len(list(folder.glob("predictions-*.jsonl"))) == 1
 
 
 def test_generate_mode_writes_every_16_questions_by_default(tmp_path):

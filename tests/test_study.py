@@ -250,7 +250,7 @@ def test_overrides_apply_over_the_fallback(monkeypatch):
 @pytest.mark.slow
 def test_demo_recipe_end_to_end_with_the_packaged_models(tmp_path, monkeypatch):
     """The README's demo study, shrunk (fewer questions, one step): bundled sample, both packaged filters, three
-    GRPO policies, loglik eval, report."""
+    GRPO policies with medrlvr's rollouts, generate and loglik eval, report."""
     monkeypatch.delenv("MEDRLVR_DATA_DIR", raising=False)
     run_dir = run_study(
         ROOT / "recipes" / "demo-cpu.yaml",
@@ -260,7 +260,7 @@ def test_demo_recipe_end_to_end_with_the_packaged_models(tmp_path, monkeypatch):
         progress=False,
     )  # fmt: skip
     statuses = _statuses(run_dir)
-    assert set(statuses.values()) == {"ran"} and len(statuses) == 2 + 3 + 3 + 4 + 1
+    assert set(statuses.values()) == {"ran"} and len(statuses) == 2 + 3 + 3 + 4 * 2 + 1
     table = (run_dir / "report" / "table1.md").read_text()
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == [
         "base", "random", "smollm2-filter", "gemma-filter"
@@ -268,7 +268,10 @@ def test_demo_recipe_end_to_end_with_the_packaged_models(tmp_path, monkeypatch):
     for name in ("base", "random", "smollm2-filter", "gemma-filter"):
         results = json.loads((run_dir / "eval" / name / "demo" / "results.json").read_text())
         assert results["n"] == 16 and 0 <= results["accuracy"] <= 1
+        generated = json.loads((run_dir / "eval" / name / "demo@generate" / "results.json").read_text())
+        assert generated["n"] == 16 and 0 <= generated["well_formed_rate"] <= generated["format_rate"] <= 1
     assert (run_dir / "report" / "training.md").exists() and (run_dir / "report" / "radar_demo.png").exists()
+    assert "well-formed" in (run_dir / "report" / "paired.md").read_text()
     assert "bundled demo sample" in json.loads((run_dir / "manifest.json").read_text())["data"]["source"]
 
 

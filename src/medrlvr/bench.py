@@ -285,6 +285,56 @@ def _grpo_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
     return {"steps": steps, "step_seconds": step_times, "generate_seconds": generating, "device": device}
 
 
+def _plain_trl_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
+    """The reference point for the whole trainer: TRL's GRPOTrainer as its documentation shows it, with the
+    recipe's settings (the same prompts, prefill and rewards) and TRL's own defaults for everything the recipe does
+    not set (fp32 weights with bf16 autocast, activation checkpointing, its fused LM head, its generate)."""
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from .models import checkpoint_dir
+    from .rewards import REWARDS
+    from .train import TrainConfig, _dataset, training_records, with_prefill_text
+
+    config = TrainConfig(**{**settings, "train_file": train_file, "output_dir": out})
+    path = checkpoint_dir(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    dataset = _dataset(training_records(train_file), tokenizer, config)
+    step_times: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            step_times.append(time.perf_counter() - self.start)
+
+    args = GRPOConfig(
+        output_dir=out, learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
+        per_device_train_batch_size=config.batch_size * config.num_generations, num_generations=config.num_generations,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, max_steps=steps,
+        max_completion_length=config.max_completion_length, temperature=config.temperature, beta=config.beta,
+        loss_type=config.loss_type, reward_weights=[float(w) for w in config.rewards.values()], logging_steps=1,
+        save_strategy="no", report_to="none", seed=config.seed,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
+    )  # fmt: skip
+    trainer = GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(path),
+        reward_funcs=[with_prefill_text(REWARDS[n], config.prefill) for n in config.rewards],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                               target_modules=config.lora_target_modules, task_type="CAUSAL_LM"),  # fmt: skip
+        callbacks=[StepTimer()],
+    )
+    trainer.train()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"steps": steps, "step_seconds": step_times, "generate_seconds": [], "device": device}
+
+
 def bench_train(recipe: str, data_dir: str | None, steps: int = 4, overrides: list[str] | None = None) -> dict:
     """Seconds per GRPO step with TRL's own generation and with medrlvr's rollouts, one process each, with every
     other setting taken from ``recipe``'s train section (model, batch, rollouts, completion length, LoRA, seed,
@@ -310,6 +360,8 @@ def bench_train(recipe: str, data_dir: str | None, steps: int = 4, overrides: li
         result = _isolated(_grpo_steps, {**settings, "rollout_engine": engine}, str(tmp / "train.jsonl"),
                            str(tmp / engine), steps)
         rows.append({"rollouts": engine, **result})
+    plain = _isolated(_plain_trl_steps, settings, str(tmp / "train.jsonl"), str(tmp / "plain"), steps)
+    rows.append({"rollouts": "plain TRL GRPOTrainer", **plain})
     root = resolve_data_dir(recipe_obj.data.data_dir, required=False)
     return {"recipe": recipe, "settings": settings, "pool": recipe_obj.data.pool, "data_dir": str(root),
             "rows": rows}
@@ -332,22 +384,32 @@ def print_train(result: dict) -> None:
     )
     table = Table(title=title)
     for column in ("rollouts", "device", "steps", "s/step", "generate s/step", "rest s/step", "first step s",
-                   "peak RSS MB"):
+                   "peak RSS MB"):  # the first step (warm-up) is not in the means
         table.add_column(column, justify="left" if column == "rollouts" else "right")
     rows = result["rows"]
+    labels = {"trl": "TRL's own generate", "medrlvr": "medrlvr rollouts"}
     for r in rows:
+        label = labels.get(r["rollouts"], r["rollouts"])
         if "error" in r:
-            table.add_row(r["rollouts"], r["error"], *[""] * 6)
+            table.add_row(label, r["error"], *[""] * 6)
             continue
-        step, gen = _mean_after_warmup(r["step_seconds"]), _mean_after_warmup(r["generate_seconds"])
+        step = _mean_after_warmup(r["step_seconds"])
+        gen = _mean_after_warmup(r["generate_seconds"]) if r["generate_seconds"] else float("nan")
         r["mean_step_seconds"], r["mean_generate_seconds"] = step, gen
-        table.add_row(r["rollouts"], r["device"], str(r["steps"]), f"{step:.2f}", f"{gen:.2f}", f"{step - gen:.2f}",
-                      f"{r['step_seconds'][0]:.1f}", f"{r['peak_rss_mb']:.0f}")
+        table.add_row(label, r["device"], str(r["steps"]), f"{step:.2f}", f"{gen:.2f}", f"{step - gen:.2f}",
+                      f"{r['step_seconds'][0]:.1f}", f"{r['peak_rss_mb']:.0f}")  # fmt: skip
     Console(width=160).print(table)
-    if all("mean_step_seconds" in r for r in rows):
-        trl, ours = rows[0]["mean_step_seconds"], rows[1]["mean_step_seconds"]
-        gen = rows[0]["mean_generate_seconds"] / rows[1]["mean_generate_seconds"]
-        Console().print(f"medrlvr rollouts: {trl / ours:.2f}x faster per GRPO step, {gen:.2f}x faster generation")
+    done = {r["rollouts"]: r for r in rows if "mean_step_seconds" in r}
+    if "trl" in done and "medrlvr" in done:
+        trl, ours = done["trl"], done["medrlvr"]
+        Console().print(
+            f"medrlvr rollouts against TRL's own generate, the same trainer: "
+            f"{trl['mean_step_seconds'] / ours['mean_step_seconds']:.2f}x per GRPO step, "
+            f"{trl['mean_generate_seconds'] / ours['mean_generate_seconds']:.2f}x in generation"
+        )
+        if "plain TRL GRPOTrainer" in done:
+            plain = done["plain TRL GRPOTrainer"]["mean_step_seconds"]
+            Console().print(f"medrlvr train against plain TRL GRPOTrainer: {plain / ours['mean_step_seconds']:.2f}x per step")
 
 
 # --- agreement with lm-evaluation-harness ------------------------------------------------------------------

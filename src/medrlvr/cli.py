@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--mode", default="loglik", choices=["loglik", "generate"])
     ev.add_argument("--prompt", default="r1_zero", choices=["r1_zero", "filter"], help="generate mode")
+    ev.add_argument(
+        "--prefill", help='generate mode: text the answer starts with, as in training (e.g. "<think>")'
+    )
     ev.add_argument("--max-new-tokens", type=int, default=512)
     ev.add_argument("--num-fewshot", type=int, default=0, help="loglik: examples from the dev split")
     ev.add_argument("--limit", type=_positive, help="a seeded subsample of N questions per benchmark (default: all)")
@@ -338,6 +341,7 @@ def _eval(args: argparse.Namespace) -> None:
         engine_options=_engine_options(args),
         mode=args.mode,
         prompt=args.prompt,
+        prefill=args.prefill,
         max_new_tokens=args.max_new_tokens,
         num_fewshot=args.num_fewshot,
         limit=args.limit,
@@ -348,21 +352,27 @@ def _eval(args: argparse.Namespace) -> None:
     for spec in [s.strip() for s in args.benchmarks.split(",") if s.strip()]:
         records = load_eval_spec(spec, args.data_dir)
         shots = load_benchmark(spec.split(":")[0], "dev", args.data_dir) if args.num_fewshot else []
-        out = eval_dir(args.run_dir, slug(args.model), spec)
+        name = spec + ("@generate" if args.mode == "generate" else "")  # the study's names: both modes side by side
+        out = eval_dir(args.run_dir, slug(args.model), name)
         if engine is None:
             from .engines import get_engine
 
             engine = get_engine(config.engine, config.model, **config.engine_options)
-        res = evaluate(records, config, out, spec, fewshot_pool=shots, engine=engine)
+        res = evaluate(records, config, out, name, fewshot_pool=shots, engine=engine)
         lo, hi = res["ci95"]
         extra = (
             f", flexible {res['accuracy_flexible']:.3f}, extraction failures {res['extraction_failure_rate']:.1%}"
             if "accuracy_flexible" in res
             else ""
         )
+        if "well_formed_rate" in res:
+            extra += (
+                f", in format {res['format_rate']:.1%}, well-formed naming one option {res['well_formed_rate']:.1%}"
+                f" ({res['formatted_without_option']} in format naming none)"
+            )
         if res.get("too_long"):
             extra += f", {res['too_long']} too long for the model's context (scored as unanswered)"
-        print(f"{spec}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
+        print(f"{name}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -459,6 +459,19 @@ def project_commit() -> dict[str, Any] | None:
     return {"sha": sha, "dirty": bool(dirty)}
 
 
+def release_memory() -> None:
+    """Hand the memory a finished stage freed back to the operating system. glibc keeps freed heap pages for reuse,
+    and a stage's tensors leave them too fragmented to serve the next stage's: measured on the CPU demo, the study's
+    resident memory stayed 3 GB above what was alive after training and the evaluations stacked their own peak on
+    top (7.3 GB in all); with ``malloc_trim`` after each stage the whole study peaks at the training stage's 4.7."""
+    import ctypes
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -658,10 +671,12 @@ class Study:
         try:
             fn()
         except BaseException:
+            release_memory()
             if kept.exists():
                 self.log(f"[{label}] stopped; the previous output is kept in {kept} (the old settings take it back)")
             raise
         seconds = round(time.perf_counter() - started, 1)
+        release_memory()
         write_json(marker, {**state, "status": "done", "finished": _now(), "seconds": seconds,
                             "peak_rss_mb": peak_rss_mb()})
         if kept.exists():  # replaced: only now is the old output removed

@@ -262,8 +262,9 @@ def _callbacks(out: Path):
             if "reward" in logs:
                 parts.append(f"reward {logs['reward']:.3f}")
                 for key, value in logs.items():
-                    if key.startswith("rewards/") and key.endswith("/mean") and value:
-                        parts.append(f"{key.split('/')[1].removesuffix('_reward')} {value:.2f}")
+                    name = key.split("/")[1] if key.count("/") == 2 else ""
+                    if key.startswith("rewards/") and key.endswith("/mean") and name != "completion_sampler":
+                        parts.append(f"{name.removesuffix('_reward')} {value:.2f}")
                 if "frac_reward_zero_std" in logs:
                     parts.append(f"tied groups {logs['frac_reward_zero_std']:.2f}")
             elif "loss" in logs:
