@@ -91,7 +91,7 @@ class FlakyServer(BaseHTTPRequestHandler):
     failures_left = 2
     seen_auth: list = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).seen_auth.append(self.headers.get("Authorization"))
         if type(self).failures_left > 0:

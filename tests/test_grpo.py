@@ -3,12 +3,11 @@ equal TRL's own computation, with and without the prompt's forward pass shared b
 
 import pytest
 import torch
+from conftest import make_tiny_model, make_tiny_tokenizer
 
 from medrlvr.records import Record
 from medrlvr.store import write_jsonl
 from medrlvr.train import TrainConfig, build_trainer
-
-from conftest import make_tiny_model, make_tiny_tokenizer
 
 
 def _trainer(tmp_path):

@@ -6,14 +6,13 @@ import json
 
 import pytest
 import torch
+from conftest import make_tiny_model, make_tiny_tokenizer
 
 from medrlvr.engines import Sampling
 from medrlvr.records import Record
 from medrlvr.rollout import Rollouts, Scorer, group_is_tied
 from medrlvr.store import write_jsonl
 from medrlvr.train import TrainConfig, build_trainer, grpo_settings, train
-
-from conftest import make_tiny_model, make_tiny_tokenizer
 
 
 def _records(n=6):

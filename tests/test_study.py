@@ -159,8 +159,13 @@ def test_an_interrupted_study_resumes_to_the_same_result(recipe, tmp_path, monke
         rows = [sorted((json.loads(x)["id"], json.loads(x)["loglik"]) for x in open(d / "eval" / name / "demo" /
                 "predictions.jsonl")) for d in (whole, broken)]  # fmt: skip
         assert rows[0] == rows[1], name
-    for path in ("filter/tiny/labels.jsonl", "select/hard/train.jsonl", "select/random/train.jsonl",
-                 "train/grpo/adapter/adapter_model.safetensors", "train/sft/adapter/adapter_model.safetensors"):
+    for path in (
+        "filter/tiny/labels.jsonl",
+        "select/hard/train.jsonl",
+        "select/random/train.jsonl",
+        "train/grpo/adapter/adapter_model.safetensors",
+        "train/sft/adapter/adapter_model.safetensors",
+    ):
         assert (whole / path).read_bytes() == (broken / path).read_bytes(), path
 
 
@@ -183,8 +188,12 @@ def test_recipe_errors_name_the_file_and_the_key(recipe, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "path", sorted(p.relative_to(ROOT) for p in [ROOT / "recipes" / "demo-cpu.yaml", *ROOT.glob("recipes/*/*.yaml")]
-                   if "accelerate" not in p.parts),  # fmt: skip
+    "path",
+    sorted(
+        p.relative_to(ROOT)
+        for p in [ROOT / "recipes" / "demo-cpu.yaml", *ROOT.glob("recipes/*/*.yaml")]
+        if "accelerate" not in p.parts
+    ),  # fmt: skip
     ids=str,
 )
 def test_shipped_recipes_are_valid_and_say_how_to_run_them(path, monkeypatch, fixture_data):

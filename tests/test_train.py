@@ -115,7 +115,9 @@ def _adapter(out):
     return load_file(out / "adapter" / "adapter_model.safetensors")
 
 
-def test_an_interrupted_run_resumes_and_equals_an_uninterrupted_one(tiny_checkpoint, train_file, tmp_path, monkeypatch):
+def test_an_interrupted_run_resumes_and_equals_an_uninterrupted_one(
+    tiny_checkpoint, train_file, tmp_path, monkeypatch
+):
     import torch
 
     whole = train(_config(tiny_checkpoint, train_file, tmp_path / "whole", max_steps=2))

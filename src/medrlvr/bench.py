@@ -278,8 +278,9 @@ def _grpo_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
     train_module = importlib.import_module("medrlvr.train")  # the module: `medrlvr.train` is also the function
     callbacks = train_module._callbacks
     train_module._callbacks = lambda out: callbacks(out) + [StepTimer()]
-    config = TrainConfig(**{**settings, "train_file": train_file, "output_dir": out, "max_steps": steps,
-                            "save_steps": 10**6})
+    config = TrainConfig(
+        **{**settings, "train_file": train_file, "output_dir": out, "max_steps": steps, "save_steps": 10**6}
+    )
     train(config)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return {"steps": steps, "step_seconds": step_times, "generate_seconds": generating, "device": device}
@@ -326,8 +327,13 @@ def _plain_trl_steps(settings: dict, train_file: str, out: str, steps: int) -> d
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                               target_modules=config.lora_target_modules, task_type="CAUSAL_LM"),  # fmt: skip
+        peft_config=LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules,
+            task_type="CAUSAL_LM",
+        ),  # fmt: skip
         callbacks=[StepTimer()],
     )
     trainer.train()
@@ -357,14 +363,14 @@ def bench_train(recipe: str, data_dir: str | None, steps: int = 4, overrides: li
     write_jsonl(tmp / "train.jsonl", [r.to_dict() for r in pool[:need]])
     rows = []
     for engine in ("trl", "medrlvr"):
-        result = _isolated(_grpo_steps, {**settings, "rollout_engine": engine}, str(tmp / "train.jsonl"),
-                           str(tmp / engine), steps)
+        result = _isolated(
+            _grpo_steps, {**settings, "rollout_engine": engine}, str(tmp / "train.jsonl"), str(tmp / engine), steps
+        )
         rows.append({"rollouts": engine, **result})
     plain = _isolated(_plain_trl_steps, settings, str(tmp / "train.jsonl"), str(tmp / "plain"), steps)
     rows.append({"rollouts": "plain TRL GRPOTrainer", **plain})
     root = resolve_data_dir(recipe_obj.data.data_dir, required=False)
-    return {"recipe": recipe, "settings": settings, "pool": recipe_obj.data.pool, "data_dir": str(root),
-            "rows": rows}
+    return {"recipe": recipe, "settings": settings, "pool": recipe_obj.data.pool, "data_dir": str(root), "rows": rows}
 
 
 def _mean_after_warmup(values: list[float]) -> float:
@@ -383,8 +389,16 @@ def print_train(result: dict) -> None:
         f"LoRA {s['lora']}, prefill {s['prefill']!r}"
     )
     table = Table(title=title)
-    for column in ("rollouts", "device", "steps", "s/step", "generate s/step", "rest s/step", "first step s",
-                   "peak RSS MB"):  # the first step (warm-up) is not in the means
+    for column in (
+        "rollouts",
+        "device",
+        "steps",
+        "s/step",
+        "generate s/step",
+        "rest s/step",
+        "first step s",
+        "peak RSS MB",
+    ):  # the first step (warm-up) is not in the means
         table.add_column(column, justify="left" if column == "rollouts" else "right")
     rows = result["rows"]
     labels = {"trl": "TRL's own generate", "medrlvr": "medrlvr rollouts"}
@@ -409,7 +423,9 @@ def print_train(result: dict) -> None:
         )
         if "plain TRL GRPOTrainer" in done:
             plain = done["plain TRL GRPOTrainer"]["mean_step_seconds"]
-            Console().print(f"medrlvr train against plain TRL GRPOTrainer: {plain / ours['mean_step_seconds']:.2f}x per step")
+            Console().print(
+                f"medrlvr train against plain TRL GRPOTrainer: {plain / ours['mean_step_seconds']:.2f}x per step"
+            )
 
 
 # --- agreement with lm-evaluation-harness ------------------------------------------------------------------

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 
-from .models import ModelError
 from .data import BENCHMARKS, SUBJECT2CATEGORY, DataError, benchmark_files, load_benchmark, resolve_data_dir
+from .models import ModelError
 from .prompts import render_question
 
 
@@ -186,9 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--mode", default="loglik", choices=["loglik", "generate"])
     ev.add_argument("--prompt", default="r1_zero", choices=["r1_zero", "filter"], help="generate mode")
-    ev.add_argument(
-        "--prefill", help='generate mode: text the answer starts with, as in training (e.g. "<think>")'
-    )
+    ev.add_argument("--prefill", help='generate mode: text the answer starts with, as in training (e.g. "<think>")')
     ev.add_argument("--max-new-tokens", type=int, default=512)
     ev.add_argument("--num-fewshot", type=int, default=0, help="loglik: examples from the dev split")
     ev.add_argument("--limit", type=_positive, help="a seeded subsample of N questions per benchmark (default: all)")
@@ -457,6 +455,7 @@ def _bench_train(args: argparse.Namespace) -> None:
     print_train(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+
 
 def _bench_lmeval(args: argparse.Namespace) -> None:
     import json

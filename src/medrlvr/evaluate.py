@@ -36,8 +36,8 @@ from .engines import Sampling, get_engine, takes_chat
 from .engines.context import ContextGuard
 from .extract import boxed_blocks, extract_answer, extract_choice
 from .prompts import chat_messages, plain_prompt, render_question, with_prefill
-from .rewards import format_reward
 from .records import Record
+from .rewards import format_reward
 from .store import JsonlStore, write_json
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,10 @@ def prediction_settings(config: EvalConfig, fingerprint: str | None = None) -> d
         settings["num_fewshot"] = config.num_fewshot
     else:
         settings.update(
-            prompt=config.prompt, chat=config.chat, prefill=config.prefill, max_new_tokens=config.max_new_tokens,
+            prompt=config.prompt,
+            chat=config.chat,
+            prefill=config.prefill,
+            max_new_tokens=config.max_new_tokens,
             fields=2,  # rows with format_ok / well_formed: rows written before them are not mixed in
         )
     return settings
@@ -293,7 +296,9 @@ def evaluate(
                 )
         else:
             prompts = [
-                with_prefill(chat_messages(r, config.prompt) if chat else plain_prompt(r, config.prompt), config.prefill)
+                with_prefill(
+                    chat_messages(r, config.prompt) if chat else plain_prompt(r, config.prompt), config.prefill
+                )
                 for r in chunk
             ]
             sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=0.0, seed=config.seed)

@@ -163,7 +163,12 @@ def filter_pool(
     if too_long:
         log.warning(
             "filter %s: %d of %d questions do not fit the model's context with max_new_tokens=%d and were not "
-            "labelled (first: %s)", config.model, len(too_long), len(pool), config.max_new_tokens, too_long[0]
+            "labelled (first: %s)",
+            config.model,
+            len(too_long),
+            len(pool),
+            config.max_new_tokens,
+            too_long[0],
         )
     stats = {
         "model": config.model,

@@ -18,8 +18,6 @@ Anything this does not cover (images, MoE auxiliary losses) goes to TRL's own me
 
 from __future__ import annotations
 
-from typing import Any
-
 
 def trainer_class():
     """The GRPOTrainer subclass (built on first use: importing TRL is slow)."""
@@ -161,7 +159,9 @@ def _build():
             grad = torch.empty_like(flat)
             g = grad_logps.reshape(-1).float()
             for start in range(0, flat.size(0), rows):
-                probs = torch.exp(flat[start : start + rows].float() / ctx.temperature - lse[start : start + rows, None])
+                probs = torch.exp(
+                    flat[start : start + rows].float() / ctx.temperature - lse[start : start + rows, None]
+                )
                 part = probs.mul_(-g[start : start + rows, None])
                 part.scatter_add_(-1, flat_targets[start : start + rows, None], g[start : start + rows, None])
                 grad[start : start + rows] = part.div_(ctx.temperature)

@@ -73,4 +73,3 @@ def with_prefill(prompt: str | list[dict[str, str]], prefill: str | None) -> str
     if isinstance(prompt, str):
         return f"{prompt} {prefill}"
     return [*prompt, {"role": "assistant", "content": prefill}]
-

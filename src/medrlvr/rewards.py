@@ -83,7 +83,7 @@ def _as_list(completions: Any) -> list[Any]:
         return [completions]
     try:
         return list(completions)
-    except Exception:  # noqa: BLE001 -- an iterable that fails half-way is still a batch we must score
+    except Exception:
         return [completions]
 
 
@@ -92,7 +92,7 @@ def _safe(score: Callable[[str, int], float], completions: Sequence[Any]) -> lis
     for i, completion in enumerate(_as_list(completions)):
         try:
             out.append(float(score(completion_text(completion), i)))
-        except Exception:  # noqa: BLE001 -- a reward must never stop training: what cannot be read scores 0.0
+        except Exception:
             out.append(0.0)
     return out
 
@@ -190,5 +190,5 @@ def compute_score(data_source: Any, solution_str: Any, ground_truth: Any, extra_
     try:
         options = extra_info.get("options") if isinstance(extra_info, Mapping) else None
         return 1.0 if is_correct(completion_text(solution_str), ground_truth, options) else 0.0
-    except Exception:  # noqa: BLE001 -- verl stops on an exception; an unreadable completion scores 0.0
+    except Exception:
         return 0.0

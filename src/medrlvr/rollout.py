@@ -33,7 +33,6 @@ from typing import Any, Callable, Sequence
 
 from .engines import Sampling
 
-
 # --- the policy copy that samples ---------------------------------------------------------------------------
 
 

@@ -63,7 +63,18 @@ LIBRARIES = (
     "medrlvr", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "safetensors",
     "gguf", "llama_cpp_python", "vllm", "deepspeed", "numpy", "pyarrow", "matplotlib",
 )  # fmt: skip
-SECTIONS = ("name", "description", "run_dir", "data", "filter", "select", "train", "eval", "report", "without_data_dir")
+SECTIONS = (
+    "name",
+    "description",
+    "run_dir",
+    "data",
+    "filter",
+    "select",
+    "train",
+    "eval",
+    "report",
+    "without_data_dir",
+)
 
 
 class RecipeError(ValueError):
@@ -375,7 +386,9 @@ def load_recipe(
         twice = next(n for n in names if names.count(n) > 1)
         raise RecipeError(f"{path}: eval.benchmarks: {twice!r} twice; give one entry a distinct 'name'")
     if policies and evals and evals[0].config.engine == "llamacpp":
-        raise RecipeError(f"{path}: eval.engine llamacpp cannot load a trained LoRA adapter; use transformers or openai")
+        raise RecipeError(
+            f"{path}: eval.engine llamacpp cannot load a trained LoRA adapter; use transformers or openai"
+        )
     if policies and eval_serve and not all(p.config.merge or not p.config.lora for p in policies):
         raise RecipeError(f"{path}: eval through a server needs merged policies: set train.merge: true")
     if data.decontaminate is None:
@@ -677,8 +690,9 @@ class Study:
             raise
         seconds = round(time.perf_counter() - started, 1)
         release_memory()
-        write_json(marker, {**state, "status": "done", "finished": _now(), "seconds": seconds,
-                            "peak_rss_mb": peak_rss_mb()})
+        write_json(
+            marker, {**state, "status": "done", "finished": _now(), "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+        )
         if kept.exists():  # replaced: only now is the old output removed
             shutil.rmtree(kept)
             _prune(kept.parent, self.run_dir)
@@ -689,8 +703,17 @@ class Study:
 
     def _record(self, kind: str, name: str, out: Path, key: str, status: str, seconds: float) -> None:
         where = str(out.relative_to(self.run_dir))
-        self.stages.append({"stage": kind, "name": name, "dir": where, "key": key[:16], "status": status,
-                            "seconds": seconds, "peak_rss_mb": peak_rss_mb()})
+        self.stages.append(
+            {
+                "stage": kind,
+                "name": name,
+                "dir": where,
+                "key": key[:16],
+                "status": status,
+                "seconds": seconds,
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        )
         self._write_manifest()
 
     def _write_manifest(self, finished: bool = False) -> None:
@@ -818,7 +841,9 @@ class Study:
                     self.log(f"[train {config.output_dir}] {' '.join(command)} {path}")
                     code = subprocess.run([*command, str(path)]).returncode
                     if code:
-                        raise StageError(f"training {out.name} failed: `{' '.join(command)} {path}` exited with {code}")
+                        raise StageError(
+                            f"training {out.name} failed: `{' '.join(command)} {path}` exited with {code}"
+                        )
                 else:
                     train(config)
                 gc.collect()
@@ -876,7 +901,13 @@ class Study:
                     def work(config=config, records=records, out=out, entry=entry, shots=shots, fp=fingerprint):
                         engine = engine_for(config)
                         evaluate(
-                            records, config, out, entry.name, shots, engine=engine, progress=self.progress,
+                            records,
+                            config,
+                            out,
+                            entry.name,
+                            shots,
+                            engine=engine,
+                            progress=self.progress,
                             fingerprint=fp,
                         )
 
@@ -892,7 +923,9 @@ class Study:
         out = self.run_dir / "report"
         inputs = {
             "results": {str(p.relative_to(self.run_dir)): file_hash(p) for p in results if p.exists()},
-            "metrics": {p.name: file_hash(self.run_dir / "train" / p.name / "metrics.jsonl") for p in self.recipe.policies},
+            "metrics": {
+                p.name: file_hash(self.run_dir / "train" / p.name / "metrics.jsonl") for p in self.recipe.policies
+            },
             "settings": self.recipe.report,
             "models": names,
         }

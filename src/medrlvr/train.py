@@ -111,9 +111,13 @@ class TrainConfig:
         if self.method not in ("grpo", "sft"):
             raise ValueError(f"method must be grpo or sft, got {self.method!r}")
         if self.rollout_engine not in ROLLOUT_ENGINES:
-            raise ValueError(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {self.rollout_engine!r}")
+            raise ValueError(
+                f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {self.rollout_engine!r}"
+            )
         if self.dynamic_sampling and self.rollout_engine not in ("auto", "medrlvr"):
-            raise ValueError("dynamic_sampling needs rollout_engine medrlvr (TRL's own generation cannot refill a batch)")
+            raise ValueError(
+                "dynamic_sampling needs rollout_engine medrlvr (TRL's own generation cannot refill a batch)"
+            )
         for name in ("batch_size", "num_generations", "gradient_accumulation_steps", "max_completion_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -281,7 +285,15 @@ def _callbacks(out: Path):
 CHECKPOINT_MARKER = "medrlvr-complete.json"
 DONE_FILE = "train_done.json"
 # settings that do not change what is trained: a finished run with only these changed is the same run
-COSMETIC = ("output_dir", "logging_steps", "save_steps", "save_total_limit", "report_to", "sample_completions", "merge")
+COSMETIC = (
+    "output_dir",
+    "logging_steps",
+    "save_steps",
+    "save_total_limit",
+    "report_to",
+    "sample_completions",
+    "merge",
+)
 
 
 def last_complete_checkpoint(out: Path) -> Path | None:

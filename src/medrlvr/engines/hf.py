@@ -295,7 +295,9 @@ class TransformersEngine:
         ids = self._encode([self.render(p) for p in prompts])
         eos = self._eos_ids()
         rollouts = self.generate_ids(ids, n=n, sampling=sampling)
-        return [[self._completion(r.token_ids, len(ids[i]), eos, sampling) for r in per] for i, per in enumerate(rollouts)]
+        return [
+            [self._completion(r.token_ids, len(ids[i]), eos, sampling) for r in per] for i, per in enumerate(rollouts)
+        ]
 
     def generate_ids(
         self, prompt_ids: Sequence[Sequence[int]], n: int = 1, sampling: Sampling = Sampling(), logprobs: bool = False

@@ -86,7 +86,8 @@ class OpenAIEngine:
                     hint = ""
                     if e.code in (401, 403):
                         hint = (
-                            f" (the key from ${self._api_key_env} was refused)" if key
+                            f" (the key from ${self._api_key_env} was refused)"
+                            if key
                             else " (no API key was sent: set OPENAI_API_KEY, and give this server's address with "
                             "--base-url or OPENAI_BASE_URL: only that address gets the key)"
                         )
