@@ -157,6 +157,9 @@ def test_grpo_settings_pin_what_the_paper_ran_with():
     assert (args.loss_type, args.beta, args.scale_rewards, args.epsilon) == ("grpo", 0.04, "group", 0.2)
     assert (args.temperature, args.top_p, args.top_k, args.num_iterations) == (0.9, 1.0, 0, 1)
     assert args.mask_truncated_completions is False and args.per_device_train_batch_size == 9
+    assert args.epsilon_high == 0.2  # epsilon_high unset: the clip is symmetric
+    clip_higher = grpo_settings(TrainConfig(epsilon_high=0.28), [1.0], "medrlvr")
+    assert (clip_higher["epsilon"], clip_higher["epsilon_high"]) == (0.2, 0.28)
 
 
 # TRL defaults that medrlvr relies on without passing them. If TRL changes one, this fails: pin it in grpo_settings.

@@ -68,6 +68,7 @@ class TrainConfig:
     beta: float = 0.04  # KL coefficient against the reference (the base model: LoRA disabled); 0 skips that pass
     scale_rewards: str = "group"  # advantages divided by the group's reward std ("none": Dr. GRPO; "batch")
     epsilon: float = 0.2  # PPO-style clip range (inactive with one iteration per batch)
+    epsilon_high: float | None = None  # upper clip bound; None: epsilon; DAPO's clip-higher: 0.28
     num_iterations: int = 1  # optimisation passes over each generated batch
     mask_truncated_completions: bool = False  # True (DAPO): completions cut at max_completion_length give no loss
     temperature: float = 0.9  # sampling temperature of the rollouts
@@ -389,7 +390,7 @@ def grpo_settings(config: TrainConfig, reward_weights: Sequence[float], engine: 
         loss_type=config.loss_type,
         scale_rewards=config.scale_rewards,
         epsilon=config.epsilon,
-        epsilon_high=config.epsilon,
+        epsilon_high=config.epsilon_high if config.epsilon_high is not None else config.epsilon,
         num_iterations=config.num_iterations,
         mask_truncated_completions=config.mask_truncated_completions,
         multi_objective_aggregation="sum_then_normalize",
