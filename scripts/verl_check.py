@@ -5,8 +5,8 @@ Run in the environment that has verl (``bash scripts/install.sh --dev`` makes ``
     .venv-verl/bin/python scripts/verl_check.py      # exit 0: every check passed; else one line per failure
 
 1. Configuration. For PPO with a critic (the med-rlvr recipe's ``rlvr`` arm), GRPO (the open-medical-r1 recipe with
-   the verl alternative its comment gives) and DAPO (the med-rlvr arm with ``verl.algorithm: dapo``), medrlvr's
-   overrides are composed with verl's own ``verl/trainer/config/ppo_trainer.yaml`` through hydra's compose API, as
+   the verl alternative its comment gives) and DAPO (the med-rlvr arm as GRPO with DAPO's shared settings:
+   dynamic_sampling, epsilon_high 0.28, loss_type dapo, no KL), medrlvr's overrides are composed with verl's own ``verl/trainer/config/ppo_trainer.yaml`` through hydra's compose API, as
    ``verl.trainer.main_ppo`` does: an unknown key fails there. Each value must then read back as written and with
    the type of verl's default, verl's typed config classes must take the actor, rollout, critic, algorithm and
    reward sections, and verl's ``validate_config`` (batch divisibility, micro batches) must pass.
@@ -32,12 +32,20 @@ sys.path.insert(0, str(ROOT / "src"))  # the checkout's medrlvr, whether or not 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach the Hub: fail at once, do not retry
 
 # The open-medical-r1 recipe's commented verl alternative, as overrides (keep in step with that comment).
-GRPO = ["train.backend=verl", "train.rewards={accuracy: 1.0}",
+GRPO = ["train.backend=verl", "train.rewards={accuracy: 1.0}", "train.rollout_engine=auto",
         "train.verl={algorithm: grpo, nnodes: 1, n_gpus_per_node: 1, rollout: vllm, val: medqa:dev}"]  # fmt: skip
+# DAPO (arXiv 2503.14476) is GRPO with shared settings: dynamic sampling, clip-higher, the token-mean loss, no KL.
+DAPO = [
+    "train.policies.rlvr.verl.algorithm=grpo",
+    "train.policies.rlvr.dynamic_sampling=true",
+    "train.policies.rlvr.epsilon_high=0.28",
+    "train.policies.rlvr.loss_type=dapo",
+    "train.policies.rlvr.beta=0.0",
+]
 CASES = {  # name -> (recipe, policy, recipe overrides)
     "ppo": ("recipes/med-rlvr/study.yaml", "rlvr", []),
     "grpo": ("recipes/open-medical-r1/study.yaml", "random", GRPO),
-    "dapo": ("recipes/med-rlvr/study.yaml", "rlvr", ["train.policies.rlvr.verl.algorithm=dapo"]),
+    "dapo": ("recipes/med-rlvr/study.yaml", "rlvr", DAPO),
 }
 # Sections verl's trainer and workers turn into its typed config classes (through their _target_); validate_config
 # converts the actor and the critic itself. The model section loads the model's config and tokenizer.
@@ -147,10 +155,14 @@ def check_config(case: str, config, model_path: str) -> list[str]:
     expected = {"ppo": ("gae", True), "grpo": ("grpo", False), "dapo": ("grpo", False)}.get(case)
     if expected and (cfg.algorithm.adv_estimator, need_critic(cfg)) != expected:
         failures.append(f"{case}: adv_estimator {cfg.algorithm.adv_estimator}, critic {need_critic(cfg)}")
+    actor = cfg.actor_rollout_ref.actor
     if case == "dapo" and not (
-        cfg.algorithm.filter_groups.enable and cfg.actor_rollout_ref.actor.clip_ratio_high > 0.2
+        cfg.algorithm.filter_groups.enable
+        and actor.clip_ratio_high > actor.clip_ratio_low
+        and actor.loss_agg_mode == "token-mean"
+        and not actor.use_kl_loss
     ):
-        failures.append("dapo: filter_groups or clip-higher missing")
+        failures.append("dapo: filter_groups, clip-higher, the token-mean loss or KL-free loss missing")
     return failures
 
 

@@ -56,9 +56,15 @@ def test_parquet_has_verls_schema(train_file, tmp_path):
     assert json.loads((paths["out"] / "train_config.json").read_text())["backend"] == "verl"
 
 
+# DAPO is GRPO with shared settings (dynamic sampling, clip-higher, the token-mean loss), not a verl algorithm
+DAPO = {"dynamic_sampling": True, "epsilon_high": 0.28, "loss_type": "dapo"}
+
+
 @pytest.mark.parametrize("algorithm", ["ppo", "grpo", "dapo"])
 def test_overrides_pin_each_algorithms_settings(train_file, tmp_path, algorithm):
-    config = _config(train_file, tmp_path / "out", beta=0.001, verl={"algorithm": algorithm, "nnodes": 2})
+    shared = {"beta": 0.001, **(DAPO if algorithm == "dapo" else {})}
+    verl = {"algorithm": "grpo" if algorithm == "dapo" else algorithm, "nnodes": 2}
+    config = _config(train_file, tmp_path / "out", **shared, verl=verl)
     o = _overrides(config)
     common = {
         "actor_rollout_ref.model.path": "Qwen/Qwen2.5-3B",
@@ -76,19 +82,56 @@ def test_overrides_pin_each_algorithms_settings(train_file, tmp_path, algorithm)
     expected = {
         "ppo": {"algorithm.adv_estimator": "gae", "critic.enable": "true", "critic.model.path": "Qwen/Qwen2.5-3B",
                 "algorithm.use_kl_in_reward": "true", "algorithm.kl_ctrl.kl_coef": "0.001",
-                "actor_rollout_ref.actor.use_kl_loss": "false", "actor_rollout_ref.actor.loss_agg_mode": "token-mean",
+                "actor_rollout_ref.actor.use_kl_loss": "false",
+                "actor_rollout_ref.actor.loss_agg_mode": "seq-mean-token-mean",  # loss_type grpo, the default
                 "actor_rollout_ref.actor.clip_ratio_high": "0.2", "algorithm.filter_groups.enable": "false"},
         "grpo": {"algorithm.adv_estimator": "grpo", "critic.enable": "false", "algorithm.use_kl_in_reward": "false",
                  "actor_rollout_ref.actor.use_kl_loss": "true", "actor_rollout_ref.actor.kl_loss_coef": "0.001",
                  "actor_rollout_ref.actor.loss_agg_mode": "seq-mean-token-mean",
                  "actor_rollout_ref.actor.clip_ratio_high": "0.2", "algorithm.filter_groups.enable": "false"},
         "dapo": {"algorithm.adv_estimator": "grpo", "critic.enable": "false", "algorithm.filter_groups.enable": "true",
-                 "algorithm.filter_groups.metric": "reward", "actor_rollout_ref.actor.clip_ratio_low": "0.2",
-                 "actor_rollout_ref.actor.clip_ratio_high": "0.28",
+                 "algorithm.filter_groups.metric": "reward", "algorithm.filter_groups.max_num_gen_batches": "4",
+                 "actor_rollout_ref.actor.clip_ratio_low": "0.2", "actor_rollout_ref.actor.clip_ratio_high": "0.28",
                  "actor_rollout_ref.actor.loss_agg_mode": "token-mean"},
     }[algorithm]  # fmt: skip
     assert {k: o.get(k) for k in expected} == expected
     assert ("critic.model.path" in o) == (algorithm == "ppo")
+
+
+@pytest.mark.parametrize(
+    ("shared", "expected"),
+    [
+        ({}, {"actor.clip_ratio": "0.2", "actor.clip_ratio_low": "0.2", "actor.clip_ratio_high": "0.2",
+              "actor.loss_agg_mode": "seq-mean-token-mean", "actor.loss_scale_factor": None,
+              "algorithm.norm_adv_by_std_in_grpo": "true", "actor.ppo_epochs": "1", "rollout.temperature": "0.9",
+              "rollout.top_p": "1.0", "rollout.top_k": "-1", "algorithm.filter_groups.enable": "false",
+              "algorithm.filter_groups.max_num_gen_batches": None, "model.enable_gradient_checkpointing": "true"}),
+        ({"epsilon": 0.1}, {"actor.clip_ratio": "0.1", "actor.clip_ratio_low": "0.1", "actor.clip_ratio_high": "0.1"}),
+        ({"epsilon_high": 0.28}, {"actor.clip_ratio_low": "0.2", "actor.clip_ratio_high": "0.28"}),
+        ({"loss_type": "dapo"}, {"actor.loss_agg_mode": "token-mean"}),
+        ({"loss_type": "bnpo"}, {"actor.loss_agg_mode": "token-mean"}),
+        ({"loss_type": "dr_grpo", "max_completion_length": 512},
+         {"actor.loss_agg_mode": "seq-mean-token-sum-norm", "actor.loss_scale_factor": "512"}),
+        ({"scale_rewards": "none"}, {"algorithm.norm_adv_by_std_in_grpo": "false"}),
+        ({"num_iterations": 2}, {"actor.ppo_epochs": "2"}),
+        ({"temperature": 0.7, "top_p": 0.95, "top_k": 20},
+         {"rollout.temperature": "0.7", "rollout.top_p": "0.95", "rollout.top_k": "20"}),
+        ({"dynamic_sampling": True, "max_resample": 5},
+         {"algorithm.filter_groups.enable": "true", "algorithm.filter_groups.max_num_gen_batches": "6"}),
+        ({"gradient_checkpointing": False}, {"model.enable_gradient_checkpointing": "false"}),
+        ({"gradient_checkpointing": True}, {"model.enable_gradient_checkpointing": "true"}),
+    ],
+)  # fmt: skip
+def test_each_shared_setting_reaches_verl(train_file, tmp_path, shared, expected):
+    o = _overrides(_config(train_file, tmp_path / "out", **shared))
+    prefixed = {k if k.startswith("algorithm.") else f"actor_rollout_ref.{k}": v for k, v in expected.items()}
+    assert {k: o.get(k) for k in prefixed} == prefixed
+
+
+def test_gradient_checkpointing_reaches_the_critic_too(train_file, tmp_path):
+    o = _overrides(_config(train_file, tmp_path / "out", gradient_checkpointing=False, verl={"algorithm": "ppo"}))
+    assert o["critic.model.enable_gradient_checkpointing"] == "false"
+    assert o["actor_rollout_ref.model.enable_gradient_checkpointing"] == "false"
 
 
 def test_lora_plain_prompt_and_extra_overrides(train_file, tmp_path):
@@ -106,7 +149,19 @@ def test_lora_plain_prompt_and_extra_overrides(train_file, tmp_path):
     ("change", "message"),
     [
         ({"verl": {"algorithmm": "ppo"}}, "verl: unknown setting 'algorithmm'"),
-        ({"verl": {"algorithm": "reinforce"}}, "algorithm must be one of ppo, grpo, dapo"),
+        ({"verl": {"algorithm": "reinforce"}}, "algorithm must be one of ppo, grpo, got 'reinforce'"),
+        (
+            {"verl": {"algorithm": "dapo"}},
+            "verl: algorithm dapo is grpo with shared settings: set verl.algorithm: grpo, "
+            "dynamic_sampling: true, epsilon_high: 0.28, loss_type: dapo",
+        ),
+        ({"verl": {"clip_ratio_high": 0.28}}, "verl.clip_ratio_high is now the shared train setting epsilon_high"),
+        ({"verl": {"loss_agg_mode": "token-mean"}}, "verl.loss_agg_mode is now the shared train setting loss_type"),
+        ({"loss_type": "cispo"}, "backend verl: loss_type must be one of grpo, dapo, bnpo, dr_grpo"),
+        ({"scale_rewards": "batch"}, "backend verl: scale_rewards must be group or none .* got 'batch'"),
+        ({"prefill": "<think>"}, "backend verl has no prefill"),
+        ({"mask_truncated_completions": True}, "verl 0.9 has no mask_truncated_completions.*set it false"),
+        ({"rollout_engine": "vllm"}, "backend verl samples with verl.rollout .*set rollout_engine: auto, got 'vllm'"),
         ({"rewards": {"format": 1.0, "accuracy": 1.0}}, r"set rewards: \{accuracy: 1.0\}"),
         ({"verl": {"n_gpus_per_node": 3}}, "32 sequences over verl.nnodes x verl.n_gpus_per_node = 3 GPUs"),
         ({"method": "sft"}, "method sft stays with trl"),

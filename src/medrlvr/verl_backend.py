@@ -2,8 +2,9 @@
 
 Why a second backend: Med-RLVR (arXiv 2502.19655) trained Qwen2.5-3B with PPO and a critic (OpenRLHF); TRL no
 longer has PPO, and its multi-GPU path stops at one node. verl runs PPO with a GAE critic, GRPO (Open-Medical-R1,
-arXiv 2504.13950) and DAPO (dynamic sampling, clip-higher, token-mean loss) on one GPU or many nodes. medrlvr keeps
-what it owns -- the selected questions, the R1-Zero prompt, the reward, the run directory -- and hands verl the rest:
+arXiv 2504.13950) and DAPO (GRPO with dynamic sampling, clip-higher, token-mean loss) on one GPU or many nodes.
+medrlvr keeps what it owns -- the selected questions, the R1-Zero prompt, the reward, the run directory -- and hands
+verl the rest:
 
 1. ``data/train.parquet`` and ``data/val.parquet`` in verl's RL schema (:func:`medrlvr.select.verl_rows`);
 2. ``verl_launch.sh``: ``python -m verl.trainer.main_ppo`` with the full override list (:func:`overrides`), then
@@ -39,9 +40,23 @@ from .config import build
 if TYPE_CHECKING:
     from .train import TrainConfig
 
-ALGORITHMS = ("ppo", "grpo", "dapo")
+ALGORITHMS = ("ppo", "grpo")
 ROLLOUTS = ("vllm", "sglang")
-LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+# The shared loss_type (TRL's names) -> verl's actor.loss_agg_mode: the same normaliser of the per-token loss.
+LOSS_AGG_MODES = {
+    "grpo": "seq-mean-token-mean",  # each completion's token mean, then the mean over completions
+    "dapo": "token-mean",  # the mean over every token of the update
+    "bnpo": "token-mean",  # TRL: the tokens of one device's batch; verl: of the whole update
+    "dr_grpo": "seq-mean-token-sum-norm",  # token sums / (completions x max_completion_length): loss_scale_factor
+}
+SCALE_REWARDS = {"group": True, "none": False}  # -> algorithm.norm_adv_by_std_in_grpo
+# VerlSettings keys that became shared train settings: a recipe still using one is told where it went
+MOVED = {
+    "clip_ratio_low": "epsilon",
+    "clip_ratio_high": "epsilon_high",
+    "loss_agg_mode": "loss_type",
+    "max_num_gen_batches": "max_resample",
+}
 REWARD_PATH = "pkg://medrlvr.rewards"  # an import of the installed package (see the module docstring)
 REWARD_NAME = "compute_score"
 # chat: false (a base model, as Med-RLVR): verl always renders prompts through a chat template, so this one renders
@@ -56,15 +71,19 @@ class VerlNotInstalled(ValueError):
 
 @dataclass
 class VerlSettings:
-    """``train.verl`` in a recipe: what only verl has. Everything else comes from the shared train settings:
-    model, learning_rate, lr_scheduler_type (constant | cosine), batch_size x gradient_accumulation_steps =
+    """``train.verl`` in a recipe: what only verl has. A setting TRL also has is a shared train setting, defined
+    once: model, learning_rate, lr_scheduler_type (constant | cosine), batch_size x gradient_accumulation_steps =
     questions per update across all GPUs, num_generations = rollouts per question, num_train_epochs / max_steps,
-    max_completion_length, temperature, beta (KL: in the reward for ppo, a loss term for grpo/dapo), lora / lora_r /
-    lora_alpha / lora_target_modules (verl's FSDP LoRA has no dropout), chat (false: the plain R1-Zero text),
-    save_steps, save_total_limit, seed, report_to, merge, trust_remote_code. TRL-only settings (loss_type, vLLM
-    modes, extra) do not reach verl; verl's own go in ``overrides``."""
+    max_completion_length, temperature, top_p, top_k, beta (KL: in the reward for ppo, a loss term for grpo),
+    epsilon / epsilon_high (the clip range), loss_type (grpo | dapo | bnpo | dr_grpo: verl's loss_agg_mode),
+    scale_rewards (group | none: grpo's advantages), num_iterations (ppo_epochs), dynamic_sampling / max_resample
+    (verl's filter_groups), gradient_checkpointing, lora / lora_r / lora_alpha / lora_target_modules (verl's FSDP
+    LoRA has no dropout), chat (false: the plain R1-Zero text), save_steps, save_total_limit, seed, report_to,
+    merge, trust_remote_code. Shared settings verl cannot honour are errors: prefill, mask_truncated_completions,
+    rollout_engine other than auto (verl samples with ``rollout``), qlora, extra (verl's own keys go in
+    ``overrides``). DAPO is algorithm grpo with dynamic_sampling: true, epsilon_high: 0.28, loss_type: dapo."""
 
-    algorithm: str = "grpo"  # ppo: GAE with a critic (Med-RLVR) | grpo: group-normalised (Open-Medical-R1) | dapo
+    algorithm: str = "grpo"  # ppo: GAE with a critic (Med-RLVR) | grpo: group-normalised (Open-Medical-R1)
     nnodes: int = 1  # more than one: start a Ray cluster first, run the script on its head node
     n_gpus_per_node: int = 1
     rollout: str = "vllm"  # vllm | sglang (install verl[vllm] or verl[sglang])
@@ -76,20 +95,17 @@ class VerlSettings:
     gamma: float = 1.0  # ppo: discount; 1 with lam 1 makes the outcome reward at the last token reach every token
     lam: float = 1.0  # ppo: GAE lambda
     value_clip: float = 0.2  # ppo: clip range of the critic's value update
-    clip_ratio_low: float = 0.2  # policy ratio clip below 1
-    clip_ratio_high: float | None = None  # above 1; None: 0.2, or 0.28 for dapo (DAPO's clip-higher)
-    loss_agg_mode: str | None = None  # None: token-mean for ppo and dapo, seq-mean-token-mean for grpo (its paper)
-    max_num_gen_batches: int = 10  # dapo: generation rounds per step to fill a batch with non-tied groups
     val: str | None = None  # validation questions: NAME[:SPLIT] or a JSONL (never test); None: a training sample
     val_size: int = 256  # validation questions (a seeded sample)
     overrides: list[str] = field(default_factory=list)  # more verl key=value overrides, applied last
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (
-            ("algorithm", self.algorithm, ALGORITHMS),
-            ("rollout", self.rollout, ROLLOUTS),
-            ("loss_agg_mode", self.loss_agg_mode, (None, *LOSS_AGG_MODES)),
-        ):
+        if self.algorithm == "dapo":
+            raise ValueError(
+                "algorithm dapo is grpo with shared settings: set verl.algorithm: grpo, dynamic_sampling: true, "
+                "epsilon_high: 0.28, loss_type: dapo"
+            )
+        for name, value, allowed in (("algorithm", self.algorithm, ALGORITHMS), ("rollout", self.rollout, ROLLOUTS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(str(a) for a in allowed)}, got {value!r}")
         for name in ("nnodes", "n_gpus_per_node", "rollout_tensor_parallel", "micro_batch_size_per_gpu", "val_size"):
@@ -99,6 +115,9 @@ class VerlSettings:
 
 def settings(config: TrainConfig) -> VerlSettings:
     """The verl settings of a train config, checked against the shared ones; one-line ValueError naming the key."""
+    moved = next((k for k in MOVED if k in (config.verl or {})), None)
+    if moved:
+        raise ValueError(f"verl.{moved} is now the shared train setting {MOVED[moved]}: set that instead")
     s = build(VerlSettings, dict(config.verl or {}), "verl")
     if config.method != "grpo":
         raise ValueError(f"backend verl trains RL policies (method grpo); method {config.method} stays with trl")
@@ -118,6 +137,26 @@ def settings(config: TrainConfig) -> VerlSettings:
         raise ValueError(f"backend verl counts whole epochs: num_train_epochs {config.num_train_epochs}")
     if config.extra:
         raise ValueError("train.extra is passed to TRL; for backend verl put verl settings in verl.overrides")
+    if config.loss_type not in LOSS_AGG_MODES:
+        raise ValueError(
+            f"backend verl: loss_type must be one of {', '.join(LOSS_AGG_MODES)} (verl's loss_agg_mode), "
+            f"got {config.loss_type!r}"
+        )
+    if config.scale_rewards not in SCALE_REWARDS:
+        raise ValueError(
+            f"backend verl: scale_rewards must be group or none (verl has no batch std), got {config.scale_rewards!r}"
+        )
+    if config.prefill:
+        raise ValueError("backend verl has no prefill (verl renders the prompt and samples from it): unset prefill")
+    if config.mask_truncated_completions:
+        raise ValueError(
+            "backend verl trains on truncated completions (verl 0.9 has no mask_truncated_completions): set it false"
+        )
+    if config.rollout_engine != "auto":
+        raise ValueError(
+            f"backend verl samples with verl.rollout (vllm | sglang): set rollout_engine: auto, "
+            f"got {config.rollout_engine!r}"
+        )
     if s.algorithm != "ppo" and config.num_generations < 2:
         raise ValueError(f"verl algorithm {s.algorithm} compares rollouts in a group: num_generations must be >= 2")
     gpus = s.nnodes * s.n_gpus_per_node
@@ -168,10 +207,12 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
     s = settings(config)
     p = paths(config)
     model = model_path or config.model
-    ppo, dapo = s.algorithm == "ppo", s.algorithm == "dapo"
+    ppo = s.algorithm == "ppo"
     prompts_per_update = config.batch_size * config.gradient_accumulation_steps
-    loss_agg = s.loss_agg_mode or ("seq-mean-token-mean" if s.algorithm == "grpo" else "token-mean")
-    clip_high = s.clip_ratio_high if s.clip_ratio_high is not None else (0.28 if dapo else 0.2)
+    clip_high = config.epsilon_high if config.epsilon_high is not None else config.epsilon
+    # None: on, as TRL's path has it on a GPU (verl trains on GPUs only)
+    checkpointing = config.gradient_checkpointing is not False
+    dr_grpo = config.loss_type == "dr_grpo"
     loggers = [] if config.report_to in ("none", [], None) else config.report_to
     lora = {}
     if config.lora:
@@ -185,6 +226,7 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
         "trust_remote_code": config.trust_remote_code,
         "lora_rank": config.lora_r if config.lora else 0,
         **{k: v for k, v in lora.items() if k != "lora_rank"},
+        "enable_gradient_checkpointing": checkpointing,
     }
     if config.chat is False:
         model_keys["custom_chat_template"] = PLAIN_TEMPLATE
@@ -208,14 +250,17 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
         ("actor_rollout_ref.actor.optim.min_lr_ratio", 0.0),
         ("actor_rollout_ref.actor.optim.weight_decay", 0.0),  # TRL's default, so both backends agree
         ("actor_rollout_ref.actor.grad_clip", 1.0),
-        # One update per generated batch: the rollouts are on-policy, as in TRL's GRPO with one iteration.
+        # The generated batch is one mini-batch, optimised num_iterations times (TRL's num_iterations): one
+        # iteration keeps the rollouts on-policy.
         ("actor_rollout_ref.actor.ppo_mini_batch_size", prompts_per_update),
-        ("actor_rollout_ref.actor.ppo_epochs", 1),
+        ("actor_rollout_ref.actor.ppo_epochs", config.num_iterations),
         ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", micro),
-        ("actor_rollout_ref.actor.clip_ratio", s.clip_ratio_low),
-        ("actor_rollout_ref.actor.clip_ratio_low", s.clip_ratio_low),
+        ("actor_rollout_ref.actor.clip_ratio", config.epsilon),
+        ("actor_rollout_ref.actor.clip_ratio_low", config.epsilon),
         ("actor_rollout_ref.actor.clip_ratio_high", clip_high),
-        ("actor_rollout_ref.actor.loss_agg_mode", loss_agg),
+        ("actor_rollout_ref.actor.loss_agg_mode", LOSS_AGG_MODES[config.loss_type]),
+        # dr_grpo divides by max_completion_length, as TRL does (verl's default: the batch's padded length)
+        *([("actor_rollout_ref.actor.loss_scale_factor", config.max_completion_length)] if dr_grpo else []),
         ("actor_rollout_ref.actor.entropy_coeff", 0.0),
         # KL to the reference: PPO puts it in the reward (the classic RLHF form), GRPO/DAPO in the loss.
         ("actor_rollout_ref.actor.use_kl_loss", not ppo and config.beta > 0),
@@ -225,8 +270,8 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
         ("actor_rollout_ref.rollout.name", s.rollout),
         ("actor_rollout_ref.rollout.n", config.num_generations),
         ("actor_rollout_ref.rollout.temperature", config.temperature),
-        ("actor_rollout_ref.rollout.top_p", 1.0),
-        ("actor_rollout_ref.rollout.top_k", -1),
+        ("actor_rollout_ref.rollout.top_p", config.top_p),
+        ("actor_rollout_ref.rollout.top_k", config.top_k if config.top_k > 0 else -1),  # off: 0 in TRL, -1 in vLLM
         ("actor_rollout_ref.rollout.tensor_model_parallel_size", s.rollout_tensor_parallel),
         ("actor_rollout_ref.rollout.gpu_memory_utilization", s.gpu_memory_utilization),
         ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", micro),
@@ -240,6 +285,7 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
             ("critic.model.trust_remote_code", config.trust_remote_code),
             ("critic.model.lora_rank", config.lora_r if config.lora else 0),
             *((f"critic.model.{k}", v) for k, v in lora.items() if k != "lora_rank"),
+            ("critic.model.enable_gradient_checkpointing", checkpointing),
             ("critic.optim.lr", s.critic_learning_rate),
             ("critic.optim.lr_scheduler_type", config.lr_scheduler_type),
             ("critic.optim.lr_warmup_steps_ratio", 0.0),
@@ -258,12 +304,17 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
             ("algorithm.kl_ctrl.kl_coef", config.beta),
         ]
     else:
-        items += [("algorithm.norm_adv_by_std_in_grpo", True), ("algorithm.use_kl_in_reward", False)]
-    items.append(("algorithm.filter_groups.enable", dapo))
-    if dapo:
+        items += [
+            ("algorithm.norm_adv_by_std_in_grpo", SCALE_REWARDS[config.scale_rewards]),
+            ("algorithm.use_kl_in_reward", False),
+        ]
+    # DAPO's dynamic sampling: groups whose rewards are all equal are dropped and the batch refilled. verl 0.9's
+    # trainer (trainer.use_v1) logs that it ignores max_num_gen_batches and refills until the batch is full.
+    items.append(("algorithm.filter_groups.enable", config.dynamic_sampling))
+    if config.dynamic_sampling:
         items += [
             ("algorithm.filter_groups.metric", "reward"),
-            ("algorithm.filter_groups.max_num_gen_batches", s.max_num_gen_batches),
+            ("algorithm.filter_groups.max_num_gen_batches", config.max_resample + 1),
         ]
     items += [
         ("reward.custom_reward_function.path", REWARD_PATH),
