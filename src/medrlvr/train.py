@@ -86,7 +86,7 @@ class TrainConfig:
     prefill: str | None = None
     # DAPO dynamic sampling (off in the papers): drop groups whose rollouts all earn the same reward and refill the
     # batch with groups of further questions, at most max_resample extra generation rounds per step
-    # (rollout_engine medrlvr only).
+    # (rollout_engine medrlvr; backend verl: verl's filter_groups).
     dynamic_sampling: bool = False
     max_resample: int = 3
     logging_steps: int = 1
