@@ -453,6 +453,7 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
     """Zero-shot loglik accuracy on MMLU subjects from lm-evaluation-harness (reading the same CSV files through
     a task YAML written here) and from medrlvr's evaluator, on the same model in fp32, question by question."""
     import lm_eval
+    import torch
     from lm_eval.tasks import TaskManager
 
     from .data import load_benchmark, resolve_data_dir
@@ -461,6 +462,7 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
     from .evaluate import EvalConfig, evaluate
     from .models import checkpoint_dir
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # both sides on the device in use, in fp32
     root = resolve_data_dir(data_dir) / "mmlu" / "test"
     names = sorted(expand_subjects("mmlu", subjects))
     out = Path(out_dir)
@@ -476,7 +478,7 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
         model="hf",
         model_args=f"pretrained={path},dtype=float32",
         batch_size=8,
-        device="cpu",
+        device=device,
         tasks=[f"medrlvr_mmlu_{s}" for s in names],
         task_manager=TaskManager(include_path=str(tasks)),
         log_samples=True,
@@ -488,7 +490,7 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
         samples = sorted(res["samples"][f"medrlvr_mmlu_{s}"], key=lambda x: x["doc_id"])
         theirs[s] = [bool(x["acc"]) for x in samples]
     records = load_benchmark("mmlu", "test", data_dir, subjects=names)
-    engine = get_engine("transformers", model, dtype="fp32")
+    engine = get_engine("transformers", model, dtype="fp32", device=device)
     start = time.perf_counter()
     ours_res = evaluate(
         records, EvalConfig(model=model), out / "medrlvr", f"mmlu:{subjects}", engine=engine, progress=False
