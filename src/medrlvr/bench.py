@@ -245,10 +245,23 @@ def print_generate(rows: list[dict], model: str) -> None:
 # --- GRPO step time ----------------------------------------------------------------------------------------
 
 
+def _step_timer(step_times: list[float]):
+    """A callback appending each optimizer step's wall time to ``step_times``."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            step_times.append(time.perf_counter() - self.start)
+
+    return StepTimer()
+
+
 def _grpo_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
     """Train ``steps`` GRPO steps with medrlvr's trainer; per-step wall time and the time spent generating."""
     import torch
-    from transformers import TrainerCallback
     from trl import GRPOTrainer
 
     from .train import TrainConfig, train
@@ -266,18 +279,11 @@ def _grpo_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
     GRPOTrainer._generate = timed
     step_times: list[float] = []
 
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            step_times.append(time.perf_counter() - self.start)
-
     import importlib
 
     train_module = importlib.import_module("medrlvr.train")  # the module: `medrlvr.train` is also the function
     callbacks = train_module._callbacks
-    train_module._callbacks = lambda out: callbacks(out) + [StepTimer()]
+    train_module._callbacks = lambda out: callbacks(out) + [_step_timer(step_times)]
     config = TrainConfig(
         **{**settings, "train_file": train_file, "output_dir": out, "max_steps": steps, "save_steps": 10**6}
     )
@@ -292,7 +298,7 @@ def _plain_trl_steps(settings: dict, train_file: str, out: str, steps: int) -> d
     not set (fp32 weights with bf16 autocast, activation checkpointing, its fused LM head, its generate)."""
     import torch
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
     from .models import checkpoint_dir
@@ -304,13 +310,6 @@ def _plain_trl_steps(settings: dict, train_file: str, out: str, steps: int) -> d
     tokenizer = AutoTokenizer.from_pretrained(path)
     dataset = _dataset(training_records(train_file), tokenizer, config)
     step_times: list[float] = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            step_times.append(time.perf_counter() - self.start)
 
     args = GRPOConfig(
         output_dir=out, learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
@@ -334,7 +333,7 @@ def _plain_trl_steps(settings: dict, train_file: str, out: str, steps: int) -> d
             target_modules=config.lora_target_modules,
             task_type="CAUSAL_LM",
         ),  # fmt: skip
-        callbacks=[StepTimer()],
+        callbacks=[_step_timer(step_times)],
     )
     trainer.train()
     device = "cuda" if torch.cuda.is_available() else "cpu"
