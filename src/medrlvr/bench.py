@@ -264,7 +264,7 @@ def _grpo_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
     import torch
     from trl import GRPOTrainer
 
-    from .train import TrainConfig, train
+    from .train import TrainConfig, build_trainer, training_records
 
     generating: list[float] = []
     original = GRPOTrainer._generate
@@ -278,16 +278,12 @@ def _grpo_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
 
     GRPOTrainer._generate = timed
     step_times: list[float] = []
-
-    import importlib
-
-    train_module = importlib.import_module("medrlvr.train")  # the module: `medrlvr.train` is also the function
-    callbacks = train_module._callbacks
-    train_module._callbacks = lambda out: callbacks(out) + [_step_timer(step_times)]
     config = TrainConfig(
         **{**settings, "train_file": train_file, "output_dir": out, "max_steps": steps, "save_steps": 10**6}
     )
-    train(config)
+    trainer = build_trainer(config, training_records(train_file))
+    trainer.add_callback(_step_timer(step_times))
+    trainer.train()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return {"steps": steps, "step_seconds": step_times, "generate_seconds": generating, "device": device}
 

@@ -37,6 +37,8 @@ def _build():
     from .engines.hf import cache_argument, supports_growing_cache
 
     class MedrlvrGRPOTrainer(GRPOTrainer):
+        share_prompts = True  # a group's shared prompt runs once (tests switch it off to compare both paths)
+
         def _get_per_token_logps_and_entropies(
             self,
             model,
@@ -73,8 +75,6 @@ def _build():
                     entropies.append(ent)
             return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
-    MedrlvrGRPOTrainer.share_prompts = True
-
     def _completion_logits(model, ids, mask, keep, share):
         """Logits at the positions that predict the completion tokens, through the model's own forward (its own
         head, scaling and soft-capping)."""
@@ -83,21 +83,20 @@ def _build():
             prompts = [tuple(row[:prompt_width][m[:prompt_width].bool()].tolist()) for row, m in zip(ids, mask)]
             distinct = list(dict.fromkeys(prompts))
             if len(distinct) < len(prompts) and min(map(len, distinct)) >= 2:
-                return _shared_prefix_logits(model, ids, mask, keep, prompts, distinct)
+                return _shared_prefix_logits(model, ids, mask, prompt_width, keep, prompts, distinct)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         predicting = torch.arange(ids.size(1) - keep - 1, ids.size(1) - 1, device=ids.device)
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
                     logits_to_keep=predicting)  # fmt: skip
         return out.logits
 
-    def _shared_prefix_logits(model, ids, mask, keep, prompts, distinct):
+    def _shared_prefix_logits(model, ids, mask, prompt_width, keep, prompts, distinct):
         """Rows are [left-padded prompt | right-padded completion]. A prefix pass fills a cache for each distinct
         prompt (all but its last token); each row then runs [its prompt's last token | its completion] over its
         prompt's cache, expanded to the group with ``index_select`` (autograd sums the rows' gradients)."""
         from transformers import DynamicCache
 
         device = ids.device
-        prompt_width = ids.size(1) - keep
         where = {p: k for k, p in enumerate(distinct)}
         index = torch.tensor([where[p] for p in prompts], device=device)
         width = max(map(len, distinct)) - 1
@@ -125,6 +124,10 @@ def _build():
                     logits_to_keep=predicting, **{key: cache})  # fmt: skip
         return out.logits
 
+    def _rows_per_chunk(logits) -> int:
+        """Rows of vocabulary-wide logits handled at once: about 4M values (16 MB in fp32) per chunk."""
+        return max(1, (1 << 22) // max(1, logits.size(-1)))
+
     class SelectedLogProb(torch.autograd.Function):
         """log_softmax(logits / T) at the target tokens, with entropies, a few rows at a time in fp32; the backward
         writes the one dense gradient (softmax - one-hot) / T straight into the logits' dtype. Through autograd's
@@ -133,7 +136,7 @@ def _build():
 
         @staticmethod
         def forward(ctx, logits, targets, temperature, compute_entropy):
-            rows = max(1, (1 << 22) // max(1, logits.size(-1)))
+            rows = _rows_per_chunk(logits)
             flat, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1)
             logps = torch.empty(flat.size(0), dtype=torch.float32, device=logits.device)
             lse = torch.empty_like(logps)
@@ -154,7 +157,7 @@ def _build():
         @staticmethod
         def backward(ctx, grad_logps, grad_entropy):
             logits, targets, lse = ctx.saved_tensors
-            rows = max(1, (1 << 22) // max(1, logits.size(-1)))
+            rows = _rows_per_chunk(logits)
             flat, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1)
             grad = torch.empty_like(flat)
             g = grad_logps.reshape(-1).float()

@@ -25,9 +25,9 @@ columns (answer, options, id, ...), passed back through ``rollout_func``'s extra
 from __future__ import annotations
 
 import copy
-import json
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -48,9 +48,7 @@ def _lora_layers(model) -> dict[str, Any]:
 def _plain_name(name: str) -> str:
     """A PEFT module/parameter name as it is in the unwrapped model (``base_model.model.`` and the
     ``modules_to_save`` wrapper removed)."""
-    for prefix in ("base_model.model.",):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
+    name = name.removeprefix("base_model.model.")
     return name.replace(".modules_to_save.default", "").replace(".original_module", "")
 
 
@@ -186,7 +184,6 @@ class Rollouts:
     scorer: Scorer | None = None
     decode: Callable[[list[int]], str] | None = None  # token ids -> the completion text TRL passes to rewards
     seed: int = 0
-    calls: int = 0
     last: StepLog = field(default_factory=StepLog)
     model: RolloutModel | None = None
     engine: Any = None
@@ -199,13 +196,16 @@ class Rollouts:
         policy = trainer.accelerator.unwrap_model(trainer.model)
         if self.model is None:
             device = str(trainer.accelerator.device)
-            dtype = pick_dtype(self.dtype, device)
-            self.model = RolloutModel(policy, dtype, device, register_decode_attention())
+            self.model = RolloutModel(policy, pick_dtype(self.dtype, device), device, register_decode_attention())
             tokenizer = copy.deepcopy(trainer.processing_class)
             self.engine = TransformersEngine(
-                None, model_obj=self.model.model, tokenizer=tokenizer, device=device, batch_size=self.batch_size
+                None,
+                model_obj=self.model.model,
+                tokenizer=tokenizer,
+                dtype=self.dtype,
+                device=device,
+                batch_size=self.batch_size,
             )
-            self.engine.dtype = dtype
         self.model.sync(policy)  # before every generation: sample from the weights being trained
         return self.engine
 
@@ -215,7 +215,7 @@ class Rollouts:
         distinct = list(dict.fromkeys(prompts))
         ids = engine.tokenizer(text=distinct)["input_ids"]
         index = {p: k for k, p in enumerate(distinct)}
-        per_prompt = max(prompts.count(p) for p in distinct)
+        per_prompt = max(Counter(prompts).values())
         sampling = Sampling(**{**self.sampling.__dict__, "seed": seed})
         out = engine.generate_ids(ids, n=per_prompt, sampling=sampling, logprobs=True)
         prompt_ids, completion_ids, logprobs = [], [], []
@@ -235,7 +235,6 @@ class Rollouts:
         # the seed depends on the step, not on how many calls this process made: a resumed run samples as an
         # uninterrupted one would
         seed = self.seed * 1_000_003 + step * 7_919
-        self.calls += 1
         prompt_ids, completion_ids, logprobs = self._generate(engine, prompts, seed)
         if not self.dynamic:
             self.last = StepLog()
@@ -247,11 +246,14 @@ class Rollouts:
 
     # -- dynamic sampling --
 
+    def _columns(self, prompts: list[str]) -> dict[str, list]:
+        """The dataset columns (answer, options, id, ...) of each prompt's row, as TRL hands them to rewards."""
+        keys = [k for k in next(iter(self.rows.values())) if k != "prompt"]
+        return {k: [self.rows[p].get(k) for p in prompts] for k in keys}
+
     def _score_groups(self, prompts, completion_ids) -> list[list[float]]:
         texts = [self.decode(ids) for ids in completion_ids]
-        keys = [k for k in next(iter(self.rows.values())) if k != "prompt"]
-        columns = {k: [self.rows[p].get(k) for p in prompts] for k in keys}
-        totals = self.scorer(texts, columns)
+        totals = self.scorer(texts, self._columns(prompts))
         G = self.num_generations
         return [totals[i : i + G] for i in range(0, len(totals), G)]
 
@@ -284,7 +286,8 @@ class Rollouts:
             log.rounds += 1
             missing = n_groups - len(kept)
             fresh = rng.sample(pool, min(len(pool), missing))
-            pool = [p for p in pool if p not in set(fresh)]
+            taken = set(fresh)
+            pool = [p for p in pool if p not in taken]
             batch_prompts = [p for p in fresh for _ in range(G)]
             p_ids, c_ids, lps = self._generate(engine, batch_prompts, seed + 104_729 * log.rounds)
             log.groups_generated += len(fresh)
@@ -297,16 +300,13 @@ class Rollouts:
         log.tied_after = len(filler) / max(1, len(kept))
         self.last = log
         out_prompts = [p for group in kept for p in group[0]]
-        result: dict[str, Any] = {
+        # with the replacing questions' own columns for TRL's rewards (they override the original rows' columns)
+        return {
             "prompt_ids": [ids for group in kept for ids in group[1]],
             "completion_ids": [ids for group in kept for ids in group[2]],
             "logprobs": [lp for group in kept for lp in group[3]],
+            **self._columns(out_prompts),
         }
-        # the replacing questions' own columns for TRL's rewards (they override the original rows' columns)
-        for key in next(iter(self.rows.values())):
-            if key != "prompt":
-                result[key] = [self.rows[p].get(key) for p in out_prompts]
-        return result
 
 
 def _log(trainer, name: str, value: float) -> None:
@@ -315,8 +315,3 @@ def _log(trainer, name: str, value: float) -> None:
         trainer._log_metric(name, value)
     else:  # older TRL
         trainer._metrics["train"][name].append(value)
-
-
-def prompt_key(prompt: Any) -> str:
-    """A hashable key for a prompt (text, or chat messages)."""
-    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, ensure_ascii=False)

@@ -76,7 +76,8 @@ class TrainConfig:
     top_k: int = 0  # 0: no top-k (vLLM's and TRL 1.x's default; transformers' generate would apply 50)
     # Who samples the rollouts: "medrlvr" (medrlvr's engine on a live bf16 copy of the policy: see
     # medrlvr.rollout), "trl" (TRL's own transformers generate), "vllm" (TRL's vLLM integration). "auto": vllm on a
-    # GPU where vLLM is installed, else medrlvr (3x+ faster than TRL's generate on this project's CPU: bench train).
+    # GPU where vLLM is installed, else medrlvr (2.7x faster generation than TRL's generate on this project's CPU:
+    # medrlvr bench train).
     rollout_engine: str = "auto"
     rollout_dtype: str = "auto"  # medrlvr rollouts: auto (bf16 where the hardware has it), fp32, bf16, fp16
     rollout_batch_size: int = 64  # medrlvr rollouts: rows decoded together
@@ -189,20 +190,26 @@ class TrainError(ValueError):
     """Training cannot start or did not train: the message says why, with the sizes or settings involved."""
 
 
+def _uses_chat(tokenizer, config: TrainConfig) -> bool:
+    """``config.chat``, or by default whether the tokenizer has a chat template."""
+    return config.chat if config.chat is not None else bool(getattr(tokenizer, "chat_template", None))
+
+
 def prompt_text(record, tokenizer, config: TrainConfig) -> str:
     """The GRPO prompt as the text the model continues: the chat template applied (when the model has one), the
     prefill appended. Both rollout engines (TRL's generate, medrlvr's) tokenize this same text."""
     from .engines.hf import render_prompt
 
-    chat = config.chat if config.chat is not None else bool(getattr(tokenizer, "chat_template", None))
-    prompt = chat_messages(record, config.prompt) if chat else plain_prompt(record, config.prompt)
+    prompt = (
+        chat_messages(record, config.prompt) if _uses_chat(tokenizer, config) else plain_prompt(record, config.prompt)
+    )
     return render_prompt(tokenizer, with_prefill(prompt, config.prefill))
 
 
 def _dataset(records, tokenizer, config: TrainConfig):
     from datasets import Dataset
 
-    chat = config.chat if config.chat is not None else bool(getattr(tokenizer, "chat_template", None))
+    chat = _uses_chat(tokenizer, config)
     rows = []
     for r in records:
         row = {
@@ -316,8 +323,9 @@ def last_complete_checkpoint(out: Path) -> Path | None:
     return max(complete)[1] if complete else None
 
 
-def _settings(config: TrainConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(config).items() if k not in COSMETIC}
+def _settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide what is trained (``COSMETIC`` ones left out)."""
+    return {k: v for k, v in values.items() if k not in COSMETIC}
 
 
 def _check_previous(out: Path, config: TrainConfig) -> bool:
@@ -327,10 +335,10 @@ def _check_previous(out: Path, config: TrainConfig) -> bool:
     if not previous.is_file():
         return False
     try:
-        before = {k: v for k, v in json.loads(previous.read_text()).items() if k not in COSMETIC}
+        before = _settings(json.loads(previous.read_text()))
     except ValueError:
         return False
-    now = _settings(config)
+    now = _settings(asdict(config))
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
     finished = (out / DONE_FILE).is_file()
     started = finished or any(out.glob("checkpoint-*"))

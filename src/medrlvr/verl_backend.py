@@ -390,13 +390,14 @@ def write_parquet(records, path: Path, split: str) -> Path:
 def prepare(config: TrainConfig, data_dir: str | None = None, model_path: str | None = None) -> Path:
     """Write the train and validation parquet and the launch script; returns the script."""
     from .data import load_pool
-    from .select import load_selection
+    from .store import write_json
+    from .train import training_records
 
     s = settings(config)
     p = paths(config)
     p["out"].mkdir(parents=True, exist_ok=True)
-    (p["out"] / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
-    records = load_selection(config.train_file)
+    write_json(p["out"] / "train_config.json", asdict(config))
+    records = training_records(config.train_file)  # the TRL path's reader: test-split records are refused
     val = list(load_pool(s.val, data_dir)) if s.val else list(records)
     val = random.Random(config.seed).sample(val, min(s.val_size, len(val)))
     write_parquet(records, p["train"], "train")

@@ -427,7 +427,8 @@ class TransformersEngine:
             rows_of.setdefault(tuple(seq[:-1]), []).append(r)
         distinct = sorted(rows_of, key=len)
         for start in range(0, len(distinct), self.prefill_batch_size):
-            seqs = [list(seq) for seq in distinct[start : start + self.prefill_batch_size]]
+            keys = distinct[start : start + self.prefill_batch_size]
+            seqs = [list(key) for key in keys]
             w = max(map(len, seqs))
             ids, mask, positions = self._left_pad(seqs)
             part = _growing_cache(self.model, w)
@@ -439,8 +440,8 @@ class TransformersEngine:
                 logits_to_keep=1,
                 **{self._cache_arg: part},
             )
-            source = [t for t, seq in enumerate(seqs) for _ in rows_of[tuple(seq)]]
-            target = [r for seq in seqs for r in rows_of[tuple(seq)]]
+            source = [t for t, key in enumerate(keys) for _ in rows_of[key]]
+            target = [r for key in keys for r in rows_of[key]]
             source_index = torch.tensor(source, device=self.device)
             target_index = torch.tensor(target, device=self.device)
             for grow, cached in zip(cache.layers, part.layers):
