@@ -5,8 +5,54 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import MISSING, field, fields
 from typing import Any
+
+from .errors import UserError
+
+
+def setting(
+    default: Any = MISSING,
+    *,
+    help: str = "",
+    choices: Sequence[Any] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    default_factory: Any = MISSING,
+    cli: bool = True,
+):
+    """A settings field with what the CLI and the checks need: help text, allowed choices and a numeric range
+    (``ge``/``gt``/``le``/``lt``; None values always pass). ``cli=False`` keeps it out of the command line (a
+    field only the Python API sets, such as an in-memory object). Every setting is defined once, here, and the CLI
+    flags, recipe keys and range checks are derived from it."""
+    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None, "cli": cli,
+                "ge": ge, "gt": gt, "le": le, "lt": lt}  # fmt: skip
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def check_ranges(obj: Any, where: str = "", error: type[Exception] = UserError) -> None:
+    """Raise ``error`` naming the first setting of dataclass ``obj`` outside its declared choices or range."""
+    prefix = f"{where}: " if where else ""
+    for f in fields(obj):
+        meta = f.metadata
+        value = getattr(obj, f.name)
+        if value is None or isinstance(value, bool) or not meta:
+            continue
+        choices = meta.get("choices")
+        if choices is not None and value not in choices:
+            allowed = ", ".join(map(str, choices))
+            raise error(f"{prefix}setting '{f.name}' must be one of {allowed}, got {_shown(value)}")
+        if not isinstance(value, (int, float)):
+            continue
+        for key, ok, word in (("ge", value.__ge__, "at least"), ("gt", value.__gt__, "above"),
+                              ("le", value.__le__, "at most"), ("lt", value.__lt__, "below")):  # fmt: skip
+            bound = meta.get(key)
+            if bound is not None and not ok(bound):
+                raise error(f"{prefix}setting '{f.name}' must be {word} {bound}, got {_shown(value)}")
 
 
 def build(
@@ -35,9 +81,11 @@ def build(
         except TypeError as e:
             raise error(f"{where}: setting '{key}' {e}") from None
     try:
-        return cls(**values, **(fixed or {}))
+        obj = cls(**values, **(fixed or {}))
     except (TypeError, ValueError) as e:
         raise error(f"{where}: {e}") from None
+    check_ranges(obj, where, error)
+    return obj
 
 
 def _describe(tp: Any) -> str:

@@ -1,0 +1,12 @@
+"""The one error type for mistakes a user can fix (a bad setting, a missing file, a malformed row).
+
+The CLI prints a ``UserError`` as one line and exits 2; any other exception is a bug in medrlvr and is shown with its
+traceback and a line saying so. Each stage's own error types (``DataError``, ``RecipeError``, ``TrainError`` ...)
+subclass it.
+"""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """Something the user can fix; the message names the file, row and field, or the setting."""
