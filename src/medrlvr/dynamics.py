@@ -33,9 +33,10 @@ FORMAT_OK_SHARE = 0.5
 """Below this share of completions in the prompt's format (one think block, then one answer block) a step is in
 Med-RLVR's format-failure stage."""
 COLLAPSE_TOP_SHARE = 0.8
-"""At or above this share of answered completions naming one letter, the policy has collapsed onto it ..."""
+"""At or above this share of answers naming one letter (in training: among questions whose gold is another letter),
+the policy has collapsed onto it ..."""
 COLLAPSE_MARGIN = 0.3
-"""... provided the golds' most frequent letter has a share at least this much lower (a letter-only policy)."""
+"""... and on evaluation answers the golds' most frequent letter must have a share at least this much lower."""
 COLLAPSE_MIN_ANSWERED = 6
 """In training, the window must hold this many answered completions ..."""
 COLLAPSE_MIN_QUESTIONS = 3
@@ -207,7 +208,7 @@ def step_table(
         dets = [detect(r.get("completion", ""), r.get("options") or options, r.get("gold")) for r in items]
         row = {"step": step, **summarize_detections(dets, [r.get("gold") for r in items])}
         row["questions"] = sorted({str(r.get("id")) for r in items if r.get("id") is not None})
-        row["letters"] = [d["answer"] for d in dets]
+        row["letters"], row["golds"] = [d["answer"] for d in dets], [r.get("gold") for r in items]
         table.append({**row, **dict((metrics or {}).get(step, {}))})
     return table
 
@@ -225,26 +226,29 @@ def running_median(values: Sequence[float | None], window: int = WINDOW) -> list
     return out
 
 
-def _collapse_at(table: Sequence[dict], i: int, window: int) -> tuple[float | None, bool]:
-    """Smoothed top-letter share at step ``i`` and whether the window shows collapse. The letter is the window's
-    most answered one; its share is taken per step, then the median (so the onset stays at its step); the window
-    must hold enough answers to many enough questions, and the golds' own top share must be far lower."""
+def _collapse_at(table: Sequence[dict], i: int, window: int) -> tuple[float | None, float | None, bool]:
+    """At step ``i``: the window's top-letter share of answers, the smoothed collapse share, and whether the window
+    shows collapse. The letter L is the window's most answered one. Per step, the collapse share is the share of
+    answers naming L among questions whose gold is another letter (an honest policy names L there only when wrong;
+    a step whose gold is L says nothing and is left out); then the median over the window, so an onset stays at its
+    step and one odd step does not open a stage. The window must hold ``COLLAPSE_MIN_ANSWERED`` answers to
+    ``COLLAPSE_MIN_QUESTIONS`` questions (logs without ids: not checked)."""
     half = window // 2
     win = table[max(0, i - half) : i + half + 1]
     letters = Counter(x for r in win for x in r["letters"] if x)
     if not letters:
-        return None, False
-    top = letters.most_common(1)[0][0]
-    shares = [sum(x == top for x in r["letters"]) / r["answered"] for r in win if r["answered"]]
-    share = statistics.median(shares)
-    golds = Counter()
+        return None, None, False
+    top, top_n = letters.most_common(1)[0]
+    shares = []
     for r in win:
-        golds.update(r["gold_counts"])
-    gold_top = max(golds.values()) / sum(golds.values()) if golds else 0.0
+        off_gold = [x for x, g in zip(r["letters"], r["golds"]) if x is not None and g != top]
+        if off_gold:
+            shares.append(sum(x == top for x in off_gold) / len(off_gold))
+    share = statistics.median(shares) if shares else None
     questions = {q for r in win for q in r["questions"]}
     enough = sum(letters.values()) >= COLLAPSE_MIN_ANSWERED
-    enough = enough and (not questions or len(questions) >= COLLAPSE_MIN_QUESTIONS)  # logs without ids: not checked
-    return share, enough and share >= COLLAPSE_TOP_SHARE and gold_top <= share - COLLAPSE_MARGIN
+    enough = enough and (not questions or len(questions) >= COLLAPSE_MIN_QUESTIONS)
+    return top_n / sum(letters.values()), share, enough and share is not None and share >= COLLAPSE_TOP_SHARE
 
 
 def _label(fmt: float | None, collapsed: bool, hacked: float | None, tokens: float | None, peak: float) -> str | None:
@@ -266,7 +270,8 @@ def find_stages(table: Sequence[dict], window: int = WINDOW) -> dict[str, Any]:
     """Label each step of a :func:`step_table` with a stage, on smoothed shares (:func:`running_median`):
 
     1. ``format_failure``: format share below ``FORMAT_OK_SHARE`` (Med-RLVR stage 1);
-    2. ``collapsed``: one letter for most answers whatever the gold (``COLLAPSE_*``);
+    2. ``collapsed``: one letter L answered where the gold is another, in at least ``COLLAPSE_TOP_SHARE`` of
+       answers (:func:`_collapse_at`): the answer no longer depends on the question;
     3. ``hacking``: a ``HACK_SHARE`` of completions well-formed with empty, leaked or contradicting reasoning;
     4. ``concise``: length at most ``CONCISE_FRACTION`` of the longest formatted step, or ``CONCISE_MAX_TOKENS``;
     5. ``verbose_formatting``: formatted and longer (Med-RLVR's verbose formatter).
@@ -281,9 +286,9 @@ def find_stages(table: Sequence[dict], window: int = WINDOW) -> dict[str, Any]:
     peak = max(formatted, default=0.0)
     per_step = []
     for i, r in enumerate(table):
-        top_share, collapsed = _collapse_at(table, i, window)
+        top_share, collapse_share, collapsed = _collapse_at(table, i, window)
         label = _label(smooth["format_ok"][i], collapsed, smooth["hacked"][i], smooth["mean_tokens"][i], peak)
-        row = {"step": r["step"], "stage": label, "top_share": top_share}
+        row = {"step": r["step"], "stage": label, "top_share": top_share, "collapse_share": collapse_share}
         row |= {key: values[i] for key, values in smooth.items()}
         row |= {k: r[k] for k in METRIC_KEYS if k in r}
         per_step.append(row)
