@@ -385,9 +385,9 @@ def flag_predictions(rows: Sequence[dict], options: Any = None) -> list[dict[str
 
 
 def plot_dynamics(steps: Sequence[dict] | dict[str, Any], path: str | Path, title: str = "") -> list[Path]:
-    """Smoothed well-formed, top-letter, leaked and empty-reasoning shares, mean length and entropy against step,
-    stage starts as vertical lines; ``steps`` is a :func:`step_table` or :func:`find_stages` result. Writes
-    PATH.png and PATH.svg and returns both paths."""
+    """Smoothed well-formed, top-letter (also where the gold is another letter), leaked, empty-reasoning and hacked
+    shares, mean length and entropy against step, stage starts as vertical lines; ``steps`` is a :func:`step_table`
+    or :func:`find_stages` result. Writes PATH.png and PATH.svg and returns both paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -397,10 +397,12 @@ def plot_dynamics(steps: Sequence[dict] | dict[str, Any], path: str | Path, titl
     rows = stages["per_step"]
     x = [r["step"] for r in rows]
     fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
-    series = {"well_formed": "well-formed", "top_share": "top-letter share", "leaked": "leaked answer",
-              "empty_reasoning": "empty reasoning", "hacked": "hacked"}  # fmt: skip
-    for key, label in series.items():
-        axes[0].plot(x, [r.get(key) if r.get(key) is not None else float("nan") for r in rows], label=label)
+    series = {"well_formed": ("well-formed", "-"), "top_share": ("top-letter share", "-"),
+              "collapse_share": ("top letter where gold differs", "--"), "leaked": ("leaked answer", ":"),
+              "empty_reasoning": ("empty reasoning", "-."), "hacked": ("hacked", (0, (1, 3)))}  # fmt: skip
+    for key, (label, style) in series.items():
+        values = [r.get(key) if r.get(key) is not None else float("nan") for r in rows]
+        axes[0].plot(x, values, label=label, linestyle=style)
     axes[0].set_ylim(-0.05, 1.05)
     axes[0].set_ylabel("share")
     axes[1].plot(x, [r.get("mean_tokens") or float("nan") for r in rows], color="tab:purple")
