@@ -201,7 +201,7 @@ def step_table(
     ``options``, else A-D), its question ids and golds, and that step's metrics.jsonl values where logged."""
     by_step: dict[int, list[dict]] = {}
     for r in rows:
-        by_step.setdefault(int(r["step"]), []).append(r)
+        by_step.setdefault(int(r.get("step", r.get("call"))), []).append(r)  # old logs: only the call count
     table = []
     for step in sorted(set(by_step) | set(metrics or {})):
         items = by_step.get(step, [])
@@ -315,7 +315,8 @@ def stage_samples(rows: Sequence[dict], segments: Sequence[dict], k: int = SAMPL
     order, so the choice is the same on every run and spans the segment."""
     out = []
     for seg in segments:
-        items = [r for r in rows if seg["start"] <= int(r["step"]) <= seg["end"]]
+        items = [{**r, "step": r.get("step", r.get("call"))} for r in rows]
+        items = [r for r in items if seg["start"] <= int(r["step"]) <= seg["end"]]
         picks = sorted({i * len(items) // k for i in range(k)}) if items else []
         out.append({**seg, "completions": [
             {"step": items[i]["step"], "gold": items[i].get("gold"), "text": _excerpt(items[i].get("completion", ""))}
