@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .errors import UserError
 from .prompts import chat_messages
 from .records import Record
 from .store import write_json, write_jsonl
@@ -24,8 +25,8 @@ from .store import write_json, write_jsonl
 STRATEGIES = ("random", "ratio", "band")
 
 
-class SelectionError(ValueError):
-    pass
+class SelectionError(UserError):
+    """A training set that cannot be drawn as asked (too few questions, no labels)."""
 
 
 @dataclass
