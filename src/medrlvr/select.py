@@ -166,6 +166,30 @@ def write_selection(
     return out
 
 
+def run_selection(
+    pool: Sequence[Record],
+    labels: Mapping[str, Mapping[str, Any]] | None,
+    config: SelectConfig,
+    out_dir: str | Path,
+    data_dir: str | None = None,
+    parquet: bool = False,
+    eval_sets: Mapping[str, Sequence[Record]] | None = None,
+) -> Path:
+    """The select stage, as ``medrlvr select`` and a study run it: drop the pool questions that overlap the
+    benchmarks in ``config.decontaminate`` (``eval_sets`` holds those already loaded), draw the training set, write
+    train.jsonl, stats.json and decontaminated.jsonl to ``out_dir``; returns ``out_dir``."""
+    from .data import load_eval_spec
+    from .decontam import decontaminate
+
+    if not pool:
+        raise SelectionError("the pool is empty: there is nothing to select from (check --pool and --limit)")
+    loaded = dict(eval_sets or {})
+    evals = [r for spec in config.decontaminate for r in loaded.get(spec) or load_eval_spec(spec, data_dir)]
+    kept, dropped = decontaminate(pool, evals) if evals else (list(pool), [])
+    chosen = select(kept, labels, config)
+    return write_selection(chosen, labels, dropped, config, out_dir, parquet=parquet)
+
+
 def load_selection(path: str | Path) -> list[Record]:
     path = Path(path)
     path = path / "train.jsonl" if path.is_dir() else path

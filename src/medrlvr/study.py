@@ -247,7 +247,7 @@ class Study:
     def _selections(self) -> None:
         from .decontam import decontaminate
         from .filter import load_labels
-        from .select import select, write_selection
+        from .select import run_selection
 
         evals = [r for records in self.decontam_sets.values() for r in records]
         kept, dropped = decontaminate(self.pool, evals) if evals else (self.pool, [])
@@ -269,8 +269,8 @@ class Study:
 
             def work(entry=entry, out=out, config=config):
                 labels = load_labels(out.parent.parent / "filter" / entry.filter) if entry.filter else None
-                chosen = select(kept, labels, config)
-                write_selection(chosen, labels, dropped, config, out, parquet=bool(self.recipe.report.get("parquet")))
+                parquet = bool(self.recipe.report.get("parquet"))
+                run_selection(self.pool, labels, config, out, parquet=parquet, eval_sets=self.decontam_sets)
 
             self._stage("select", entry.name, out, inputs, ["train.jsonl", "stats.json"], work)
 
