@@ -199,7 +199,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return build(TrainConfig, data, str(path or "overrides"))
 
 
-class TrainError(ValueError):
+class TrainError(UserError):
     """Training cannot start or did not train: the message says why, with the sizes or settings involved."""
 
 
