@@ -15,6 +15,7 @@ from medrlvr.extract import (
     extract_answer,
     extract_choice,
     extract_number,
+    spans,
     strip_think,
 )  # fmt: skip
 
@@ -359,8 +360,8 @@ class CountingPattern:
 def test_box_scan_reads_each_character_once(unit, monkeypatch):
     """Repeated ``\\boxed `` with no brace was quadratic: each box searched for both commands to the end of the
     text. Now one search finds the next box that opens a brace, and no character is searched twice."""
-    spy = CountingPattern(extract._BOX_OPEN)
-    monkeypatch.setattr(extract, "_BOX_OPEN", spy)
+    spy = CountingPattern(spans._BOX_OPEN)
+    monkeypatch.setattr(spans, "_BOX_OPEN", spy)
     text = unit * (100_000 // len(unit))
     blocks = extract.boxed_blocks(text)
     assert len(blocks) <= MAX_MATCHES + 1
