@@ -41,17 +41,18 @@ markdown, ``$``, and LaTeX wrappers such as ``\\text{}`` are dropped):
 
 - it names no option, or a letter that is not an option;
 - *a hedge*: it names two different options, in any form ("A or maybe C", "A/B", "A (or D)", "(A) (B)", "A and C",
-  "D C", "A. Heparin", "Aspirin or warfarin", "b or c", "B oder C", "B ou C", "B o C", "B或C"); one option with a
-  word of doubt is an answer, in every language ("maybe B", "most likely B", "可能是B"); or matches of the deciding pattern disagree; or the span
-  stops on a joining word ("Answer: A or", "Antwort: B oder", "B 或"), a hedge cut off;
+  "D C", "A. Heparin", "Aspirin or warfarin", "b or c", "B oder C", "B ou C", "B o C", "B或C"); or matches of the
+  deciding pattern disagree; or the span stops on a joining word ("Answer: A or", "Antwort: B oder", "B 或"), a
+  hedge cut off. One option with a word of doubt is an answer, in every language ("maybe B", "most likely B",
+  "可能是B");
 - *a negation or elimination* anywhere in the span: "not A", "A is incorrect / wrong / false / unlikely", "A isn't
   right", "anything but A", "everything except A", "other than A", "rule out A", "eliminate A", "neither A nor
   B", ``\\neq A``, and the same in German, French, Spanish, Italian, Portuguese, Dutch and Chinese ("nicht B",
   "kein B", "pas B", "non B", "no es B", "B è sbagliata", "não B", "niet B", "不是B", "B不对", "排除B"; the word
   lists are :mod:`medrlvr.extract.language`). A struck-out answer is withdrawn: ``~~B~~``, ``<del>B</del>``,
-  ``<s>B</s>``, ``\\sout{B}``, ``\\cancel{B}``, "B̶" (a combining stroke) read as "not B". Words inside an option's text do not count ("None of the above", PubMedQA's "no"). "A is
-  incorrect" is read as a rejection even when the question asks which statement is incorrect: answer with the
-  letter;
+  ``<s>B</s>``, ``\\sout{B}``, ``\\cancel{B}``, "B̶" (a combining stroke) read as "not B". Words inside an
+  option's text do not count ("None of the above", PubMedQA's "no"). "A is incorrect" is read as a rejection
+  even when the question asks which statement is incorrect: answer with the letter;
 - it is longer than ``MAX_SPAN`` (2,000) characters, it names options more than ``MAX_MENTIONS`` (8) times, or
   the deciding pattern matched more than ``MAX_MATCHES`` times (repetition is spam, not an answer).
 
@@ -63,10 +64,10 @@ first ``<answer>``, or before a lone ``</think>`` when the prompt opened the tag
 **Numbers** (GSM8K): ``answer_tag``, then ``#### 42``, then ``boxed``, then "answer is 42", then the last number in
 the text. A span states one number: "$1,234.50", "18 dollars", "18.0", ``\\frac{1}{2}`` (0.5), "-7", "25%" parse;
 units and trailing words are fine ("18 apples are left"). An equation states its result last ("3 × 6 = 18" is
-18). Two different numbers ("18/19", "18, 19", "18,19", "18 or 19", "18 and 19", "18-19") or a negation (in any of the languages above) ("not 18",
-"18 is wrong") give None. Commas group thousands only in threes ("1,234"). The last number of a text is refused
-when a hedge ("18 or 19") or a negation ("not 18") is next to it. Numbers compare by value (``18``, ``18.0``,
-``$18`` and ``18 dollars`` agree).
+18). Two different numbers ("18/19", "18, 19", "18,19", "18 or 19", "18 and 19", "18-19") or a negation ("not 18",
+"18 is wrong", "nicht 18") give None. Commas group thousands only in threes ("1,234"). The last number of a text
+is refused when a hedge ("18 or 19") or a negation ("not 18") is next to it. Numbers compare by value (``18``,
+``18.0``, ``$18`` and ``18 dollars`` agree).
 
 **Linear time on any input.** Tags, boxes and cues are found with ``str.find`` and single-pass regular
 expressions (no nested quantifiers, no rescans); each pattern reads at most ``MAX_MATCHES + 1`` spans of at most
@@ -82,7 +83,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from .choice import MAX_MENTIONS, normalize_options, resolve_choice
+from .choice import MAX_MENTIONS, as_text, normalize_options, resolve_choice
 from .numbers import canonical_number, last_number, parse_number, resolve_number
 from .spans import (
     ANSWER_COLON,
@@ -100,8 +101,8 @@ from .spans import (
 
 __all__ = [
     "MAX_MATCHES", "MAX_MENTIONS", "MAX_SPAN", "NUMBER_PATTERNS", "PATTERNS", "STRICT_PATTERNS", "Extraction",
-    "boxed_blocks", "canonical_number", "extract_answer", "extract_choice", "extract_number", "normalize_options",
-    "parse_number", "resolve_choice", "resolve_number", "strip_think", "tag_blocks",
+    "as_text", "boxed_blocks", "canonical_number", "extract_answer", "extract_choice", "extract_number",
+    "normalize_options", "parse_number", "resolve_choice", "resolve_number", "strip_think", "tag_blocks",
 ]  # fmt: skip
 
 PATTERNS = ("answer_tag", "boxed", "answer_is", "answer_colon")

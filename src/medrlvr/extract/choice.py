@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import numbers
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -111,13 +113,33 @@ def _soft(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split()).rstrip(".")
 
 
+def as_text(value: object) -> str | None:
+    """A dataset value as text: a string, UTF-8 bytes, or a number (numpy scalars too); None for anything else
+    (None, NaN, containers, objects), so that no value's ``__str__`` is ever called."""
+    if isinstance(value, str):
+        return str.__str__(value)  # a plain str, also for numpy's str_
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        text = str(value)
+        return None if text.lstrip("+-").lower() in ("nan", "snan") else text  # a missing value (pandas)
+    return None
+
+
 def normalize_options(options: Mapping[str, str | None] | Sequence[str] | None) -> dict[str, str]:
-    """Options as letter -> text, whatever form a dataset column gives them in (None entries dropped)."""
-    if not options:
-        return {}
+    """Options as letter -> text, whatever form a dataset column gives them in: a mapping, or a sequence (a numpy
+    array too) read as A, B, C ... Entries that are not text (None in a padded struct column) are dropped."""
     if isinstance(options, Mapping):
-        return {str(k).strip().upper(): str(v) for k, v in options.items() if v is not None and str(k).strip()}
-    return {letter: str(v) for letter, v in zip(LETTERS, options) if v is not None}
+        pairs = ((as_text(k), as_text(v)) for k, v in options.items())
+        return {k.strip().upper(): v for k, v in pairs if k is not None and k.strip() and v is not None}
+    if (
+        isinstance(options, (bytes, bytearray))
+        or not isinstance(options, Iterable)
+        or getattr(options, "ndim", 1) == 0
+    ):
+        return {}
+    texts = (as_text(v) for v in itertools.islice(options, len(LETTERS)))
+    return {letter: v for letter, v in zip(LETTERS, texts) if v is not None}
 
 
 def _mentions(masked: str, opts: Options) -> list[str]:
