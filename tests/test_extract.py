@@ -635,7 +635,8 @@ def test_400kb_adversarial_inputs_finish():
     units = ["\\boxed ", "\\fbox ", "\\boxed{", "\\boxed{{", "<answer>", "<think>", "the answer is ", "{", "Ｂ "]
     units += ["Answer: A or ", "Answer: not A\n", "#### 1,", "<answer>A</answer>", "\\boxed{A} ", "A or C ", "7 or "]
     # issue 21: cues, negations, joiners and strike-outs of the other languages
-    units += ["Die Antwort ist ", "La réponse est ", "Antwort: B oder ", "答案是", "答案：B或", "故选", "不是B ", "B 或 "]
+    units += ["Die Antwort ist ", "La réponse est ", "Antwort: B oder ", "答案是", "答案：B或", "故选"]
+    units += ["不是B ", "B 或 "]
     units += ["~~", "<s>", "<s>B", "\\sout{", "答案是B。", "B\u0336 ", "选B", "不应选B "]
     for unit in units:
         text = unit * (400_000 // len(unit))

@@ -22,150 +22,50 @@ WORD = rf"[^\W{CJK}]"  # a word character of a spaced script
 
 NEGATIONS: dict[str, tuple[str, ...]] = {
     "en": (
-        r"not",
-        r"no",
-        r"never",
-        r"none",
-        r"neither",
-        r"nor",
-        r"cannot",
-        r"\w+n['’]t",
-        r"isnt",
-        r"arent",
-        r"cant",
-        r"dont",
-        r"doesnt",
-        r"wont",
-        r"except",
-        r"excepting",
-        r"excluding",
-        r"excludes?",
-        r"excluded",
-        r"rul(?:e|es|ed|ing)\s+out",
-        r"(?:any(?:thing|one)?|every(?:thing)?|all)\s+but",
-        r"other\s+than",
-        r"rather\s+than",
-        r"instead\s+of",
-        r"besides",
-        r"incorrect\w*",
-        r"wrong\w*",
-        r"untrue",
-        r"invalid",
-        r"inaccurate",
-        r"unlikely",
-        r"impossib\w*",
-        r"reject\w*",
-        r"disprov\w*",
+        "not", "no", "never", "none", "neither", "nor", "cannot", r"\w+n['’]t", "isnt", "arent", "cant", "dont",
+        "doesnt", "wont", "except", "excepting", "excluding", "excludes?", "excluded", r"rul(?:e|es|ed|ing)\s+out",
+        r"(?:any(?:thing|one)?|every(?:thing)?|all)\s+but", r"other\s+than", r"rather\s+than", r"instead\s+of",
+        "besides", r"incorrect\w*", r"wrong\w*", "untrue", "invalid", "inaccurate", "unlikely", r"impossib\w*",
+        r"reject\w*", r"disprov\w*",
     ),
     "de": (
-        r"nicht",
-        r"kein\w*",
-        r"nie",
-        r"niemals",
-        r"weder",
-        r"außer",
-        r"ausser",
-        r"ausgenommen",
-        r"ausschlie\w*",
-        r"ausgeschlossen",
-        r"auszuschlie\w*",
-        r"unrichtig\w*",
-        r"inkorrekt\w*",
-        r"unwahrscheinlich\w*",
-        r"unmöglich\w*",
-        r"statt",
-        r"anstatt",
-        r"ungültig\w*",
+        "nicht", r"kein\w*", "nie", "niemals", "weder", "außer", "ausser", "ausgenommen", r"ausschlie\w*",
+        "ausgeschlossen", r"auszuschlie\w*", r"unrichtig\w*", r"inkorrekt\w*", r"unwahrscheinlich\w*",
+        r"unmöglich\w*", "statt", "anstatt", r"ungültig\w*",
     ),
     "fr": (
-        r"pas",
-        r"non(?!-)",
-        r"jamais",
-        r"aucun\w*",
-        r"ni",
-        r"sauf",
-        r"excepté\w*",
-        r"hormis",
-        r"faux",
-        r"erron\w*",
-        r"improbable",
-        r"exclu\w*",
-        r"élimin\w*",
-        r"écart\w*",
-        r"plutôt\s+que",
-        r"au\s+lieu\s+de",
+        "pas", "non(?!-)", "jamais", r"aucun\w*", "ni", "sauf", r"excepté\w*", "hormis", "faux", r"erron\w*",
+        "improbable", r"exclu\w*", r"élimin\w*", r"écart\w*", r"plutôt\s+que", r"au\s+lieu\s+de",
     ),
     "es": (
-        r"nunca",
-        r"jamás",
-        r"ningun\w*",
-        r"ningún",
-        r"excepto",
-        r"salvo",
-        r"(?:tod[oa]s?|cualquiera)\s+menos",
-        r"erróne\w*",
-        r"imposible",
-        r"descart\w*",
-        r"en\s+(?:lugar|vez)\s+de",
+        "nunca", "jamás", r"ningun\w*", "ningún", "excepto", "salvo", r"(?:tod[oa]s?|cualquiera)\s+menos",
+        r"erróne\w*", "imposible", r"descart\w*", r"en\s+(?:lugar|vez)\s+de",
     ),
     "it": (
-        r"mai",
-        r"nessun\w*",
-        r"né",
-        r"tranne",
-        r"eccetto",
-        r"fuorché",
-        r"sbagliat\w*",
-        r"errat\w*",
-        r"improbabile",
-        r"esclu\w*",
-        r"scartat\w*",
-        r"invece\s+di",
+        "mai", r"nessun\w*", "né", "tranne", "eccetto", "fuorché", r"sbagliat\w*", r"errat\w*", "improbabile",
+        r"esclu\w*", r"scartat\w*", r"invece\s+di",
     ),
     "pt": (
-        r"não",
-        r"nao",
-        r"nenhum\w*",
-        r"nem",
-        r"exceto",
-        r"qualquer\s+um\s+menos",
-        r"errad\w*",
-        r"incorret\w*",
-        r"improvável",
-        r"impossível",
-        r"descart\w*",
-        r"em\s+vez\s+de",
-        r"ao\s+invés\s+de",
+        "não", "nao", r"nenhum\w*", "nem", "exceto", r"qualquer\s+um\s+menos", r"errad\w*", r"incorret\w*",
+        "improvável", "impossível", r"descart\w*", r"em\s+vez\s+de", r"ao\s+invés\s+de",
     ),
     "nl": (
-        r"niet",
-        r"geen",
-        r"nooit",
-        r"noch",
-        r"behalve",
-        r"uitgezonderd",
-        r"fout\w*",
-        r"onjuist\w*",
-        r"onwaar",
-        r"onwaarschijnlijk\w*",
-        r"onmogelijk\w*",
-        r"uitgesloten",
-        r"uitsluiten",
-        r"in\s+plaats\s+van",
+        "niet", "geen", "nooit", "noch", "behalve", "uitgezonderd", r"fout\w*", r"onjuist\w*", "onwaar",
+        r"onwaarschijnlijk\w*", r"onmogelijk\w*", "uitgesloten", "uitsluiten", r"in\s+plaats\s+van",
     ),
     # shared by several: false, falsch, falso, falsa; eliminate, eliminar, eliminare
     "*": (r"fals\w*", r"elimin\w*"),
-}
+}  # fmt: skip
 # Chinese negation markers, read anywhere. 不 starts many medical terms that negate nothing (不良 adverse, 不典型
 # atypical, 不稳定 unstable, 功能不全 insufficiency, 不孕 infertile ...): those are not negations. 非, 别, 除 and
 # 无 negate only in the forms listed (非常 is "very", 鉴别 "differential", 切除 "resection", 无菌 "sterile").
 NEGATIONS_CJK = (
-    r"不(?!良|典型|稳定|穩定|全(?!对|對|正)|孕|育|适|適|规则|規則|对称|對稱|完全|足|均|自主|随意|隨意|耐受|明原因)",
-    r"没|沒|否|勿|错(?!构)|錯(?!構)|有误|有誤|假的",
+    "不(?!良|典型|稳定|穩定|全(?!对|對|正)|孕|育|适|適|规则|規則|对称|對稱|完全|足|均|自主|随意|隨意|耐受|明原因)",
+    "没|沒|否|勿|错(?!构)|錯(?!構)|有误|有誤|假的",
     r"[并並]非|非\s*[A-J(（]|别(?=\s*[选選是])|別(?=\s*[选選是])",
     r"除了|除外|除去|除非|排除|除\s*[A-J(（]|以外|之外",
-    r"无关|無關|无法|無法|[并並][无無未]|未必",
-)
+    "无关|無關|无法|無法|[并並][无無未]|未必",
+)  # fmt: skip
 
 # --- joining words: an answer that stops on one was cut off in the middle of a hedge ("Answer: B oder") -------
 
@@ -173,93 +73,48 @@ JOINERS: dict[str, tuple[str, ...]] = {
     "en": ("or", "and", "nor", "vs", "versus", "maybe", "perhaps", "possibly", "either"),
     "de": ("oder", "und", "bzw", "beziehungsweise", "vielleicht", "eventuell", "entweder"),
     "fr": ("ou", "et", "peut-être", "soit"),
-    "es": ("o", "u", "y", "quizás", "quizá", "tal\\s+vez"),
+    "es": ("o", "u", "y", "quizás", "quizá", r"tal\s+vez"),
     "it": ("oppure", "e", "forse"),
     "pt": ("ou", "e", "talvez"),
     "nl": ("of", "en", "misschien", "ofwel"),
-}
-JOINERS_CJK = ("或", "或者", "还是", "還是", "和", "与", "與", "及", "以及", "可能", "也许", "也許", "或许", "或許")
+}  # fmt: skip
+JOINERS_CJK = ("或", "或者", "还是", "還是", "和", "与", "與", "及", "以及", "可能", "也许", "也許", "或许", "或許")  # fmt: skip
 
 # --- clause ends: a cue's answer is read up to the end of its first clause ------------------------------------
 
 # A reason ends the answer clause: what follows is explanation ("The answer is B because A is not ...")
 REASONS: dict[str, tuple[str, ...]] = {
     "en": (
-        "because",
-        "since",
-        r"as(?!\s+(?:well|follows)\b)",
-        "given",
-        "due",
-        "which",
-        "whereas",
-        "explanation",
-        "rationale",
-        "reason",
+        "because", "since", r"as(?!\s+(?:well|follows)\b)", "given", "due", "which", "whereas", "explanation",
+        "rationale", "reason",
     ),
     "de": ("weil", "denn", "begründung", "erklärung"),
     "fr": ("parce", "puisque", "explication"),
-    "es": ("porque", "puesto\\s+que", "explicación"),
+    "es": ("porque", r"puesto\s+que", "explicación"),
     "it": ("perché", "poiché", "spiegazione"),
     "pt": ("porque", "explicação"),
     "nl": ("omdat", "want", "uitleg"),
-}
-REASONS_CJK = ("因为", "因為", "由于", "由於", "解析", "理由")
+}  # fmt: skip
+REASONS_CJK = ("因为", "因為", "由于", "由於", "解析", "理由")  # fmt: skip
 # Words that carry an answer on past a full stop ("B. Or C.", "B. Oder C."): the next sentence is read with it
 CONTINUES: dict[str, tuple[str, ...]] = {
     "en": (
-        "or",
-        "maybe",
-        "perhaps",
-        "possibly",
-        "probably",
-        "alternatively",
-        "and",
-        "also",
-        "but",
-        "though",
-        "although",
-        "actually",
-        "wait",
-        "hmm",
-        "otherwise",
-        "either",
-        "nor",
-        "else",
+        "or", "maybe", "perhaps", "possibly", "probably", "alternatively", "and", "also", "but", "though",
+        "although", "actually", "wait", "hmm", "otherwise", "either", "nor", "else",
     ),
     "de": ("oder", "vielleicht", "eventuell", "möglicherweise", "wahrscheinlich", "auch", "aber", "und", "doch"),
-    "fr": ("ou", "peut-être", "aussi", "mais", "et", "sinon", "ou\\s+bien"),
-    "es": ("o", "quizás", "quizá", "tal\\s+vez", "también", "pero", "y"),
+    "fr": ("ou", "peut-être", "aussi", "mais", "et", "sinon", r"ou\s+bien"),
+    "es": ("o", "quizás", "quizá", r"tal\s+vez", "también", "pero", "y"),
     "it": ("o", "oppure", "forse", "anche", "ma", "e"),
     "pt": ("ou", "talvez", "também", "mas", "e"),
     "nl": ("of", "misschien", "ook", "maar", "en"),
-}
-CONTINUES_CJK = ("或", "还是", "還是", "也", "可能", "也许", "也許", "但", "不过", "不過", "而且", "以及", "和")
+}  # fmt: skip
+CONTINUES_CJK = ("或", "还是", "還是", "也", "可能", "也许", "也許", "但", "不过", "不過", "而且", "以及", "和")  # fmt: skip
 # Verbs that make the next sentence a statement about an option ("B. C is also possible", "B. C ist auch möglich")
 ABOUT_VERBS: dict[str, tuple[str, ...]] = {
     "en": (
-        "or",
-        "and",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "can",
-        "cannot",
-        "could",
-        "should",
-        "would",
-        "must",
-        "might",
-        "may",
-        "will",
-        "also",
-        "too",
-        "seems",
-        "appears",
-        "has",
-        "does",
-        r"\w+n['’]t",
+        "or", "and", "is", "are", "was", "were", "be", "can", "cannot", "could", "should", "would", "must", "might",
+        "may", "will", "also", "too", "seems", "appears", "has", "does", r"\w+n['’]t",
     ),
     "de": ("ist", "sind", "wäre", "kann", "könnte", "sollte", "muss", "scheint"),
     "fr": ("est", "sont", "serait", "peut", "pourrait", "semble"),
@@ -267,8 +122,8 @@ ABOUT_VERBS: dict[str, tuple[str, ...]] = {
     "it": ("è", "sono", "sarebbe", "può", "potrebbe", "sembra"),
     "pt": ("é", "são", "seria", "pode", "poderia", "parece"),
     "nl": ("is", "zijn", "zou", "kan", "kunnen", "lijkt"),
-}
-ABOUT_VERBS_CJK = ("是", "也", "亦", "可能", "可以", "或", "不", "没", "沒", "错", "錯", "对", "對", "正确", "正確")
+}  # fmt: skip
+ABOUT_VERBS_CJK = ("是", "也", "亦", "可能", "可以", "或", "不", "没", "沒", "错", "錯", "对", "對", "正确", "正確")  # fmt: skip
 
 # --- cues: "the answer is", "Answer:" -----------------------------------------------------------------------
 
@@ -294,7 +149,7 @@ JUDGED = re.compile(r"(?i:correct|right|best|final)\s+$")
 # Chinese: 答案是 / 答案为 ("the answer is"), 正确选项是 ("the correct option is"), 故选 / 应选 ("so choose"); not
 # after a negation (答案不是 never matches; 不应选B is "B should not be chosen").
 ANSWER_IS_CJK = {
-    r"答案\s*(?:应该|應該|应|應|就|确定|確定)?\s*(?:是|为|為)\s*[:：]?\s*": ("答案",),
+    r"答案\s*(?:应该|應該|应|應|就|确定|確定)?\s*(?:是|为|為)\s*[:：]?\s*": ("答案"),
     r"(?:正确|正確|最佳|最终|最終)的?[选選]项\s*(?:是|为|為)\s*[:：]?\s*": ("选项", "選项", "選項", "选項"),
     r"(?<![不别別非未])(?:故|应|應|因此|所以|答案)\s*(?:选|選)(?:择|擇)?\s*": ("选", "選"),
 }
