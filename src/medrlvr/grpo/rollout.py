@@ -239,12 +239,12 @@ class Scorer:
     funcs: Sequence[Callable[..., list]]
     weights: Sequence[float]
 
-    def __call__(self, completions: list[str], columns: dict[str, list]) -> list[float]:
+    def __call__(self, completions: list[str], columns: dict[str, list], completion_ids=None) -> list[float]:
         totals = [0.0] * len(completions)
         for func, weight in zip(self.funcs, self.weights):
             if not weight:
                 continue
-            values = func(completions=completions, **columns)
+            values = func(completions=completions, completion_ids=completion_ids, **columns)
             for i, value in enumerate(values):
                 if value is not None and not math.isnan(value):
                     totals[i] += weight * value
@@ -322,14 +322,15 @@ class Rollouts:
     def __call__(self, prompts: list[str], trainer) -> dict[str, Any]:
         engine = self._engine(trainer)
         step = int(getattr(trainer.state, "global_step", 0))
-        # the seed depends on the step, not on how many calls this process made: a resumed run samples as an
-        # uninterrupted one would
-        seed = self.seed * 1_000_003 + step * 7_919
+        rank = int(getattr(trainer.accelerator, "process_index", 0))
+        # the seed depends on the step and the process, not on how many calls this process made: a resumed run
+        # samples as an uninterrupted one would, and each rank samples (and draws further questions) on its own
+        seed = self.seed * 1_000_003 + step * 7_919 + rank * 104_723
         prompt_ids, completion_ids, logprobs = self._generate(engine, prompts, seed)
         if not self.dynamic:
             self.last = StepLog()
             return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
-        result = self._dynamic(engine, prompts, prompt_ids, completion_ids, logprobs, step, seed)
+        result = self._dynamic(engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank)
         for name, value in self.last.metrics().items():
             _log(trainer, name, value)
         return result
@@ -343,11 +344,11 @@ class Rollouts:
 
     def _score_groups(self, prompts, completion_ids) -> list[list[float]]:
         texts = [self.decode(ids) for ids in completion_ids]
-        totals = self.scorer(texts, self._columns(prompts))
+        totals = self.scorer(texts, self._columns(prompts), completion_ids)
         G = self.num_generations
         return [totals[i : i + G] for i in range(0, len(totals), G)]
 
-    def _dynamic(self, engine, prompts, prompt_ids, completion_ids, logprobs, step, seed) -> dict[str, Any]:
+    def _dynamic(self, engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank=0) -> dict[str, Any]:
         G = self.num_generations
         n_groups = len(prompts) // G
         log = StepLog(groups_generated=n_groups)
@@ -369,7 +370,7 @@ class Rollouts:
                 log.tied_before = n_tied / max(1, len(scores))
 
         sort(prompts, prompt_ids, completion_ids, logprobs, first=True)
-        rng = random.Random(f"{self.seed}:{step}")
+        rng = random.Random(f"{self.seed}:{step}:{rank}")
         in_batch = set(prompts)
         pool = [p for p in self.rows if p not in in_batch]
         while len(kept) < n_groups and log.rounds < self.max_resample and pool:
@@ -390,11 +391,13 @@ class Rollouts:
         log.tied_after = len(filler) / max(1, len(kept))
         self.last = log
         out_prompts = [p for group in kept for p in group[0]]
-        # with the replacing questions' own columns for TRL's rewards (they override the original rows' columns)
+        # with the replacing questions' own columns for TRL's rewards (they override the original rows' columns),
+        # their prompt among them (MedrlvrGRPOTrainer._calculate_rewards hands it to rewards and the completion log)
         return {
             "prompt_ids": [ids for group in kept for ids in group[1]],
             "completion_ids": [ids for group in kept for ids in group[2]],
             "logprobs": [lp for group in kept for lp in group[3]],
+            "prompt": out_prompts,
             **self._columns(out_prompts),
         }
 
