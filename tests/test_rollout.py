@@ -263,9 +263,12 @@ def test_dynamic_sampling_needs_our_rollouts():
 
 
 def test_settings_our_rollouts_cannot_honour_are_errors(tmp_path, length_rewards):
-    for extra, message in [({"min_p": 0.1}, "extra.min_p is not applied by rollout_engine medrlvr"),
-                           ({"generation_kwargs": {}}, "extra.generation_kwargs is not applied"),
-                           ({"vllm_importance_sampling_mode": "token_mask"}, "rollout_importance_sampling")]:  # fmt: skip
+    cases = [
+        ({"min_p": 0.1}, "extra.min_p is not applied by rollout_engine medrlvr"),
+        ({"generation_kwargs": {}}, "extra.generation_kwargs is not applied"),
+        ({"vllm_importance_sampling_mode": "token_mask"}, "rollout_importance_sampling"),
+    ]
+    for extra, message in cases:
         with pytest.raises(ValueError, match=message):
             _trainer(tmp_path, extra=extra)
     with pytest.raises(ValueError, match="rollout_importance_sampling needs rollouts that report"):

@@ -80,3 +80,14 @@ def test_a_4bit_policy_is_one_clear_error():
 
     with pytest.raises(ValueError, match="cannot sample from a quantized"):
         check_rollout_support(Quantized())
+
+
+def test_full_fine_tuning_keeps_fp32_master_weights_on_a_gpu_too(tiny_checkpoint):
+    from medrlvr.modeling import load_for_training
+
+    def dtype(**kw):
+        model, _ = load_for_training(str(tiny_checkpoint), qlora=False, trust_remote_code=False, **kw)
+        return next(model.parameters()).dtype
+
+    assert dtype(on_gpu=True, bf16=True, frozen=False) == torch.float32  # trained: fp32 for the optimizer
+    assert dtype(on_gpu=True, bf16=True, frozen=True) == torch.bfloat16  # a frozen LoRA base: bf16

@@ -169,8 +169,9 @@ class TrainConfig:
         "vllm_importance_sampling_mode). None: no correction (the gap is still logged)",
     )
     rollout_importance_sampling_max: float = setting(
-        3.0, gt=0.0, help="upper bound of the rollout importance-sampling ratio (TRL's vllm_importance_sampling_clip_max)"
-    )
+        3.0, gt=0.0,
+        help="upper bound of the rollout importance-sampling ratio (TRL's vllm_importance_sampling_clip_max)",
+    )  # fmt: skip
     rollout_importance_sampling_min: float | None = setting(
         None, ge=0.0,
         help="lower bound of that ratio (masked modes; TRL's vllm_importance_sampling_clip_min). None: no bound",

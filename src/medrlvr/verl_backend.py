@@ -155,7 +155,7 @@ def settings(config: TrainConfig) -> VerlSettings:
         )
     for name, off, why in (
         ("top_entropy_quantile", 1.0, "verl 0.9 has no top-entropy token selection"),
-        ("overlong_buffer", None, "verl 0.9's trainer config has no overlong shaping (its DAPO recipe's reward manager)"),
+        ("overlong_buffer", None, "verl 0.9's trainer config has no overlong shaping (DAPO recipe's reward manager)"),
         ("rollout_importance_sampling", None, "map it through verl.overrides algorithm.rollout_correction.*"),
     ):  # fmt: skip
         if getattr(config, name) not in (off, 0):

@@ -43,9 +43,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "dapo": (
         "DAPO, Yu et al., arXiv 2503.14476: clip-higher, token-mean loss, dynamic sampling, overlong shaping, no KL",
-        {"loss_type": "dapo", "epsilon_high": 0.28, "dynamic_sampling": True, "beta": 0.0,
-         "overlong_buffer": lambda config: max(1, config.max_completion_length // 5)},  # 4096 of 20480 in DAPO
-    ),  # fmt: skip
+        {
+            "loss_type": "dapo",
+            "epsilon_high": 0.28,
+            "dynamic_sampling": True,
+            "beta": 0.0,
+            "overlong_buffer": lambda config: max(1, config.max_completion_length // 5),  # 4096 of 20480 in DAPO
+        },
+    ),
     "gspo": (
         "GSPO, Zheng et al., arXiv 2507.18071: the sequence's length-normalised ratio, clipped at 3e-4/4e-4, no KL",
         {"importance_sampling_level": "sequence", "epsilon": 3e-4, "epsilon_high": 4e-4, "beta": 0.0},
