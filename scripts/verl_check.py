@@ -42,10 +42,17 @@ DAPO = [
     "train.policies.rlvr.loss_type=dapo",
     "train.policies.rlvr.beta=0.0",
 ]
+# The named GRPO variants verl has (medrlvr.grpo.VARIANTS): Dr. GRPO, GSPO (policy_loss gspo), CISPO (cispo).
+VARIANT_CASES = {
+    name: ("recipes/med-rlvr/study.yaml", "rlvr", ["train.policies.rlvr.verl.algorithm=grpo",
+                                                   f"train.policies.rlvr.variant={name}"])
+    for name in ("dr_grpo", "gspo", "cispo")
+}  # fmt: skip
 CASES = {  # name -> (recipe, policy, recipe overrides)
     "ppo": ("recipes/med-rlvr/study.yaml", "rlvr", []),
     "grpo": ("recipes/open-medical-r1/study.yaml", "random", GRPO),
     "dapo": ("recipes/med-rlvr/study.yaml", "rlvr", DAPO),
+    **VARIANT_CASES,
 }
 # Sections verl's trainer and workers turn into its typed config classes (through their _target_); validate_config
 # converts the actor and the critic itself. The model section loads the model's config and tokenizer.

@@ -54,11 +54,11 @@ def test_completion_logprobs_entropies_and_gradients_equal_trls(tmp_path, share)
     completion_mask = mask[:, -6:].float()
     lora = [p for n, p in trainer.model.named_parameters() if p.requires_grad]
 
-    def run(method):
+    def run(method, entropy_weight=0.0):
         trainer.model.zero_grad()
         logps, entropies, _ = method(trainer.model, ids, mask, 6, compute_entropy=True)
-        (logps * completion_mask).sum().backward()
-        return logps.detach() * completion_mask, entropies * completion_mask, [p.grad.clone() for p in lora]
+        ((logps + entropy_weight * entropies) * completion_mask).sum().backward()
+        return logps.detach() * completion_mask, entropies.detach() * completion_mask, [p.grad.clone() for p in lora]
 
     ours = run(trainer._get_per_token_logps_and_entropies)
     trl_own = super(type(trainer), trainer)._get_per_token_logps_and_entropies
@@ -67,3 +67,6 @@ def test_completion_logprobs_entropies_and_gradients_equal_trls(tmp_path, share)
     assert torch.allclose(ours[1], theirs[1], atol=1e-4)
     assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-3) for a, b in zip(ours[2], theirs[2]))
     assert any(float(g.abs().sum()) > 0 for g in ours[2])
+    # the entropies keep their gradient (TRL's entropy bonus, entropy_coef, differentiates them)
+    ours, theirs = run(trainer._get_per_token_logps_and_entropies, 0.5), run(trl_own, 0.5)
+    assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-3) for a, b in zip(ours[2], theirs[2]))

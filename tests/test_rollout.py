@@ -68,13 +68,16 @@ def _config(tmp_path, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-def _trainer(tmp_path, **kw):
+def _trainer(tmp_path, greedy_trl=False, **kw):
     tokenizer = make_tiny_tokenizer()
     model = make_tiny_model(tokenizer, seed=1)
     config = _config(tmp_path, **kw)
     records = _records()
     write_jsonl(tmp_path / "train.jsonl", [r.to_dict() for r in records])
-    return build_trainer(config, records, model, tokenizer), config
+    trainer = build_trainer(config, records, model, tokenizer)
+    if greedy_trl:  # TRL's own generate, greedy, to compare with (generation_kwargs are refused with our rollouts)
+        trainer.generation_config.do_sample = False
+    return trainer, config
 
 
 def _randomize_lora(trainer, seed=3):
@@ -105,7 +108,7 @@ def _prompts(trainer, n=3):
 
 
 def test_greedy_fp32_rollouts_equal_trls_own_generation(tmp_path, length_rewards):
-    trainer, _ = _trainer(tmp_path, extra={"generation_kwargs": {"do_sample": False}})
+    trainer, _ = _trainer(tmp_path, greedy_trl=True)
     _randomize_lora(trainer)  # a LoRA that changes the outputs: the copy must carry it
     prompts = _prompts(trainer)
     assert all(p.endswith("<think>") for p in prompts)  # the prefill is part of what the model continues
@@ -120,7 +123,7 @@ def test_greedy_fp32_rollouts_equal_trls_own_generation(tmp_path, length_rewards
 
 
 def test_after_an_optimizer_step_rollouts_come_from_the_updated_weights(tmp_path, length_rewards):
-    trainer, _ = _trainer(tmp_path, extra={"generation_kwargs": {"do_sample": False}})
+    trainer, _ = _trainer(tmp_path, greedy_trl=True)
     prompts = _prompts(trainer)
     rollouts = trainer.rollout_func
     before = _greedy(rollouts)(prompts, trainer)["completion_ids"]
@@ -166,7 +169,6 @@ def test_grpo_settings_pin_what_the_paper_ran_with():
 # TRL defaults that medrlvr relies on without passing them. If TRL changes one, this fails: pin it in grpo_settings.
 RELIED_ON_TRL_DEFAULTS = {
     "delta": None,
-    "top_entropy_quantile": 1.0,
     "disable_dropout": False,
     "sync_ref_model": False,
     "use_liger_kernel": False,
@@ -247,8 +249,49 @@ def test_dynamic_sampling_in_training_logs_and_trains(tmp_path, tiny_checkpoint,
     step = next(m for m in metrics if "dynamic_sampling/groups_generated" in m)
     assert step["dynamic_sampling/groups_kept"] <= step["dynamic_sampling/groups_generated"]
     assert "dynamic_sampling/frac_reward_zero_std_after" in step and "frac_reward_zero_std" in step
+    # every step logs the gap between the sampler's log-probs and the trainer's, with TRL's names
+    steps = [m for m in metrics if "loss" in m]
+    keys = ("sampling/sampling_logp_difference/mean", "sampling/sampling_logp_difference/max",
+            "sampling/importance_sampling_ratio/min", "sampling/importance_sampling_ratio/mean",
+            "sampling/importance_sampling_ratio/max")  # fmt: skip
+    assert len(steps) == 2 and all(k in m for m in steps for k in keys)
 
 
 def test_dynamic_sampling_needs_our_rollouts():
     with pytest.raises(ValueError, match="dynamic_sampling needs rollout_engine medrlvr"):
         TrainConfig(dynamic_sampling=True, rollout_engine="trl")
+
+
+def test_settings_our_rollouts_cannot_honour_are_errors(tmp_path, length_rewards):
+    cases = [
+        ({"min_p": 0.1}, "extra.min_p is not applied by rollout_engine medrlvr"),
+        ({"generation_kwargs": {}}, "extra.generation_kwargs is not applied"),
+        ({"vllm_importance_sampling_mode": "token_mask"}, "rollout_importance_sampling"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ValueError, match=message):
+            _trainer(tmp_path, extra=extra)
+    with pytest.raises(ValueError, match="rollout_importance_sampling needs rollouts that report"):
+        _trainer(tmp_path, rollout_engine="trl", rollout_importance_sampling="token_truncate")
+
+
+def test_dynamic_sampling_resolves_auto_to_our_rollouts(monkeypatch):
+    import importlib.util
+
+    from medrlvr.grpo import resolve_rollout_engine
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # "vLLM is installed"
+    assert resolve_rollout_engine(TrainConfig(), on_gpu=True) == "vllm"
+    assert resolve_rollout_engine(TrainConfig(dynamic_sampling=True), on_gpu=True) == "medrlvr"
+    assert resolve_rollout_engine(TrainConfig(variant="dapo"), on_gpu=True) == "medrlvr"
+
+
+def test_replaced_groups_carry_their_own_prompt_and_each_rank_draws_its_own():
+    batch = [p for p in ["tie-0", "tie-1", "tie-2", "mixed-0"] for _ in range(2)]
+    outs = []
+    for rank in (0, 1):
+        rollouts = _scripted(n_tie=6, n_mixed=8, max_resample=4)
+        outs.append(rollouts._dynamic(None, batch, *rollouts._generate(None, batch, 0), step=0, seed=0, rank=rank))
+    assert all(p == i for p, i in zip(outs[0]["prompt"], outs[0]["id"]))  # each row's own prompt (id == prompt)
+    assert outs[0]["prompt"][:2] == ["mixed-0", "mixed-0"]
+    assert outs[0]["id"] != outs[1]["id"]  # the ranks drew different further questions

@@ -157,7 +157,7 @@ def test_lora_plain_prompt_and_extra_overrides(train_file, tmp_path):
         ),
         ({"verl": {"clip_ratio_high": 0.28}}, "verl.clip_ratio_high is now the shared train setting epsilon_high"),
         ({"verl": {"loss_agg_mode": "token-mean"}}, "verl.loss_agg_mode is now the shared train setting loss_type"),
-        ({"loss_type": "cispo"}, "backend verl: loss_type must be one of grpo, dapo, bnpo, dr_grpo"),
+        ({"loss_type": "sapo"}, "backend verl: loss_type must be one of grpo, dapo, bnpo, dr_grpo, cispo"),
         ({"scale_rewards": "batch"}, "backend verl: scale_rewards must be group or none .* got 'batch'"),
         ({"prefill": "<think>"}, "backend verl has no prefill"),
         ({"mask_truncated_completions": True}, "verl 0.9 has no mask_truncated_completions.*set it false"),
@@ -332,3 +332,31 @@ def test_the_recipes_verl_arms():
     text = (ROOT / "recipes" / "open-medical-r1" / "study.yaml").read_text()
     assert "# backend: verl" in text and "algorithm: grpo" in text
     assert arms["rlvr"].verl["n_gpus_per_node"] == 8 and not arms["rlvr"].lora  # the paper: full fine-tuning
+
+
+@pytest.mark.parametrize(
+    "variant, expected",
+    [
+        ("dr_grpo", {"actor_rollout_ref.actor.loss_agg_mode": "seq-mean-token-sum-norm",
+                     "algorithm.norm_adv_by_std_in_grpo": "false", "actor_rollout_ref.actor.use_kl_loss": "false"}),
+        ("gspo", {"actor_rollout_ref.actor.policy_loss.loss_mode": "gspo",
+                  "actor_rollout_ref.actor.clip_ratio_low": "0.0003",
+                  "actor_rollout_ref.actor.clip_ratio_high": "0.0004"}),
+        ("cispo", {"actor_rollout_ref.actor.policy_loss.loss_mode": "cispo",
+                   "actor_rollout_ref.actor.clip_ratio_high": "4.0",
+                   "actor_rollout_ref.actor.loss_agg_mode": "token-mean"}),
+        ("dapo", {"actor_rollout_ref.actor.loss_agg_mode": "token-mean", "algorithm.filter_groups.enable": "true",
+                  "actor_rollout_ref.actor.clip_ratio_high": "0.28"}),
+    ],
+)  # fmt: skip
+def test_each_grpo_variant_reaches_verl(train_file, tmp_path, variant, expected):
+    extra = {"overlong_buffer": 0} if variant == "dapo" else {}  # verl 0.9 has no overlong shaping
+    overrides = _overrides(_config(train_file, tmp_path / "out", variant=variant, verl={"algorithm": "grpo"}, **extra))
+    assert {k: overrides[k] for k in expected} == expected
+
+
+def test_variant_settings_verl_lacks_are_errors(train_file, tmp_path):
+    with pytest.raises(ValueError, match="backend verl: overlong_buffer is not mapped"):
+        _config(train_file, tmp_path / "out", variant="dapo", verl={"algorithm": "grpo"})
+    with pytest.raises(ValueError, match="backend verl: top_entropy_quantile is not mapped"):
+        _config(train_file, tmp_path / "out", top_entropy_quantile=0.2, verl={"algorithm": "grpo"})

@@ -241,15 +241,16 @@ def register_decode_attention() -> str:
 def load_for_training(path: str, *, on_gpu: bool, bf16: bool, frozen: bool, qlora: bool, trust_remote_code: bool):
     """The policy to train and its tokenizer from a checkpoint directory (4-bit NF4 weights for QLoRA).
 
-    bf16 weights on a GPU, and on a CPU with bf16 mixed precision when the weights are ``frozen`` (LoRA): the
-    matmuls run in bf16 either way, and the frozen copy in bf16 halves the model's memory and most of the
-    activations'. Trained weights (full fine-tuning on a CPU) stay fp32 for the optimizer."""
+    bf16 weights when they are ``frozen`` (LoRA) on a GPU, or on a CPU with bf16 mixed precision: the matmuls run
+    in bf16 either way, and the frozen copy in bf16 halves the model's memory and most of the activations'. Trained
+    weights (full fine-tuning, GPU or CPU) stay fp32 master weights for the optimizer: an AdamW update at lr 2e-5
+    is mostly under half a bf16 step and would round away."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     kwargs: dict = {
-        "dtype": torch.bfloat16 if on_gpu or (bf16 and frozen) else torch.float32,
+        "dtype": torch.bfloat16 if frozen and (on_gpu or bf16) else torch.float32,
         "trust_remote_code": trust_remote_code,
     }
     if qlora:

@@ -152,6 +152,9 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        from .grpo import apply_variant
+
+        apply_variant(self)  # a named GRPO variant's settings, where none is given explicitly
         if self.method not in ("grpo", "sft"):
             raise UserError(f"method must be grpo or sft, got {self.method!r}")
         if self.rollout_engine not in ROLLOUT_ENGINES:
@@ -181,6 +184,43 @@ class TrainConfig:
                 f"setting 'max_steps' must be -1 (train num_train_epochs) or at least 1, got {self.max_steps}"
             )
         check_ranges(self)
+
+    # --- GRPO variants, and the rollouts' importance-sampling correction (medrlvr.grpo: VARIANTS) ---------------
+    variant: str | None = setting(
+        None,
+        choices=("grpo", "dr_grpo", "dapo", "gspo", "cispo"),
+        help="a named GRPO variant: sets its paper's settings (medrlvr.grpo.VARIANTS) wherever the recipe leaves "
+        "them at medrlvr's default; a setting given another value wins. None: the settings as given",
+    )
+    importance_sampling_level: str = setting(
+        "token",
+        choices=("token", "sequence"),
+        help="the policy ratio per token (GRPO) or per sequence, the length-normalised sum (GSPO, arXiv 2507.18071)",
+    )
+    top_entropy_quantile: float = setting(
+        1.0, gt=0.0, le=1.0,
+        help="train only on the highest-entropy share of each batch's tokens (arXiv 2506.01939: 0.2); 1.0: all",
+    )  # fmt: skip
+    overlong_buffer: int | None = setting(
+        None, ge=0,
+        help="DAPO's soft overlong punishment: a reward falling linearly from 0 to -1 over the last overlong_buffer "
+        "tokens before max_completion_length (TRL's get_soft_overlong_punishment). None or 0: off",
+    )  # fmt: skip
+    rollout_importance_sampling: str | None = setting(
+        None,
+        choices=("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"),
+        help="correct the gap between the sampler's and the trainer's log-probs (medrlvr or vLLM rollouts): "
+        "truncate the ratio at the bounds, or mask tokens/sequences outside them (TRL's "
+        "vllm_importance_sampling_mode). None: no correction (the gap is still logged)",
+    )
+    rollout_importance_sampling_max: float = setting(
+        3.0, gt=0.0,
+        help="upper bound of the rollout importance-sampling ratio (TRL's vllm_importance_sampling_clip_max)",
+    )  # fmt: skip
+    rollout_importance_sampling_min: float | None = setting(
+        None, ge=0.0,
+        help="lower bound of that ratio (masked modes; TRL's vllm_importance_sampling_clip_min). None: no bound",
+    )  # fmt: skip
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:

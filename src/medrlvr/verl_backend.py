@@ -49,6 +49,7 @@ LOSS_AGG_MODES = {
     "dapo": "token-mean",  # the mean over every token of the update
     "bnpo": "token-mean",  # TRL: the tokens of one device's batch; verl: of the whole update
     "dr_grpo": "seq-mean-token-sum-norm",  # token sums / (completions x max_completion_length): loss_scale_factor
+    "cispo": "token-mean",  # TRL's cispo normalises as dapo does; verl's policy_loss.loss_mode cispo
 }
 SCALE_REWARDS = {"group": True, "none": False}  # -> algorithm.norm_adv_by_std_in_grpo
 # VerlSettings keys that became shared train settings: a recipe still using one is told where it went
@@ -153,6 +154,13 @@ def settings(config: TrainConfig) -> VerlSettings:
         raise ValueError(
             "backend verl trains on truncated completions (verl 0.9 has no mask_truncated_completions): set it false"
         )
+    for name, off, why in (
+        ("top_entropy_quantile", 1.0, "verl 0.9 has no top-entropy token selection"),
+        ("overlong_buffer", None, "verl 0.9's trainer config has no overlong shaping (DAPO recipe's reward manager)"),
+        ("rollout_importance_sampling", None, "map it through verl.overrides algorithm.rollout_correction.*"),
+    ):  # fmt: skip
+        if getattr(config, name) not in (off, 0):
+            raise ValueError(f"backend verl: {name} is not mapped ({why}): unset it")
     if config.rollout_engine != "auto":
         raise ValueError(
             f"backend verl samples with verl.rollout (vllm | sglang): set rollout_engine: auto, "
@@ -211,6 +219,12 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
     ppo = s.algorithm == "ppo"
     prompts_per_update = config.batch_size * config.gradient_accumulation_steps
     clip_high = config.epsilon_high if config.epsilon_high is not None else config.epsilon
+    clip_low = config.epsilon
+    # verl's policy loss: GSPO (sequence-level ratio) and CISPO have their own; vanilla is PPO/GRPO's clip
+    loss_mode = "gspo" if config.importance_sampling_level == "sequence" else "vanilla"
+    if config.loss_type == "cispo":
+        # TRL clamps the ratio at epsilon_high (5.0: a ratio of at most 5); verl clips it to [1 - low, 1 + high]
+        loss_mode, clip_low, clip_high = "cispo", 1.0, clip_high - 1.0
     # None: on, as TRL's path has it on a GPU (verl trains on GPUs only)
     checkpointing = config.gradient_checkpointing is not False
     dr_grpo = config.loss_type == "dr_grpo"
@@ -257,8 +271,9 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
         ("actor_rollout_ref.actor.ppo_epochs", config.num_iterations),
         ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", micro),
         ("actor_rollout_ref.actor.clip_ratio", config.epsilon),
-        ("actor_rollout_ref.actor.clip_ratio_low", config.epsilon),
+        ("actor_rollout_ref.actor.clip_ratio_low", clip_low),
         ("actor_rollout_ref.actor.clip_ratio_high", clip_high),
+        ("actor_rollout_ref.actor.policy_loss.loss_mode", loss_mode),
         ("actor_rollout_ref.actor.loss_agg_mode", LOSS_AGG_MODES[config.loss_type]),
         # dr_grpo divides by max_completion_length, as TRL does (verl's default: the batch's padded length)
         *([("actor_rollout_ref.actor.loss_scale_factor", config.max_completion_length)] if dr_grpo else []),

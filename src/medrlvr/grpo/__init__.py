@@ -31,17 +31,99 @@ REFLECTION = re.compile(
 
 # --- 1. config ------------------------------------------------------------------------------------------------
 
+# GRPO variants: name -> (paper, the settings it sets). ``variant: NAME`` applies them to every setting the recipe
+# leaves at medrlvr's default (a setting given any other value wins; one given medrlvr's default value explicitly
+# cannot be told apart from an unset one, so it takes the variant's). The resolved values are what
+# train_config.json records. The same settings without ``variant`` make the same training.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "grpo": ("DeepSeekMath, arXiv 2402.03300 (medrlvr's pinned defaults)", {}),
+    "dr_grpo": (
+        "Dr. GRPO, Liu et al., arXiv 2503.20783: no length or std normalisation, no KL",
+        {"loss_type": "dr_grpo", "scale_rewards": "none", "beta": 0.0},
+    ),
+    "dapo": (
+        "DAPO, Yu et al., arXiv 2503.14476: clip-higher, token-mean loss, dynamic sampling, overlong shaping, no KL",
+        {
+            "loss_type": "dapo",
+            "epsilon_high": 0.28,
+            "dynamic_sampling": True,
+            "beta": 0.0,
+            "overlong_buffer": lambda config: max(1, config.max_completion_length // 5),  # 4096 of 20480 in DAPO
+        },
+    ),
+    "gspo": (
+        "GSPO, Zheng et al., arXiv 2507.18071: the sequence's length-normalised ratio, clipped at 3e-4/4e-4, no KL",
+        {"importance_sampling_level": "sequence", "epsilon": 3e-4, "epsilon_high": 4e-4, "beta": 0.0},
+    ),
+    "cispo": (
+        "CISPO, MiniMax-M1, arXiv 2506.13585: the clipped ratio as a stopped weight on log-probs (max 5, ScaleRL)",
+        {"loss_type": "cispo", "epsilon_high": 5.0, "beta": 0.0},
+    ),
+}
+
+
+def apply_variant(config: TrainConfig) -> None:
+    """Set ``config.variant``'s settings (:data:`VARIANTS`) where ``config`` holds medrlvr's default."""
+    if config.variant is None:
+        return
+    if config.variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {config.variant!r}")
+    from dataclasses import MISSING, fields
+
+    defaults = {f.name: f.default for f in fields(config) if f.default is not MISSING}
+    for name, value in VARIANTS[config.variant][1].items():
+        if name in defaults and getattr(config, name) == defaults[name]:
+            setattr(config, name, value(config) if callable(value) else value)
+
 
 def resolve_rollout_engine(config: TrainConfig, on_gpu: bool) -> str:
-    """``auto`` -> vllm on a GPU with vLLM installed, else medrlvr's engine."""
+    """``auto`` -> medrlvr's engine with dynamic sampling (only it refills a batch); TRL's generate or vLLM for a
+    4-bit (QLoRA) policy (the rollout copy cannot unpack it); else vllm on a GPU with vLLM installed, else
+    medrlvr's engine."""
     if config.rollout_engine != "auto":
         return config.rollout_engine
+    if config.dynamic_sampling:
+        return "medrlvr"
     if on_gpu:
         import importlib.util
 
         if importlib.util.find_spec("vllm") is not None:
             return "vllm"
-    return "medrlvr"
+    return "trl" if config.qlora else "medrlvr"
+
+
+# TRL settings medrlvr's rollouts do not apply: passing them through ``extra`` is an error, not silence
+NOT_FOR_MEDRLVR_ROLLOUTS = ("generation_kwargs", "min_p", "repetition_penalty", "use_transformers_paged",
+                            "cache_implementation")  # fmt: skip
+# TRL's importance-sampling settings have medrlvr names (they apply to medrlvr's rollouts too)
+IS_SETTINGS = {
+    "vllm_importance_sampling_correction": "rollout_importance_sampling",
+    "vllm_importance_sampling_mode": "rollout_importance_sampling",
+    "vllm_importance_sampling_clip_max": "rollout_importance_sampling_max",
+    "vllm_importance_sampling_clip_min": "rollout_importance_sampling_min",
+    "importance_sampling_level": "importance_sampling_level",
+    "top_entropy_quantile": "top_entropy_quantile",
+}
+
+
+def check_engine_settings(config: TrainConfig, engine: str) -> None:
+    """One-line errors for settings the rollout engine in use cannot honour."""
+    moved = next((k for k in IS_SETTINGS if k in config.extra), None)
+    if moved:
+        raise ValueError(f"extra.{moved} is the train setting {IS_SETTINGS[moved]}: set that instead")
+    if engine == "medrlvr":
+        ignored = next((k for k in NOT_FOR_MEDRLVR_ROLLOUTS if k in config.extra), None)
+        if ignored:
+            raise ValueError(f"extra.{ignored} is not applied by rollout_engine medrlvr: unset it or use trl/vllm")
+        if config.qlora:
+            raise ValueError("rollout_engine medrlvr cannot sample from a 4-bit (QLoRA) policy: use trl or vllm")
+    if config.dynamic_sampling and engine != "medrlvr":
+        raise ValueError(f"dynamic_sampling needs rollout_engine medrlvr, got {engine}")
+    if config.rollout_importance_sampling and engine == "trl":
+        raise ValueError(
+            "rollout_importance_sampling needs rollouts that report their log-probs (rollout_engine medrlvr or "
+            "vllm): TRL's own generate samples with the trained weights themselves"
+        )
 
 
 def grpo_settings(config: TrainConfig, reward_weights: Sequence[float], engine: str) -> dict[str, Any]:
@@ -64,7 +146,14 @@ def grpo_settings(config: TrainConfig, reward_weights: Sequence[float], engine: 
         num_iterations=config.num_iterations,
         mask_truncated_completions=config.mask_truncated_completions,
         multi_objective_aggregation="sum_then_normalize",
-        importance_sampling_level="token",
+        importance_sampling_level=config.importance_sampling_level,
+        top_entropy_quantile=config.top_entropy_quantile,
+        # TRL computes the sampler-vs-trainer gap (and the ratio) where the sampler reports log-probs; whether the
+        # loss is weighted by it is MedrlvrGRPOTrainer.correct_sampling (see medrlvr.grpo.loss)
+        vllm_importance_sampling_correction=engine in ("medrlvr", "vllm"),
+        vllm_importance_sampling_mode=config.rollout_importance_sampling or "token_truncate",
+        vllm_importance_sampling_clip_max=config.rollout_importance_sampling_max,
+        vllm_importance_sampling_clip_min=config.rollout_importance_sampling_min,
         steps_per_generation=config.gradient_accumulation_steps,
         reward_weights=list(reward_weights),
         use_vllm=engine == "vllm",
@@ -137,6 +226,11 @@ def reward_functions(config: TrainConfig, out: Path) -> tuple[list[Callable], li
     names = list(config.rewards)
     scored = [with_prefill_text(REWARDS[n], config.prefill) for n in names]
     weights = [float(config.rewards[n]) for n in names]
+    if config.overlong_buffer:  # DAPO's soft overlong punishment (TRL's; it reads completion_ids)
+        from trl.rewards import get_soft_overlong_punishment
+
+        scored.append(get_soft_overlong_punishment(config.max_completion_length, config.overlong_buffer))
+        weights.append(1.0)
     logged = [self_reflection_reward, CompletionSampler(out / "completions.jsonl", config.sample_completions)]
     return scored + [with_prefill_text(f, config.prefill) for f in logged], scored, weights
 
@@ -151,12 +245,13 @@ def grpo_trainer(config: TrainConfig, model, tokenizer, dataset, peft_config, co
 
     funcs, scored, weights = reward_functions(config, Path(common["output_dir"]))
     engine = resolve_rollout_engine(config, on_gpu)
+    check_engine_settings(config, engine)
     # `extra`: anything TRL takes, over medrlvr's choices
     args = GRPOConfig(**{**common, **grpo_settings(config, weights + [0.0, 0.0], engine), **config.extra})
     rollout_func = None  # TRL's own generate, or vLLM
     if engine == "medrlvr":
         rollout_func = _medrlvr_rollouts(config, args, dataset, tokenizer, scored, weights)
-    return (trainer_class or MedrlvrGRPOTrainer)(
+    trainer = (trainer_class or MedrlvrGRPOTrainer)(
         model=model,
         reward_funcs=funcs,
         args=args,
@@ -166,6 +261,9 @@ def grpo_trainer(config: TrainConfig, model, tokenizer, dataset, peft_config, co
         callbacks=callbacks,
         rollout_func=rollout_func,
     )
+    trainer.sampler_logprobs = engine in ("medrlvr", "vllm")  # sampling/* metrics every step
+    trainer.correct_sampling = trainer.sampler_logprobs and config.rollout_importance_sampling is not None
+    return trainer
 
 
 def _medrlvr_rollouts(config: TrainConfig, args, dataset, tokenizer, scored, weights):

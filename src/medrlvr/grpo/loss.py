@@ -15,9 +15,21 @@ under it); otherwise every row runs whole, as in TRL.
 
 Anything this does not cover (images, MoE auxiliary losses) goes to TRL's own method. This module imports torch and
 TRL at the top: :mod:`medrlvr.grpo` imports it only when it builds a trainer.
+
+The sampler's log-probabilities against the trainer's. TRL measures the gap between the log-probabilities the
+sampler reported and the trainer's own on the sampled tokens, and corrects for it with truncated or masked
+importance sampling (token or sequence level: Yao et al., "Your efficient RL framework secretly brings you
+off-policy RL training", 2025; TRL's ``vllm_importance_sampling_*``), but only for vLLM (``self.use_vllm``).
+medrlvr's rollouts report log-probabilities too (bf16 sampling, fp32 or bf16 training), so
+:class:`MedrlvrGRPOTrainer` runs TRL's own code for them: ``use_vllm`` reads True while TRL scores a batch
+(outside generation), so TRL computes the trainer's log-probabilities, the ratio and the ``sampling/*`` metrics; and
+while TRL computes the loss only when a correction is asked for (``rollout_importance_sampling``), so the loss
+is weighted exactly as TRL weights vLLM's. TRL's own generate reports no log-probabilities: nothing is logged.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 from trl import GRPOTrainer
@@ -30,6 +42,51 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
     devices where TRL's fused head covers the whole sequence."""
 
     share_prompts = True  # a group's shared prompt runs once (tests switch it off to compare both paths)
+    sampler_logprobs = False  # the rollouts hand TRL their log-probs (medrlvr's, vLLM's): log the gap to ours
+    correct_sampling = False  # and weight the loss by TRL's importance-sampling ratio (rollout_importance_sampling)
+    _phase: str | None = None
+
+    @property
+    def use_vllm(self) -> bool:
+        """TRL's flag, as TRL's importance-sampling code reads it: see the module docstring."""
+        if self._phase == "score":
+            return self.sampler_logprobs
+        if self._phase == "loss":
+            return self.correct_sampling
+        return self.__dict__.get("_use_vllm", False)
+
+    @use_vllm.setter
+    def use_vllm(self, value: bool) -> None:
+        self.__dict__["_use_vllm"] = value
+
+    @contextmanager
+    def _in_phase(self, phase: str | None):
+        before, self._phase = self._phase, phase
+        try:
+            yield
+        finally:
+            self._phase = before
+
+    def _generate_and_score_completions(self, inputs):
+        with self._in_phase("score"):
+            return super()._generate_and_score_completions(inputs)
+
+    def _generate(self, prompts):
+        with self._in_phase(None):  # generation itself sees TRL's real flag (vLLM's weight sync, its sampling)
+            return super()._generate(prompts)
+
+    def _compute_loss(self, model, inputs):
+        with self._in_phase("loss"):
+            return super()._compute_loss(model, inputs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Dynamic sampling's replacing groups carry their own prompt in their rows (rollout_func's extra fields,
+        # merged into ``inputs``); TRL hands the rewards, and logs, the ``prompts`` list of the batch it drew.
+        # That list is TRL's own local: set it in place, so rewards and the completion log see each row's prompt.
+        own = [x.get("prompt") for x in inputs]
+        if getattr(self.rollout_func, "dynamic", False) and len(own) == len(prompts):
+            prompts[:] = own
+        return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
 
     def _get_per_token_logps_and_entropies(
         self,
@@ -157,28 +214,34 @@ class SelectedLogProb(torch.autograd.Function):
             if compute_entropy:
                 probs = torch.exp(scaled - norm[:, None])
                 entropy[start : start + rows] = norm - (probs * scaled).sum(-1)
-        ctx.save_for_backward(logits, targets, lse)
+        ctx.save_for_backward(logits, targets, lse, *([entropy] if compute_entropy else []))
         ctx.temperature = temperature
         shape = logits.shape[:-1]
         return logps.view(shape), (entropy.view(shape) if compute_entropy else None)
 
     @staticmethod
     def backward(ctx, grad_logps, grad_entropy):
-        logits, targets, lse = ctx.saved_tensors
+        # d logp_t / dz = onehot_t - p;  d H / dz = -p (log p + H)  (z = logits / T, H = entropy)
+        logits, targets, lse, *entropy = ctx.saved_tensors
         rows = _rows_per_chunk(logits)
         flat, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1)
         grad = torch.empty_like(flat)
-        g = grad_logps.reshape(-1).float()
+        g = grad_logps.reshape(-1).float() if grad_logps is not None else torch.zeros_like(lse)
+        h = grad_entropy.reshape(-1).float() if grad_entropy is not None and entropy else None
         for start in range(0, flat.size(0), rows):
-            probs = torch.exp(flat[start : start + rows].float() / ctx.temperature - lse[start : start + rows, None])
-            part = probs.mul_(-g[start : start + rows, None])
-            part.scatter_add_(-1, flat_targets[start : start + rows, None], g[start : start + rows, None])
-            grad[start : start + rows] = part.div_(ctx.temperature)
+            chunk = slice(start, start + rows)
+            logp = flat[chunk].float() / ctx.temperature - lse[chunk, None]
+            probs = torch.exp(logp)
+            part = probs * -g[chunk, None]
+            part.scatter_add_(-1, flat_targets[chunk, None], g[chunk, None])
+            if h is not None:
+                part -= probs * (logp + entropy[0].reshape(-1)[chunk, None]) * h[chunk, None]
+            grad[chunk] = part.div_(ctx.temperature)
         return grad.view_as(logits), None, None, None
 
 
 def selected_logprobs(logits, targets, temperature: float, compute_entropy: bool):
-    """Per-token log-probabilities of ``targets`` under ``logits / temperature`` (with gradients) and, on request,
-    the entropies (without)."""
-    logps, entropy = SelectedLogProb.apply(logits, targets, temperature, compute_entropy)
-    return logps, (entropy.detach() if compute_entropy else None)
+    """Per-token log-probabilities of ``targets`` under ``logits / temperature`` and, on request, the entropies,
+    both with gradients (TRL 1.16's entropy bonus, ``entropy_coef``, differentiates the entropies; its
+    ``top_entropy_quantile`` mask reads them as values)."""
+    return SelectedLogProb.apply(logits, targets, temperature, compute_entropy)

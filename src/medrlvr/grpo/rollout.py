@@ -9,10 +9,10 @@ rewards, advantages and loss. TRL has no dynamic sampling (its issue #3708 is op
 place where a batch can be rebuilt before TRL scores it, so that lives here too.
 
 Live weights. Sampling runs on a copy of the policy in the engine's dtype (bf16 where the hardware has it) that is
-refreshed from the trained weights before every generation: for LoRA the copy's layers are set to
-``base + delta`` with PEFT's own ``get_delta_weight``, for full fine-tuning every trainable tensor is copied. So
-each step samples from the weights being trained, never from a stale copy; ``RolloutModel.sync`` is the only way
-the copy changes.
+refreshed from the trained weights before every generation: for LoRA the copy runs the adapter unmerged, as PEFT
+does in the policy (a bf16 base plus an fp32 low-rank path), for full fine-tuning every trainable tensor is copied.
+So each step samples from the weights being trained, never from a stale copy; ``RolloutModel.sync`` is the only
+way the copy changes.
 
 Dynamic sampling (DAPO, arXiv 2503.14476). A group whose rollouts all earn the same reward has zero advantage and
 gives no gradient. With ``dynamic_sampling`` on, such groups are dropped and replaced by groups of further questions
@@ -52,18 +52,76 @@ def _plain_name(name: str) -> str:
     return name.replace(".modules_to_save.default", "").replace(".original_module", "")
 
 
+def _low_rank_ready(layer) -> bool:
+    """A PEFT LoRA layer the copy can run unmerged: a plain Linear (no DoRA, no transposed Conv1D weight)."""
+    import torch
+
+    base = layer.base_layer
+    dora = any(getattr(layer, "use_dora", {}).get(a, False) for a in layer.active_adapters)
+    return type(base) is torch.nn.Linear and not dora and not getattr(layer, "fan_in_fan_out", False)
+
+
+def _low_rank_linear_class():
+    import torch
+
+    class LowRankLinear(torch.nn.Module):
+        """``base_layer(x) + x A^T B^T`` with ``B`` already scaled: LoRA as PEFT runs it in the policy (the
+        adapter in its own dtype, fp32, added to the base layer's output and rounded once), not merged into a
+        bf16 weight, where an update smaller than half a bf16 step rounds back to the base."""
+
+        def __init__(self, base_layer):
+            super().__init__()
+            self.base_layer = base_layer
+            self.lora_a = self.lora_b = None  # set by RolloutModel.sync; plain tensors, not parameters
+
+        def forward(self, x):
+            out = self.base_layer(x)
+            if self.lora_a is None:
+                return out
+            low_rank = (x.to(self.lora_a.dtype) @ self.lora_a.T) @ self.lora_b.T
+            return (out + low_rank).to(out.dtype)
+
+    return LowRankLinear
+
+
+def check_rollout_support(model) -> None:
+    """One clear line for a policy the rollout copy cannot reproduce: 4-bit (QLoRA) bases pack their weights."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
+        raise ValueError(
+            "rollout_engine medrlvr cannot sample from a quantized (QLoRA) policy: use rollout_engine trl or vllm"
+        )
+
+
+def rollout_attention(config, requested: str | None) -> str | None:
+    """The copy's attention: medrlvr's decode kernel, except for models with an attention logit soft-cap (Gemma-2),
+    which neither that kernel nor SDPA applies: they run transformers' eager attention, which does."""
+    text = getattr(config, "text_config", None) or config
+    if getattr(text, "attn_logit_softcapping", None):
+        return "eager"
+    return requested
+
+
 class RolloutModel:
     """A copy of the policy for sampling, synced from the trained weights before each use.
 
     The copy is a fresh model of the policy's class built from its config, not a ``deepcopy``: trainers patch
     instance attributes of the policy (TRL replaces ``forward`` with a closure over the policy's own bound
-    method), and a deepcopy would carry that closure along and quietly run the policy instead of the copy."""
+    method), and a deepcopy would carry that closure along and quietly run the policy instead of the copy. It takes
+    the policy's ``generation_config`` (its end tokens: an instruct model may end a turn on several).
+
+    LoRA layers stay unmerged in the copy (:func:`_low_rank_linear_class`), as PEFT runs them in the policy: the
+    base weight in the sampling dtype, the adapter in fp32. Merging into a bf16 weight rounded small updates away
+    (measured: cosine 0.61 between the copy's and the policy's change in log-probs after one step at lr 2e-5;
+    ``tests/test_rollout.py``). Layers PEFT does not run as a plain Linear (DoRA, Conv1D, embeddings) are merged."""
 
     def __init__(self, policy, dtype, device: str, attn_implementation: str | None = None):
         import torch
 
+        check_rollout_support(policy)
         base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
         kwargs = {"dtype": dtype}
+        attn_implementation = rollout_attention(base.config, attn_implementation)
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
         try:
@@ -71,13 +129,22 @@ class RolloutModel:
         except (ValueError, ImportError, KeyError):  # a model that cannot take our attention keeps its own
             kwargs.pop("attn_implementation", None)
             model = type(base)._from_config(copy.deepcopy(base.config), **kwargs)
+        if getattr(base, "generation_config", None) is not None:
+            model.generation_config = copy.deepcopy(base.generation_config)
+        self.low_rank: dict[str, Any] = {}  # copy module name -> LowRankLinear
+        wrapper = _low_rank_linear_class()
+        for name, layer in _lora_layers(policy).items():
+            if _low_rank_ready(layer):
+                plain = _plain_name(name)
+                self.low_rank[plain] = wrapper(model.get_submodule(plain))
+                model.set_submodule(plain, self.low_rank[plain])
         self.model = model.to(device).eval().requires_grad_(False)
         self.dtype, self.device = dtype, device
         self.params = dict(self.model.named_parameters())
         buffers = dict(self.model.named_buffers())
         with torch.no_grad():
             for name, buffer in policy.named_buffers():  # rotary frequencies and the like, in their own dtype
-                target = _plain_name(name).replace(".base_layer", "")
+                target = self._target(name, buffers)
                 if target in buffers:
                     module_name, _, attr = target.rpartition(".")
                     module = self.model.get_submodule(module_name) if module_name else self.model
@@ -85,32 +152,54 @@ class RolloutModel:
         self.syncs = 0
         self.sync(policy, everything=True)
 
+    @staticmethod
+    def _target(name: str, tensors: dict) -> str:
+        """The copy's name for a policy tensor: kept under ``base_layer`` where the copy wraps the layer too."""
+        plain = _plain_name(name)
+        return plain if plain in tensors else plain.replace(".base_layer", "")
+
     def sync(self, policy, everything: bool = False) -> None:
-        """Set the copy to the policy's current weights: LoRA layers to ``base + delta`` (PEFT's own
-        ``get_delta_weight``), every other trainable tensor copied; ``everything`` copies the frozen ones too."""
+        """Set the copy to the policy's current weights: unmerged LoRA layers take the active adapters' A and
+        scaled B, other LoRA layers ``base + delta`` (PEFT's own ``get_delta_weight``), every other trainable tensor
+        is copied; ``everything`` copies the frozen ones too."""
         import torch
 
         with torch.no_grad():
-            lora = _lora_layers(policy)
             done = set()
-            for name, layer in lora.items():
+            for name, layer in _lora_layers(policy).items():
                 adapters = [a for a in layer.active_adapters if a in layer.lora_A]
+                plain = _plain_name(name)
+                if plain in self.low_rank:
+                    self._set_low_rank(self.low_rank[plain], layer, adapters)
+                    continue
                 weight = layer.base_layer.weight.detach().to(torch.float32)
                 for adapter in adapters:
                     weight = weight + layer.get_delta_weight(adapter).to(torch.float32)
-                target = f"{_plain_name(name)}.weight"
+                target = f"{plain}.weight"
                 self.params[target].copy_(weight)
                 done.add(target)
             for name, param in policy.named_parameters():
                 if "lora_" in name or not (everything or param.requires_grad):
                     continue
-                target = _plain_name(name).replace(".base_layer", "")
+                target = self._target(name, self.params)
                 if target in done:
                     continue
                 if target not in self.params:
                     raise KeyError(f"the rollout copy has no parameter for the policy's {name!r}")
                 self.params[target].copy_(param.detach())
         self.syncs += 1
+
+    def _set_low_rank(self, module, layer, adapters: list[str]) -> None:
+        """Several active adapters are one low-rank path of the summed ranks: [B1 s1 | B2 s2] [A1; A2]."""
+        import torch
+
+        if not adapters:
+            module.lora_a = module.lora_b = None
+            return
+        a = [layer.lora_A[k].weight.detach() for k in adapters]
+        b = [layer.lora_B[k].weight.detach() * layer.scaling[k] for k in adapters]
+        module.lora_a = torch.cat(a).to(self.device).clone()
+        module.lora_b = torch.cat(b, dim=1).to(self.device).clone()
 
 
 # --- dynamic sampling ---------------------------------------------------------------------------------------
@@ -150,12 +239,12 @@ class Scorer:
     funcs: Sequence[Callable[..., list]]
     weights: Sequence[float]
 
-    def __call__(self, completions: list[str], columns: dict[str, list]) -> list[float]:
+    def __call__(self, completions: list[str], columns: dict[str, list], completion_ids=None) -> list[float]:
         totals = [0.0] * len(completions)
         for func, weight in zip(self.funcs, self.weights):
             if not weight:
                 continue
-            values = func(completions=completions, **columns)
+            values = func(completions=completions, completion_ids=completion_ids, **columns)
             for i, value in enumerate(values):
                 if value is not None and not math.isnan(value):
                     totals[i] += weight * value
@@ -233,14 +322,15 @@ class Rollouts:
     def __call__(self, prompts: list[str], trainer) -> dict[str, Any]:
         engine = self._engine(trainer)
         step = int(getattr(trainer.state, "global_step", 0))
-        # the seed depends on the step, not on how many calls this process made: a resumed run samples as an
-        # uninterrupted one would
-        seed = self.seed * 1_000_003 + step * 7_919
+        rank = int(getattr(trainer.accelerator, "process_index", 0))
+        # the seed depends on the step and the process, not on how many calls this process made: a resumed run
+        # samples as an uninterrupted one would, and each rank samples (and draws further questions) on its own
+        seed = self.seed * 1_000_003 + step * 7_919 + rank * 104_723
         prompt_ids, completion_ids, logprobs = self._generate(engine, prompts, seed)
         if not self.dynamic:
             self.last = StepLog()
             return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
-        result = self._dynamic(engine, prompts, prompt_ids, completion_ids, logprobs, step, seed)
+        result = self._dynamic(engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank)
         for name, value in self.last.metrics().items():
             _log(trainer, name, value)
         return result
@@ -254,11 +344,11 @@ class Rollouts:
 
     def _score_groups(self, prompts, completion_ids) -> list[list[float]]:
         texts = [self.decode(ids) for ids in completion_ids]
-        totals = self.scorer(texts, self._columns(prompts))
+        totals = self.scorer(texts, self._columns(prompts), completion_ids)
         G = self.num_generations
         return [totals[i : i + G] for i in range(0, len(totals), G)]
 
-    def _dynamic(self, engine, prompts, prompt_ids, completion_ids, logprobs, step, seed) -> dict[str, Any]:
+    def _dynamic(self, engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank=0) -> dict[str, Any]:
         G = self.num_generations
         n_groups = len(prompts) // G
         log = StepLog(groups_generated=n_groups)
@@ -280,7 +370,7 @@ class Rollouts:
                 log.tied_before = n_tied / max(1, len(scores))
 
         sort(prompts, prompt_ids, completion_ids, logprobs, first=True)
-        rng = random.Random(f"{self.seed}:{step}")
+        rng = random.Random(f"{self.seed}:{step}:{rank}")
         in_batch = set(prompts)
         pool = [p for p in self.rows if p not in in_batch]
         while len(kept) < n_groups and log.rounds < self.max_resample and pool:
@@ -301,11 +391,13 @@ class Rollouts:
         log.tied_after = len(filler) / max(1, len(kept))
         self.last = log
         out_prompts = [p for group in kept for p in group[0]]
-        # with the replacing questions' own columns for TRL's rewards (they override the original rows' columns)
+        # with the replacing questions' own columns for TRL's rewards (they override the original rows' columns),
+        # their prompt among them (MedrlvrGRPOTrainer._calculate_rewards hands it to rewards and the completion log)
         return {
             "prompt_ids": [ids for group in kept for ids in group[1]],
             "completion_ids": [ids for group in kept for ids in group[2]],
             "logprobs": [lp for group in kept for lp in group[3]],
+            "prompt": out_prompts,
             **self._columns(out_prompts),
         }
 
