@@ -12,6 +12,7 @@ import html
 import io
 from pathlib import Path
 
+from . import trust
 from .charts import TRAINING_HEADER, bars, radar, training_summary
 from .tables import (
     GENERATE_HEADER,
@@ -37,73 +38,101 @@ def report(
 ) -> Path:
     """Write RUN/report/{table1.md,csv,tex, *.png, *.svg, index.html}; returns the report folder. ``models``
     limits and orders the rows; ``baseline`` (e.g. ``base``) adds paired tests of every other model against it;
-    training curves are drawn from RUN/train/*/metrics.jsonl when there are any."""
+    training curves and dynamics are drawn from RUN/train/*/{metrics,completions}.jsonl when there are any.
+
+    Before any gain: every multiple-choice accuracy is set against chance and constant answers (``baselines.md``),
+    a model whose generate-mode answers collapsed onto one letter, hacked the format or never answer in it is
+    flagged in Table 1, and each policy's training stages are in ``dynamics.md``."""
     table = collect(run_dir, models, benchmarks)
     out = Path(out_dir or Path(run_dir) / "report")
     out.mkdir(parents=True, exist_ok=True)
+    flags = trust.flags(run_dir, table)
     header, rows = table1(table)
+    for row in rows:
+        row[0] += trust.flag_label(flags.get(row[0], []))
     (out / "table1.md").write_text(to_markdown(header, rows))
     (out / "table1.tex").write_text(to_latex(header, rows))
-    with open(out / "table1.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["model", "benchmark", "accuracy", "ci95_low", "ci95_high", "n"])
-        for model, per in table.items():
-            for bench, res in sorted(per.items()):
-                writer.writerow(
-                    [
-                        model,
-                        bench,
-                        f"{res['accuracy']:.4f}",
-                        f"{res['ci95'][0]:.4f}",
-                        f"{res['ci95'][1]:.4f}",
-                        res["n"],
-                    ]
-                )
+    _write_csv(out / "table1.csv", table)
+    sections = [("Table 1", header, rows)]
+    flag_rows = [[m, f["flag"].replace("_", " "), f["benchmark"], f["reason"]] for m, fs in flags.items() for f in fs]
+    trivial_rows, _ = trust.trivial_table(run_dir, table, baseline)
     paired_rows = paired_table(run_dir, table, baseline) if baseline and baseline in table else []
-    if paired_rows:
-        (out / "paired.md").write_text(to_markdown(PAIRED_HEADER, paired_rows))
-    generate_rows = generate_table(table)
-    if generate_rows:
-        (out / "generate.md").write_text(to_markdown(GENERATE_HEADER, generate_rows))
+    sections += [
+        ("Flags: what the answers show, read from the completions", FLAG_HEADER, flag_rows),
+        ("Against trivial answers: chance, the best constant letter, the model's own favourite letter",
+         trust.TRIVIAL_HEADER, trivial_rows),
+        ("Generate mode: format and committed answers", GENERATE_HEADER, generate_table(table)),
+        ("Against the base model (paired, exact McNemar)", PAIRED_HEADER, paired_rows),
+    ]  # fmt: skip
+    for name, head, body in ((n, h, b) for n, h, b in sections[1:] if b):
+        (out / f"{_STEMS[head[-1]]}.md").write_text(to_markdown(head, body))
     training_rows, training_fig = training_summary(run_dir, models)
     if training_rows:
         (out / "training.md").write_text(to_markdown(TRAINING_HEADER, training_rows))
+        sections.append(("Training", TRAINING_HEADER, training_rows))
+    found = trust.dynamics(run_dir, out, models)
+    extra = ""
+    if found:
+        (out / "dynamics.md").write_text(trust.dynamics_markdown(found, to_markdown))
+        sections.append(("Training dynamics: stages by the rules of medrlvr.dynamics", trust.DYNAMICS_HEADER,
+                         trust.dynamics_rows(found)))  # fmt: skip
+        extra = "<h3>Completions of each stage, verbatim</h3>" + trust.dynamics_html(found)
     figures = [("training", training_fig)]
     for bench in header[1:]:
         stem = bench.replace(":", "_")
         figures += [(f"radar_{stem}", radar(table, bench)), (f"categories_{stem}", bars(table, bench))]
+    svgs = _save_figures(figures, out) + [(f"dynamics_{p}", (out / f"dynamics_{p}.svg").read_text()) for p in found]
+    _write_html(out / "index.html", title, run_dir, sections, extra, svgs)
+    return out
+
+
+FLAG_HEADER = ["Model", "Flag", "Benchmark", "Why"]
+_STEMS = {"Why": "flags", "Verdict": "baselines", "Flexible accuracy": "generate", "McNemar p": "paired"}
+
+
+def _write_csv(path: Path, table: dict[str, dict[str, dict]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "benchmark", "accuracy", "ci95_low", "ci95_high", "n"])
+        for model, per in table.items():
+            for bench, res in sorted(per.items()):
+                writer.writerow([model, bench, f"{res['accuracy']:.4f}", f"{res['ci95'][0]:.4f}",
+                                 f"{res['ci95'][1]:.4f}", res["n"]])  # fmt: skip
+
+
+def _save_figures(figures, out: Path) -> list[tuple[str, str]]:
+    """Each figure as PNG and SVG in ``out``; returns (stem, SVG text) for the page."""
+    import matplotlib.pyplot as plt
+
     svgs = []
     for stem, fig in figures:
         if fig is None:
             continue
-        import matplotlib.pyplot as plt
-
         fig.savefig(out / f"{stem}.png", dpi=120, bbox_inches="tight")
         fig.savefig(out / f"{stem}.svg", bbox_inches="tight")
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", bbox_inches="tight")
         svgs.append((stem, buffer.getvalue()))
         plt.close(fig)
+    return svgs
 
-    def html_table(head: list[str], body: list[list[str]]) -> str:
-        cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
-        return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
 
-    sections = f"<h2>Table 1</h2>{html_table(header, rows)}"
-    if generate_rows:
-        sections += f"<h2>Generate mode: format and committed answers</h2>{html_table(GENERATE_HEADER, generate_rows)}"
-    if paired_rows:
-        sections += f"<h2>Against the base model (paired, exact McNemar)</h2>{html_table(PAIRED_HEADER, paired_rows)}"
-    if training_rows:
-        sections += f"<h2>Training</h2>{html_table(TRAINING_HEADER, training_rows)}"
+def html_table(head: list[str], body: list[list[str]]) -> str:
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+    return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
+
+
+def _write_html(path: Path, title: str, run_dir, sections, extra: str, svgs) -> None:
+    """One self-contained page: the tables that have rows, then the charts inlined as SVG."""
+    body = "".join(f"<h2>{html.escape(name)}</h2>{html_table(head, rows)}" for name, head, rows in sections if rows)
     charts = "".join(
         f"<figure>{svg[svg.find('<svg') :]}<figcaption>{html.escape(stem)}</figcaption></figure>" for stem, svg in svgs
     )
-    (out / "index.html").write_text(
+    path.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:4px 8px}figure{display:inline-block;margin:1em}</style></head><body>"
+        "padding:4px 8px}figure{display:inline-block;margin:1em}pre{background:#f6f6f6;padding:4px;"
+        "white-space:pre-wrap}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>Accuracy with 95% Wilson intervals. Source: "
-        f"{html.escape(str(run_dir))}/eval</p>{sections}<h2>Charts</h2>{charts}</body></html>\n"
+        f"{html.escape(str(run_dir))}/eval</p>{body}{extra}<h2>Charts</h2>{charts}</body></html>\n"
     )
-    return out

@@ -31,7 +31,9 @@ def collect(
 def paired_table(run_dir: str | Path, table: dict[str, dict[str, dict]], baseline: str) -> list[list[str]]:
     """Each model against ``baseline`` on each benchmark, on the questions both answered: the difference, the
     discordant pairs and the exact McNemar p-value, for accuracy and (generate mode) for well-formed answers that
-    name one option."""
+    name one option. Where the baseline never gives a well-formed answer, its accuracy is zero by format alone and
+    the accuracy difference says so instead of a number (the trivial-answer table says what the accuracy is
+    worth)."""
     from ..evaluate import eval_dir, paired
 
     rows = []
@@ -49,9 +51,12 @@ def paired_table(run_dir: str | Path, table: dict[str, dict[str, dict]], baselin
             for label, field, summary_key in measures:
                 r = paired(theirs, mine, field)
                 base = table.get(baseline, {}).get(bench, {}).get(summary_key, float("nan"))
-                diff = per[bench][summary_key] - base
+                diff = f"{per[bench][summary_key] - base:+.3f}"
+                if field == "correct" and table.get(baseline, {}).get(bench, {}).get("well_formed_rate") == 0:
+                    diff = "n/a: base never answers in this format"  # a gain here would measure the format
+                    r = {**r, "p_value": float("nan")}
                 rows.append([model, bench, label, str(r["questions"]), f"{per[bench][summary_key]:.3f}",
-                             f"{diff:+.3f}", str(r["only_second_correct"]), str(r["only_first_correct"]),
+                             diff, str(r["only_second_correct"]), str(r["only_first_correct"]),
                              f"{r['p_value']:.3g}"])  # fmt: skip
     return rows
 
