@@ -57,7 +57,7 @@ def test_sweep_grid_names_arms_by_values_and_shares_selections():
 def test_filter_gap_grid():
     raw = {**BASE, "filter": [{"model": "a"}, {"model": "b"}],
            "sweep": {"selection": "ratio", "grid": {"filter": ["a", "b"]}}}  # fmt: skip
-    out, arms = expand(raw)
+    out, _ = expand(raw)
     assert out["select"]["sweep-filtera"]["filter"] == "a" and out["select"]["sweep-filterb"]["filter"] == "b"
     assert point_name("x", {"select.n": 64}) == "x-n64"
 
