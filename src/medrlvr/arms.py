@@ -136,7 +136,7 @@ def _expand_sweep(raw: dict[str, Any], policies: dict[str, dict], arms: dict[str
         selections[select_name] = selection
         name = point_name(prefix, point)
         policies[name] = {**policy, "selection": select_name, **({"seeds": seeds} if seeds else {})}
-        arms[name] = {"sweep": prefix, "values": point, "selection": select_name}
+        arms[name] = {"sweep": prefix, "values": point, "selection": select_name, "size": _selection_size(selection)}
         sizes.setdefault(_selection_size(selection), name)
     if sweep.get("compare_random"):
         for size in sizes:

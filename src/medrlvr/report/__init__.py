@@ -12,6 +12,7 @@ import html
 import io
 from pathlib import Path
 
+from . import arms as arm_sections
 from . import trust
 from .charts import TRAINING_HEADER, bars, radar, training_summary
 from .tables import (
@@ -78,6 +79,16 @@ def report(
                          trust.dynamics_rows(found)))  # fmt: skip
         extra = "<h3>Completions of each stage, verbatim</h3>" + trust.dynamics_html(found)
     figures = [("training", training_fig)]
+    arms = arm_sections.load_arms(run_dir)
+    if arms and any(len(a["policies"]) > 1 or a.get("control") or a.get("sweep") for a in arms.values()):
+        sections += _arm_sections(out, run_dir, table, arms)
+        figures += [(f"sweep_{s}", arm_sections.sweep_figure(table, arms, s))
+                    for s in sorted({a["sweep"] for a in arms.values() if a.get("sweep")})]  # fmt: skip
+    pass_rows = arm_sections.pass_rows(table)
+    if pass_rows:
+        (out / "pass_at_k.md").write_text(to_markdown(arm_sections.PASS_HEADER, pass_rows))
+        sections.append(("pass@k (unbiased estimator; bootstrap interval over questions)", arm_sections.PASS_HEADER,
+                         pass_rows))  # fmt: skip
     for bench in header[1:]:
         stem = bench.replace(":", "_")
         figures += [(f"radar_{stem}", radar(table, bench)), (f"categories_{stem}", bars(table, bench))]
@@ -87,6 +98,22 @@ def report(
 
 
 FLAG_HEADER = ["Model", "Flag", "Benchmark", "Why"]
+
+
+def _arm_sections(out: Path, run_dir, table, arms) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Seeds and arms: each arm's mean and spread over seeds, and arms compared against seed variance."""
+    seed_rows = arm_sections.seeds_rows(table, arms)
+    compare = arm_sections.compare_rows(run_dir, table, arms)
+    (out / "arms.md").write_text(to_markdown(arm_sections.SEEDS_HEADER, seed_rows) + "\n"
+                                 + to_markdown(arm_sections.COMPARE_HEADER, compare))  # fmt: skip
+    return [("Arms: mean and spread over seeds", arm_sections.SEEDS_HEADER, seed_rows),
+            (COMPARE_TITLE, arm_sections.COMPARE_HEADER, compare)]  # fmt: skip
+
+
+COMPARE_TITLE = ("Arms compared against seed variance (Welch's t and a permutation test on per-seed values; McNemar "
+                 "on matched seeds' questions)")  # fmt: skip
+
+
 _STEMS = {"Why": "flags", "Verdict": "baselines", "Flexible accuracy": "generate", "McNemar p": "paired"}
 
 
