@@ -1,4 +1,4 @@
-"""medrlvr's GRPOTrainer (medrlvr.grpo): on a CPU the completion log-probabilities, entropies and their gradients
+"""medrlvr's GRPOTrainer (medrlvr.grpo.loss): on a CPU the completion log-probabilities, entropies and their gradients
 equal TRL's own computation, with and without the prompt's forward pass shared by a group's rollouts."""
 
 import pytest

@@ -6,9 +6,10 @@ import json
 import pytest
 from safetensors.torch import load_file
 
+from medrlvr.grpo import REFLECTION, self_reflection_reward
 from medrlvr.records import Record
 from medrlvr.store import write_jsonl
-from medrlvr.train import REFLECTION, TrainConfig, load_config, self_reflection_reward, train
+from medrlvr.train import TrainConfig, load_config, train
 
 
 @pytest.fixture
@@ -222,3 +223,24 @@ def test_grpo_on_smollm2_then_the_adapter_evaluates(real_data, tmp_path):
     engine = get_engine("transformers", str(out / "adapter"))  # base model loaded under the adapter
     text = engine.generate(["What is 2+2?"], sampling=Sampling(max_new_tokens=8, temperature=0))[0][0]
     assert text.tokens > 0
+
+
+def test_the_completion_log_says_which_step_and_question_each_completion_came_from(tmp_path):
+    from types import SimpleNamespace
+
+    from medrlvr.grpo import CompletionSampler
+
+    sampler = CompletionSampler(tmp_path / "completions.jsonl", per_step=3)
+    columns = dict(id=["q1", "q1", "q2", "q2"], answer=["A", "A", "B", "B"], options=['{"A": "one", "B": "two"}'] * 4)
+    prompts = ["P1", "P1", "P2", "P2"]
+    for step in (0, 1):
+        scores = sampler(["c1", "c2", "c3", "c4"], prompts=prompts, trainer_state=SimpleNamespace(global_step=step),
+                         **columns)  # fmt: skip
+        assert scores == [0.0] * 4  # a zero-weight reward: it only writes
+    rows = [json.loads(line) for line in (tmp_path / "completions.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["call"], r["id"], r["gold"], r["completion"]) for r in rows] == [
+        (1, 1, "q1", "A", "c1"), (1, 1, "q1", "A", "c2"), (1, 1, "q2", "B", "c3"),
+        (2, 2, "q1", "A", "c1"), (2, 2, "q1", "A", "c2"), (2, 2, "q2", "B", "c3"),
+    ]  # fmt: skip
+    assert rows[0]["options"] == {"A": "one", "B": "two"}
+    assert [r.get("prompt") for r in rows] == ["P1", None, "P2", None, None, None]  # each id's prompt once

@@ -8,8 +8,12 @@ questions; TRL's per-device batch counts completions, so it is ``batch_size * nu
 What a user watches, per logging step, in ``metrics.jsonl`` (and TRL's ``report_to``): each reward's mean and
 std, the share of groups whose rewards are all equal (``frac_reward_zero_std``: they give no gradient), completion
 lengths, KL, learning rate, and ``rewards/self_reflection/mean`` -- the share of completions that re-check
-themselves ("wait", "let me re-check"), logged through a zero-weight reward. Sample completions go to
-``completions.jsonl``.
+themselves ("wait", "let me re-check"), logged through a zero-weight reward. Completions go to
+``completions.jsonl`` (the step, the question and the completion: :class:`medrlvr.grpo.CompletionSampler`).
+
+This module holds what every method shares: the config, the dataset, the model, checkpoints and resumption, and
+:func:`run`, the stage. GRPO's own wiring (settings, rewards, rollouts, the loss's speed-up) is :mod:`medrlvr.grpo`;
+``backend: verl`` is :mod:`medrlvr.verl_backend`.
 """
 
 from __future__ import annotations
@@ -20,21 +24,17 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from .config import build
 from .models import checkpoint_dir
 from .prompts import chat_messages, plain_prompt, with_prefill
-from .rewards import REWARDS, completion_text
+from .rewards import REWARDS
 from .store import write_json
 
 log = logging.getLogger(__name__)
 
 ROLLOUT_ENGINES = ("auto", "medrlvr", "trl", "vllm")
-REFLECTION = re.compile(
-    r"(?i)\b(wait|let me (?:re-?check|double[- ]check|verify|reconsider)|on second thought|"
-    r"hmm|i made a mistake|re-?evaluate)\b"
-)
 
 
 @dataclass
@@ -154,154 +154,81 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return build(TrainConfig, data, str(path or "overrides"))
 
 
-def self_reflection_reward(completions, **kwargs) -> list[float]:
-    """1.0 for a completion that re-checks itself ("wait", "let me re-check", ...). Logged with weight 0."""
-    return [1.0 if REFLECTION.search(completion_text(c)) else 0.0 for c in completions]
-
-
-class CompletionSampler:
-    """A zero-weight reward that appends a few completions per generation step to a JSON Lines file."""
-
-    __name__ = "completion_sampler"
-
-    def __init__(self, path: Path, per_step: int):
-        self.path, self.per_step, self.calls = path, per_step, 0
-
-    def __call__(self, completions, answer=None, id=None, **kwargs) -> list[float]:
-        self.calls += 1
-        with open(self.path, "a", encoding="utf-8") as f:
-            for i, c in enumerate(completions[: self.per_step]):
-                f.write(
-                    json.dumps(
-                        {
-                            "call": self.calls,
-                            "id": id[i] if id else None,
-                            "gold": answer[i] if answer else None,
-                            "completion": completion_text(c),
-                        },
-                        ensure_ascii=False,
-                    )
-                    + "\n"
-                )
-        return [0.0] * len(completions)
-
-
 class TrainError(ValueError):
     """Training cannot start or did not train: the message says why, with the sizes or settings involved."""
 
 
-def _uses_chat(tokenizer, config: TrainConfig) -> bool:
-    """``config.chat``, or by default whether the tokenizer has a chat template."""
-    return config.chat if config.chat is not None else bool(getattr(tokenizer, "chat_template", None))
+# --- the stage ------------------------------------------------------------------------------------------------
 
 
-def prompt_text(record, tokenizer, config: TrainConfig) -> str:
-    """The GRPO prompt as the text the model continues: the chat template applied (when the model has one), the
-    prefill appended. Both rollout engines (TRL's generate, medrlvr's) tokenize this same text."""
-    from .engines.hf import render_prompt
+def run(config: TrainConfig, data_dir: str | None = None, model_obj: Any = None, tokenizer: Any = None) -> Path:
+    """Train one policy; returns the output directory (adapter/, merged/ on request, metrics.jsonl,
+    completions.jsonl, checkpoints). Resumes from the last complete checkpoint in the output directory; a finished
+    run with the same settings is not trained again. ``backend: verl`` goes to :mod:`medrlvr.verl_backend` (which
+    reads ``data_dir`` for its validation questions); ``model_obj`` and ``tokenizer``: an already built model."""
+    if config.backend == "verl":  # verl runs its own processes (Ray)
+        from . import verl_backend
 
-    prompt = (
-        chat_messages(record, config.prompt) if _uses_chat(tokenizer, config) else plain_prompt(record, config.prompt)
-    )
-    return render_prompt(tokenizer, with_prefill(prompt, config.prefill))
-
-
-def _dataset(records, tokenizer, config: TrainConfig):
-    from datasets import Dataset
-
-    chat = _uses_chat(tokenizer, config)
-    rows = []
-    for r in records:
-        row = {
-            "id": r.id,
-            "answer": r.answer,
-            "options": json.dumps(dict(r.options), ensure_ascii=False),
-            "subject": r.subject,
-        }
-        if config.method == "grpo":
-            row["prompt"] = prompt_text(r, tokenizer, config)
-        else:  # SFT target: the R1-Zero format with the data's explanation (if any) as the reasoning
-            reasoning = r.explanation or f"The answer is {r.answer}."
-            target = f"<think>{reasoning}</think>\n<answer>{r.answer}</answer>"
-            if chat:
-                row["messages"] = chat_messages(r, config.prompt) + [{"role": "assistant", "content": target}]
-            else:
-                row["prompt"], row["completion"] = plain_prompt(r, config.prompt), " " + target
-        rows.append(row)
-    return Dataset.from_list(rows)
+        return verl_backend.train(config, data_dir=data_dir)
+    out = Path(config.output_dir)
+    records = training_records(config.train_file)
+    _check_size(records, config)
+    if _check_previous(out, config):
+        log.warning("%s: this training already finished; nothing to do", out)
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "train_config.json", asdict(config))
+    trainer = build_trainer(config, records, model_obj, tokenizer)
+    last = last_complete_checkpoint(out)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    if trainer.state.global_step < 1:
+        raise TrainError(f"{out}: training ended after 0 optimizer steps ({len(records)} questions)")
+    _save(trainer, config, out)
+    write_json(out / DONE_FILE, {"global_step": trainer.state.global_step, "questions": len(records)})
+    return out
 
 
-def with_prefill_text(func: Callable[..., list[float]], prefill: str | None) -> Callable[..., list[float]]:
-    """A reward that reads ``prefill + completion``: the prefill is part of the completion the policy is judged on
-    ("<think>" opens the format that format_reward and xml_count_reward check)."""
-    if not prefill:
-        return func
-
-    def wrapped(completions, **kwargs):
-        return func([prefill + completion_text(c) for c in completions], **kwargs)
-
-    wrapped.__name__ = getattr(func, "__name__", "reward")  # TRL logs rewards/<name>/mean
-    wrapped.__doc__ = func.__doc__
-    return wrapped
+train = run  # the name medrlvr's Python API and earlier versions use
 
 
-def _callbacks(out: Path):
-    from transformers import TrainerCallback
+def _save(trainer, config: TrainConfig, out: Path) -> None:
+    """The trained adapter (or model), and on request the merged model that `medrlvr eval` loads directly."""
+    final = out / ("adapter" if config.lora or config.qlora else "model")
+    trainer.save_model(str(final))
+    trainer.processing_class.save_pretrained(str(final))
+    if config.merge and (config.lora or config.qlora):
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(str(out / "merged"), safe_serialization=True)
+        trainer.processing_class.save_pretrained(str(out / "merged"))
 
-    class MetricsToJsonl(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs:
-                with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
-    class MarkCheckpoints(TrainerCallback):
-        """transformers writes a checkpoint's files one by one into its final folder; a kill in the middle leaves a
-        folder that looks like a checkpoint and cannot be resumed. The marker is written after the last file, so
-        only a marked checkpoint is ever resumed (see ``last_complete_checkpoint``)."""
+def training_records(train_file: str | Path) -> list[Any]:
+    """The training questions (a train.jsonl or the selection folder holding one); test-split records are refused:
+    test splits are for evaluation only."""
+    from .data import load_records_file
 
-        def on_save(self, args, state, control, **kwargs):
-            folder = out / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                write_json(folder / CHECKPOINT_MARKER, {"global_step": state.global_step})
+    if not str(train_file):
+        raise TrainError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
+    path = Path(train_file)
+    return load_records_file(path / "train.jsonl" if path.is_dir() else path, pool=True)
 
-    class OneLinePerStep(TrainerCallback):
-        """A short line per logged step instead of transformers' dict of forty metrics."""
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or not state.is_world_process_zero:
-                return
-            parts = [f"[train {out.name}] step {state.global_step}/{state.max_steps}"]
-            if "reward" in logs:
-                parts.append(f"reward {logs['reward']:.3f}")
-                for key, value in logs.items():
-                    name = key.split("/")[1] if key.count("/") == 2 else ""
-                    if key.startswith("rewards/") and key.endswith("/mean") and name != "completion_sampler":
-                        parts.append(f"{name.removesuffix('_reward')} {value:.2f}")
-                if "frac_reward_zero_std" in logs:
-                    parts.append(f"tied groups {logs['frac_reward_zero_std']:.2f}")
-            elif "loss" in logs:
-                parts.append(f"loss {logs['loss']:.4f}")
-            elif "train_runtime" in logs:
-                parts.append(f"done in {logs['train_runtime']:.0f} s")
-            if "step_time" in logs:
-                parts.append(f"{logs['step_time']:.1f} s")
-            print(" | ".join(parts), flush=True)
+def _check_size(records: Sequence[Any], config: TrainConfig) -> None:
+    need = config.batch_size * config.gradient_accumulation_steps
+    if len(records) < need:
+        raise TrainError(
+            f"{config.train_file} has {len(records)} questions; one optimizer step needs batch_size x "
+            f"gradient_accumulation_steps = {config.batch_size} x {config.gradient_accumulation_steps} = {need}"
+        )
 
-    return [MetricsToJsonl(), MarkCheckpoints(), OneLinePerStep()]
 
+# --- checkpoints and resumption -------------------------------------------------------------------------------
 
 CHECKPOINT_MARKER = "medrlvr-complete.json"
 DONE_FILE = "train_done.json"
 # settings that do not change what is trained: a finished run with only these changed is the same run
-COSMETIC = (
-    "output_dir",
-    "logging_steps",
-    "save_steps",
-    "save_total_limit",
-    "report_to",
-    "sample_completions",
-    "merge",
-)
+COSMETIC = ("output_dir", "logging_steps", "save_steps", "save_total_limit", "report_to", "sample_completions",
+            "merge")  # fmt: skip
 
 
 def last_complete_checkpoint(out: Path) -> Path | None:
@@ -350,146 +277,159 @@ def _check_previous(out: Path, config: TrainConfig) -> bool:
     return finished and not changed
 
 
-def training_records(train_file: str | Path) -> list[Any]:
-    """The training questions (a train.jsonl or the selection folder holding one); test-split records are refused:
-    test splits are for evaluation only."""
-    from .data import load_records_file
+def _callbacks(out: Path):
+    from transformers import TrainerCallback
 
-    if not str(train_file):
-        raise TrainError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
-    path = Path(train_file)
-    return load_records_file(path / "train.jsonl" if path.is_dir() else path, pool=True)
+    class MetricsToJsonl(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs:
+                with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
+    class MarkCheckpoints(TrainerCallback):
+        """transformers writes a checkpoint's files one by one into its final folder; a kill in the middle leaves a
+        folder that looks like a checkpoint and cannot be resumed. The marker is written after the last file, so
+        only a marked checkpoint is ever resumed (see ``last_complete_checkpoint``)."""
 
-def _check_size(records: Sequence[Any], config: TrainConfig) -> None:
-    need = config.batch_size * config.gradient_accumulation_steps
-    if len(records) < need:
-        raise TrainError(
-            f"{config.train_file} has {len(records)} questions; one optimizer step needs batch_size x "
-            f"gradient_accumulation_steps = {config.batch_size} x {config.gradient_accumulation_steps} = {need}"
-        )
+        def on_save(self, args, state, control, **kwargs):
+            folder = out / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                write_json(folder / CHECKPOINT_MARKER, {"global_step": state.global_step})
 
+    class OneLinePerStep(TrainerCallback):
+        """A short line per logged step instead of transformers' dict of forty metrics."""
 
-def resolve_rollout_engine(config: TrainConfig, on_gpu: bool) -> str:
-    """``auto`` -> vllm on a GPU with vLLM installed, else medrlvr's engine."""
-    if config.rollout_engine != "auto":
-        return config.rollout_engine
-    if on_gpu:
-        import importlib.util
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero:
+                print(step_line(out.name, state, logs), flush=True)
 
-        if importlib.util.find_spec("vllm") is not None:
-            return "vllm"
-    return "medrlvr"
+    return [MetricsToJsonl(), MarkCheckpoints(), OneLinePerStep()]
 
 
-def grpo_settings(config: TrainConfig, reward_weights: Sequence[float], engine: str) -> dict[str, Any]:
-    """GRPOConfig's arguments that medrlvr sets, every GRPO setting the paper depends on among them (see the
-    TrainConfig comments): none is left to TRL's default of the day."""
-    return dict(
-        per_device_train_batch_size=config.batch_size * config.num_generations,
-        num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        top_k=config.top_k,
-        min_p=None,
-        repetition_penalty=1.0,
-        beta=config.beta,
-        loss_type=config.loss_type,
-        scale_rewards=config.scale_rewards,
-        epsilon=config.epsilon,
-        epsilon_high=config.epsilon_high if config.epsilon_high is not None else config.epsilon,
-        num_iterations=config.num_iterations,
-        mask_truncated_completions=config.mask_truncated_completions,
-        multi_objective_aggregation="sum_then_normalize",
-        importance_sampling_level="token",
-        steps_per_generation=config.gradient_accumulation_steps,
-        reward_weights=list(reward_weights),
-        use_vllm=engine == "vllm",
-        vllm_mode=config.vllm_mode,
-        shuffle_dataset=True,
+def step_line(name: str, state, logs: dict[str, Any]) -> str:
+    """``[train NAME] step 3/10 | reward 1.250 | format 0.50 | ... | 4.1 s``: what a user watches per step."""
+    parts = [f"[train {name}] step {state.global_step}/{state.max_steps}"]
+    if "reward" in logs:
+        parts.append(f"reward {logs['reward']:.3f}")
+        for key, value in logs.items():
+            reward = key.split("/")[1] if key.count("/") == 2 else ""
+            if key.startswith("rewards/") and key.endswith("/mean") and reward != "completion_sampler":
+                parts.append(f"{reward.removesuffix('_reward')} {value:.2f}")
+        if "frac_reward_zero_std" in logs:
+            parts.append(f"tied groups {logs['frac_reward_zero_std']:.2f}")
+    elif "loss" in logs:
+        parts.append(f"loss {logs['loss']:.4f}")
+    elif "train_runtime" in logs:
+        parts.append(f"done in {logs['train_runtime']:.0f} s")
+    if "step_time" in logs:
+        parts.append(f"{logs['step_time']:.1f} s")
+    return " | ".join(parts)
+
+
+# --- the trainer ----------------------------------------------------------------------------------------------
+
+
+def _uses_chat(tokenizer, config: TrainConfig) -> bool:
+    """``config.chat``, or by default whether the tokenizer has a chat template."""
+    return config.chat if config.chat is not None else bool(getattr(tokenizer, "chat_template", None))
+
+
+def prompt_text(record, tokenizer, config: TrainConfig) -> str:
+    """The GRPO prompt as the text the model continues: the chat template applied (when the model has one), the
+    prefill appended. Both rollout engines (TRL's generate, medrlvr's) tokenize this same text."""
+    from .modeling import render_prompt
+
+    prompt = (
+        chat_messages(record, config.prompt) if _uses_chat(tokenizer, config) else plain_prompt(record, config.prompt)
     )
+    return render_prompt(tokenizer, with_prefill(prompt, config.prefill))
 
 
-def train(config: TrainConfig, model_obj: Any = None, tokenizer: Any = None) -> Path:
-    """Train one policy; returns the output directory (adapter/, merged/ on request, metrics.jsonl,
-    completions.jsonl, checkpoints). Resumes from the last complete checkpoint in the output directory; a finished
-    run with the same settings is not trained again."""
-    if config.backend == "verl":  # verl runs its own processes (Ray): medrlvr.verl_backend
-        from . import verl_backend
+def build_dataset(records, tokenizer, config: TrainConfig):
+    """The trainer's dataset: a row per question with the columns rewards read (id, answer, options as JSON,
+    subject) and the prompt (GRPO) or the prompt and target (SFT: the R1-Zero format with the explanation)."""
+    from datasets import Dataset
 
-        return verl_backend.train(config)
-    out = Path(config.output_dir)
-    records = training_records(config.train_file)
-    _check_size(records, config)
-    if _check_previous(out, config):
-        log.warning("%s: this training already finished; nothing to do", out)
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "train_config.json", asdict(config))
-    trainer = build_trainer(config, records, model_obj, tokenizer)
-    last = last_complete_checkpoint(out)
-    trainer.train(resume_from_checkpoint=str(last) if last else None)
-    if trainer.state.global_step < 1:
-        raise TrainError(f"{out}: training ended after 0 optimizer steps ({len(records)} questions)")
-    final = out / ("adapter" if config.lora or config.qlora else "model")
-    trainer.save_model(str(final))
-    trainer.processing_class.save_pretrained(str(final))
-    if config.merge and (config.lora or config.qlora):
-        merged = trainer.model.merge_and_unload()
-        merged.save_pretrained(str(out / "merged"), safe_serialization=True)
-        trainer.processing_class.save_pretrained(str(out / "merged"))
-    write_json(out / DONE_FILE, {"global_step": trainer.state.global_step, "questions": len(records)})
-    return out
+    chat = _uses_chat(tokenizer, config)
+    rows = []
+    for r in records:
+        row = {
+            "id": r.id,
+            "answer": r.answer,
+            "options": json.dumps(dict(r.options), ensure_ascii=False),
+            "subject": r.subject,
+        }
+        if config.method == "grpo":
+            row["prompt"] = prompt_text(r, tokenizer, config)
+        else:  # SFT target: the R1-Zero format with the data's explanation (if any) as the reasoning
+            reasoning = r.explanation or f"The answer is {r.answer}."
+            target = f"<think>{reasoning}</think>\n<answer>{r.answer}</answer>"
+            if chat:
+                row["messages"] = chat_messages(r, config.prompt) + [{"role": "assistant", "content": target}]
+            else:
+                row["prompt"], row["completion"] = plain_prompt(r, config.prompt), " " + target
+        rows.append(row)
+    return Dataset.from_list(rows)
 
 
-def build_trainer(config: TrainConfig, records: Sequence[Any], model_obj: Any = None, tokenizer: Any = None):
-    """TRL's GRPOTrainer (rollouts as ``config.rollout_engine`` says) or SFTTrainer, ready to train."""
+def build_trainer(config: TrainConfig, records: Sequence[Any], model_obj: Any = None, tokenizer: Any = None,
+                  trainer_class: type | None = None):  # fmt: skip
+    """TRL's GRPOTrainer (medrlvr's subclass, :func:`medrlvr.grpo.grpo_trainer`; ``trainer_class``: a subclass of
+    that one) or SFTTrainer, ready to train."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = Path(config.output_dir)
     on_gpu = torch.cuda.is_available()
     if config.bf16 is None:
-        from .engines.hf import cpu_supports_bf16
+        from .modeling import cpu_supports_bf16
 
         use_bf16 = on_gpu or cpu_supports_bf16()
     else:
         use_bf16 = config.bf16
     if model_obj is None:
-        path = checkpoint_dir(config.model)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
-        # bf16 weights on a GPU, and on a CPU with bf16 mixed precision when the weights are frozen (LoRA): the
-        # matmuls run in bf16 either way, and the frozen copy in bf16 halves the model's memory and most of the
-        # activations'. Trained weights (full fine-tuning on a CPU) stay fp32 for the optimizer.
-        frozen = config.lora or config.qlora
-        kwargs: dict[str, Any] = {
-            "dtype": torch.bfloat16 if on_gpu or (use_bf16 and frozen) else torch.float32,
-            "trust_remote_code": config.trust_remote_code,
-        }
-        if config.qlora:
-            from transformers import BitsAndBytesConfig
+        from .modeling import load_for_training
 
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-            )
-        model_obj = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model_obj, tokenizer = load_for_training(
+            checkpoint_dir(config.model), on_gpu=on_gpu, bf16=use_bf16, frozen=config.lora or config.qlora,
+            qlora=config.qlora, trust_remote_code=config.trust_remote_code,
+        )  # fmt: skip
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    peft_config = None
-    if config.lora or config.qlora:
-        from peft import LoraConfig
+    dataset = build_dataset(records, tokenizer, config)
+    common = _common_args(config, on_gpu, use_bf16)
+    callbacks = _callbacks(Path(config.output_dir))
+    if config.method == "grpo":
+        from .grpo import grpo_trainer
 
-        peft_config = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=config.lora_target_modules,
-            task_type="CAUSAL_LM",
+        trainer = grpo_trainer(
+            config, model_obj, tokenizer, dataset, _lora_config(config), common, callbacks, on_gpu, trainer_class
         )
-    dataset = _dataset(records, tokenizer, config)
-    common = dict(
-        output_dir=str(out),
+    else:
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(**{**common, "per_device_train_batch_size": config.batch_size, **config.extra})
+        trainer = SFTTrainer(model=model_obj, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             peft_config=_lora_config(config), callbacks=callbacks)  # fmt: skip
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for noisy in (PrinterCallback, ProgressCallback):  # they print every metric dict; ours prints one line
+        trainer.remove_callback(noisy)
+    return trainer
+
+
+def _lora_config(config: TrainConfig):
+    """PEFT's LoraConfig for LoRA and QLoRA; None for full fine-tuning."""
+    if not (config.lora or config.qlora):
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.lora_target_modules, task_type="CAUSAL_LM")  # fmt: skip
+
+
+def _common_args(config: TrainConfig, on_gpu: bool, use_bf16: bool) -> dict[str, Any]:
+    """The arguments GRPOConfig and SFTConfig share."""
+    return dict(
+        output_dir=str(Path(config.output_dir)),
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -505,77 +445,4 @@ def build_trainer(config: TrainConfig, records: Sequence[Any], model_obj: Any = 
         save_only_model=False,
         gradient_checkpointing=on_gpu if config.gradient_checkpointing is None else config.gradient_checkpointing,
         disable_tqdm=True,  # one line per step instead (see _callbacks)
-    )
-    callbacks = _callbacks(out)
-    if config.method == "grpo":
-        trainer = _grpo_trainer(config, model_obj, tokenizer, dataset, peft_config, common, callbacks, on_gpu, out)
-    else:
-        from trl import SFTConfig, SFTTrainer
-
-        args = SFTConfig(**{**common, "per_device_train_batch_size": config.batch_size, **config.extra})
-        trainer = SFTTrainer(
-            model=model_obj,
-            args=args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=callbacks,
-        )
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    for noisy in (PrinterCallback, ProgressCallback):  # they print every metric dict; ours prints one line
-        trainer.remove_callback(noisy)
-    return trainer
-
-
-def _grpo_trainer(config, model_obj, tokenizer, dataset, peft_config, common, callbacks, on_gpu, out):
-    import os
-
-    from trl import GRPOConfig
-
-    from .grpo import trainer_class
-
-    names = list(config.rewards)
-    scored = [with_prefill_text(REWARDS[n], config.prefill) for n in names]
-    weights = [float(config.rewards[n]) for n in names]
-    funcs = scored + [
-        with_prefill_text(self_reflection_reward, config.prefill),
-        with_prefill_text(CompletionSampler(out / "completions.jsonl", config.sample_completions), config.prefill),
-    ]
-    engine = resolve_rollout_engine(config, on_gpu)
-    grpo = grpo_settings(config, weights + [0.0, 0.0], engine)
-    # `extra`: anything TRL takes, over medrlvr's choices
-    args = GRPOConfig(**{**common, **grpo, **config.extra})
-    rollout_func = None
-    if engine == "medrlvr":
-        from .engines import Sampling
-        from .rollout import Rollouts, Scorer
-
-        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's documented hook
-        rollout_func = Rollouts(
-            sampling=Sampling(
-                max_new_tokens=args.max_completion_length,
-                temperature=args.temperature,
-                top_p=args.top_p,
-                top_k=args.top_k or 0,
-            ),
-            num_generations=args.num_generations,
-            rows={row["prompt"]: dict(row) for row in dataset},
-            dtype=config.rollout_dtype,
-            batch_size=config.rollout_batch_size,
-            dynamic=config.dynamic_sampling,
-            max_resample=config.max_resample,
-            scorer=Scorer(scored, weights),
-            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-            seed=config.seed,
-        )
-    return trainer_class()(
-        model=model_obj,
-        reward_funcs=funcs,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=callbacks,
-        rollout_func=rollout_func,
     )

@@ -4,8 +4,9 @@ Where the time goes on a CPU (SmolLM2-135M, 64 MedQA prompts of about 390 tokens
 a few large matrix products and runs near the machine's GEMM speed, about twice as fast in bf16 as in fp32 on
 CPUs with AVX512-BF16 or AMX. Decoding is many small steps, and transformers' default cache grows by
 ``torch.cat`` every step, re-copying the whole cache: with batch 64 that copy was two thirds of a decode step.
-``GrowingLayer`` below preallocates and writes in place. Prompts are sorted by length before batching so that
-a batch pads little.
+:func:`medrlvr.modeling.growing_cache` preallocates and writes in place, and
+:func:`medrlvr.modeling.decode_attention` reads it without copying. Prompts are sorted by length before batching
+so that a batch pads little.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..modeling import cache_argument, growing_cache, pick_dtype, register_decode_attention, render_prompt
 from ..models import ModelError, checkpoint_dir, resolve
 from . import Completion, Prompt, Sampling, truncate_at_stop
 
@@ -29,185 +31,6 @@ class Rollout:
 
     token_ids: list[int]  # the end-of-sequence token included when the model wrote it
     logprobs: list[float] | None = None  # per token, under the sampling distribution
-
-
-def render_prompt(tokenizer, prompt: Prompt) -> str:
-    """The text a model continues: a plain prompt as is; chat messages through the tokenizer's chat template, with
-    the generation prompt, or continuing a last assistant message (a prefill, see ``prompts.with_prefill``).
-
-    Training (TRL tokenizes prompt text with the tokenizer's special tokens) and the engine read the same text. A
-    template that writes the BOS token itself loses it here when the tokenizer adds one anyway, so that
-    ``tokenizer(text)`` holds it once."""
-    if isinstance(prompt, str):
-        return prompt
-    open_turn = bool(prompt) and prompt[-1].get("role") == "assistant"
-    text = tokenizer.apply_chat_template(
-        prompt, tokenize=False, add_generation_prompt=not open_turn, continue_final_message=open_turn
-    )
-    bos = tokenizer.bos_token
-    if bos and text.startswith(bos) and _adds_bos(tokenizer):
-        text = text[len(bos) :]
-    return text
-
-
-def _adds_bos(tokenizer) -> bool:
-    ids = tokenizer("x")["input_ids"]
-    return bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
-
-
-def cpu_supports_bf16() -> bool:
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def pick_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
-    try:
-        return {
-            "fp32": torch.float32,
-            "float32": torch.float32,
-            "bf16": torch.bfloat16,
-            "bfloat16": torch.bfloat16,
-            "fp16": torch.float16,
-            "float16": torch.float16,
-        }[dtype]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16") from None
-
-
-def _growing_cache(model, capacity: int = 0):
-    """A DynamicCache whose layers preallocate and fill in place instead of concatenating every step; ``capacity``
-    is the length to allocate at once (prompt + new tokens, when known: decode attention reads the whole buffer).
-    Used only for models whose layers all attend fully (sliding-window layers keep transformers' own cache)."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
-    class GrowingLayer(DynamicLayer):
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-                self._k = self._v = None
-                self._n = 0
-            need = self._n + key_states.shape[-2]
-            if self._k is None or need > self._k.shape[-2]:
-                if self._k is None and need <= capacity:
-                    size = capacity
-                else:
-                    size = max(need + 256, 2 * (0 if self._k is None else self._k.shape[-2]))
-                # zeros, not empty: decode attention reads the unfilled tail (masked, but 0 * NaN is NaN)
-                k = key_states.new_zeros(*key_states.shape[:-2], size, key_states.shape[-1])
-                v = value_states.new_zeros(*value_states.shape[:-2], size, value_states.shape[-1])
-                if self._n:
-                    k[..., : self._n, :] = self._k[..., : self._n, :]
-                    v[..., : self._n, :] = self._v[..., : self._n, :]
-                self._k, self._v = k, v
-            self._k[..., self._n : need, :] = key_states
-            self._v[..., self._n : need, :] = value_states
-            self._n = need
-            self.keys, self.values = self._k[..., :need, :], self._v[..., :need, :]
-            return self.keys, self.values
-
-        def reserve(self, key_like, value_like, rows: int, filled: int):
-            """Allocate the buffers for ``rows`` rows whose first ``filled`` positions the caller writes in place
-            (the prefill lays its micro-batches' caches straight into them: no second full-size copy)."""
-            self.lazy_initialization(key_like, value_like)
-            size = max(capacity, filled + 1)
-            self._k = key_like.new_zeros(rows, key_like.shape[1], size, key_like.shape[-1])
-            self._v = value_like.new_zeros(rows, value_like.shape[1], size, value_like.shape[-1])
-            self._n = filled
-            self.keys, self.values = self._k[..., :filled, :], self._v[..., :filled, :]
-
-        def batch_select_indices(self, indices):  # drop finished rows, keeping the spare capacity
-            if self.is_initialized and self._k is not None:
-                self._k, self._v = self._k[indices], self._v[indices]
-                self.keys, self.values = self._k[..., : self._n, :], self._v[..., : self._n, :]
-
-    if not supports_growing_cache(model):
-        return None
-    cache = DynamicCache()
-    cache.layers = [GrowingLayer() for _ in range(model.config.num_hidden_layers)]
-    return cache
-
-
-def decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Attention for one new token per row without copying the cache.
-
-    transformers' SDPA path repeats grouped key/value heads whenever a mask is given (and batches with left
-    padding always have one): for SmolLM2 (9 query heads over 3 key/value heads) that copies the whole cache
-    three times per layer per step. Here the query heads are grouped onto their key/value head instead.
-    Longer queries (prefill) go to SDPA as usual."""
-    import torch
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    if query.shape[2] != 1 or dropout:
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
-        )
-    batch, heads, _, dim = query.shape
-    kv_heads, length = key.shape[1], key.shape[-2]
-    scale = scaling if scaling is not None else dim**-0.5
-    q = query.reshape(batch, kv_heads, heads // kv_heads, dim)
-    # The growing cache hands over views of the filled part of a preallocated buffer. Those views are not
-    # contiguous, and CPU matmuls copy them whole every step; the whole buffer is contiguous, so attend over
-    # it and mask the unfilled tail instead (a little more arithmetic, no copy).
-    capacity = _buffer_length(key)
-    if capacity > length and _buffer_length(value) == capacity:
-        key = key.as_strided((batch, kv_heads, capacity, dim), key.stride())
-        value = value.as_strided((batch, kv_heads, capacity, dim), value.stride())
-    scores = torch.matmul(q, key.transpose(-1, -2)).float() * scale  # batch, kv_heads, group, capacity
-    if attention_mask is not None:
-        mask = attention_mask[:, :, -1:, :length]  # batch, 1, 1, length
-        if mask.dtype == torch.bool:
-            scores[..., :length] = scores[..., :length].masked_fill(~mask, float("-inf"))
-        else:
-            scores[..., :length] += mask.float()
-    if scores.shape[-1] > length:
-        scores[..., length:] = float("-inf")
-    probs = torch.softmax(scores, dim=-1).to(value.dtype)
-    out = torch.matmul(probs, value)  # batch, kv_heads, group, dim
-    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
-
-
-def _buffer_length(view) -> int:
-    """The length of the preallocated buffer behind a growing-cache view (its own length if it is contiguous)."""
-    batch, heads, length, dim = view.shape
-    stride = view.stride()
-    if stride[3] != 1 or stride[2] != dim or stride[1] % dim or stride[0] != heads * stride[1]:
-        return length
-    capacity = stride[1] // dim
-    storage = view.untyped_storage().nbytes() // view.element_size() - view.storage_offset()
-    return capacity if capacity >= length and storage >= batch * heads * capacity * dim else length
-
-
-def register_decode_attention() -> str:
-    from transformers import AttentionInterface
-
-    AttentionInterface.register("medrlvr_decode", decode_attention)
-    try:
-        from transformers import AttentionMaskInterface
-        from transformers.masking_utils import sdpa_mask
-
-        AttentionMaskInterface.register("medrlvr_decode", sdpa_mask)
-    except ImportError:
-        pass
-    return "medrlvr_decode"
-
-
-def supports_growing_cache(model) -> bool:
-    from transformers import DynamicCache
-
-    layer_types = getattr(model.config, "layer_types", None) or []
-    sliding = any(t != "full_attention" for t in layer_types) or getattr(model.config, "sliding_window", None)
-    return not sliding and hasattr(DynamicCache(), "layers")
 
 
 class TransformersEngine:
@@ -304,7 +127,7 @@ class TransformersEngine:
     ) -> list[list[Rollout]]:
         """``n`` continuations of each tokenized prompt, as token ids (the end-of-sequence token included when the
         model wrote it) and, with ``logprobs=True``, each token's log-probability under the sampling distribution
-        (logits / temperature; plain logits when greedy). GRPO rollouts use this (:mod:`medrlvr.rollout`)."""
+        (logits / temperature; plain logits when greedy). GRPO rollouts use this (:mod:`medrlvr.grpo.rollout`)."""
         ids = [list(p) for p in prompt_ids]
         if any(not p for p in ids):
             raise ValueError("an empty prompt has nothing to continue")
@@ -380,10 +203,7 @@ class TransformersEngine:
                     **{self._cache_arg: cache},
                 ).logits[:, -1]
                 next_tokens = sample_next(logits, sampling, generator)
-                if want_logprobs:
-                    scale = sampling.temperature if sampling.temperature > 0 else 1.0
-                    chosen = torch.log_softmax(logits.float() / scale, dim=-1).gather(-1, next_tokens[:, None])
-                    chosen = chosen.squeeze(-1).tolist()
+                chosen = _chosen_logprobs(logits, next_tokens, sampling.temperature) if want_logprobs else None
                 done = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
                 for i, (row, token) in enumerate(zip(rows.tolist(), next_tokens.tolist())):
                     if finished[row]:  # finished earlier, awaiting compaction
@@ -419,7 +239,7 @@ class TransformersEngine:
         rows share (GRPO's group of rollouts, a filter's k samples) is prefilled once and copied to each row."""
         import torch
 
-        cache = _growing_cache(self.model, capacity)
+        cache = growing_cache(self.model, capacity)
         if cache is None or width < 2:
             return None
         rows_of: dict[tuple[int, ...], list[int]] = {}
@@ -431,7 +251,7 @@ class TransformersEngine:
             seqs = [list(key) for key in keys]
             w = max(map(len, seqs))
             ids, mask, positions = self._left_pad(seqs)
-            part = _growing_cache(self.model, w)
+            part = growing_cache(self.model, w)
             self.model(
                 input_ids=ids,
                 attention_mask=mask,
@@ -534,19 +354,6 @@ class TransformersEngine:
             gc.collect()
 
 
-def cache_argument(model) -> str:
-    """The keyword a model's forward takes its KV cache by: ``cache`` (transformers 5.x renamed it and deprecates
-    ``past_key_values``, to be removed in 5.40) or ``past_key_values`` on older versions."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model forwards **kwargs
-    try:
-        parameters = inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
-    return "cache" if "cache" in parameters else "past_key_values"
-
-
 def sample_next(logits, sampling: Sampling, generator):
     """One token per row. Greedy at temperature 0. Otherwise inverse-CDF sampling on the softmax (one uniform
     draw per row), which costs a few milliseconds where ``torch.multinomial`` on a 49k vocabulary and batch 64
@@ -571,6 +378,14 @@ def sample_next(logits, sampling: Sampling, generator):
     if order is not None:
         picked = order.gather(-1, picked)
     return picked.squeeze(-1)
+
+
+def _chosen_logprobs(logits, tokens, temperature: float) -> list[float]:
+    """Each row's log-probability of its chosen token under the sampling distribution (plain logits when greedy)."""
+    import torch
+
+    scale = temperature if temperature > 0 else 1.0
+    return torch.log_softmax(logits.float() / scale, dim=-1).gather(-1, tokens[:, None]).squeeze(-1).tolist()
 
 
 def _as_list(value) -> list:

@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .engines import Sampling
+from ..engines import Sampling
 
 # --- the policy copy that samples ---------------------------------------------------------------------------
 
@@ -170,8 +170,8 @@ class Rollouts:
     """TRL's ``rollout_func``: ``(prompts, trainer) -> {prompt_ids, completion_ids, logprobs, **columns}``.
 
     ``prompts`` arrive as TRL's sampler gives them: each question's prompt ``num_generations`` times in a row.
-    Prompts are text (the chat template already applied, the prefill appended: see :func:`medrlvr.train`), so
-    TRL's tokenization and ours are the same call. ``rows`` maps each prompt text to its dataset row (answer,
+    Prompts are text (the chat template already applied, the prefill appended: :func:`medrlvr.train.prompt_text`),
+    so TRL's tokenization and ours are the same call. ``rows`` maps each prompt text to its dataset row (answer,
     options, id, ...), which dynamic sampling needs to score rollouts and to hand TRL the replacing questions."""
 
     sampling: Sampling
@@ -191,7 +191,8 @@ class Rollouts:
     # -- the copy and the engine --
 
     def _engine(self, trainer):
-        from .engines.hf import TransformersEngine, pick_dtype, register_decode_attention
+        from ..engines.hf import TransformersEngine
+        from ..modeling import pick_dtype, register_decode_attention
 
         policy = trainer.accelerator.unwrap_model(trainer.model)
         if self.model is None:

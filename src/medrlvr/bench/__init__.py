@@ -1,0 +1,18 @@
+"""Throughput and agreement benchmarks (``medrlvr bench ...``), one module each. Speed goals are checked here,
+never by timed unit tests.
+
+- :mod:`.rewards`  -- ms per reward call on adversarial 100 KB completions (``medrlvr bench rewards``)
+- :mod:`.generate` -- engines' tokens/s against transformers' generate (``medrlvr bench generate``)
+- :mod:`.train`    -- seconds per GRPO step, medrlvr's rollouts against TRL's (``medrlvr bench train``)
+- :mod:`.lmeval`   -- agreement with lm-evaluation-harness on MMLU (``medrlvr bench lmeval``)
+"""
+
+from .generate import bench_generate, print_generate
+from .lmeval import bench_lmeval
+from .rewards import ADVERSARIAL_UNITS, bench_rewards, print_rewards
+from .train import bench_train, print_train
+
+__all__ = [
+    "ADVERSARIAL_UNITS", "bench_generate", "bench_lmeval", "bench_rewards", "bench_train", "print_generate",
+    "print_rewards", "print_train",
+]  # fmt: skip

@@ -1,0 +1,261 @@
+"""Model internals that the transformers engine (:mod:`medrlvr.engines.hf`) and GRPO training (:mod:`medrlvr.grpo`)
+share: the prompt text a model continues, the dtype to run in, the keyword a forward takes its KV cache by, a KV
+cache that grows in place, and a decode attention that reads that cache without copying it.
+
+Why a growing cache. Decoding is many small steps, and transformers' default cache grows by ``torch.cat`` every
+step, re-copying the whole cache: with batch 64 that copy was two thirds of a decode step on a CPU (SmolLM2-135M).
+``GrowingLayer`` preallocates and writes in place.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engines import Prompt
+
+
+def render_prompt(tokenizer, prompt: Prompt) -> str:
+    """The text a model continues: a plain prompt as is; chat messages through the tokenizer's chat template, with
+    the generation prompt, or continuing a last assistant message (a prefill, see ``prompts.with_prefill``).
+
+    Training (TRL tokenizes prompt text with the tokenizer's special tokens) and the engine read the same text. A
+    template that writes the BOS token itself loses it here when the tokenizer adds one anyway, so that
+    ``tokenizer(text)`` holds it once."""
+    if isinstance(prompt, str):
+        return prompt
+    open_turn = bool(prompt) and prompt[-1].get("role") == "assistant"
+    text = tokenizer.apply_chat_template(
+        prompt, tokenize=False, add_generation_prompt=not open_turn, continue_final_message=open_turn
+    )
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and _adds_bos(tokenizer):
+        text = text[len(bos) :]
+    return text
+
+
+def _adds_bos(tokenizer) -> bool:
+    ids = tokenizer("x")["input_ids"]
+    return bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
+
+
+# --- dtypes -------------------------------------------------------------------------------------------------
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 (AVX512-BF16 or AMX), where bf16 matmuls run about twice as fast as fp32."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def pick_dtype(dtype: str, device: str):
+    """A torch dtype from its name; ``auto``: bf16 where the hardware has it, else fp16 on a GPU, fp32 on a CPU."""
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    try:
+        return {
+            "fp32": torch.float32,
+            "float32": torch.float32,
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+            "float16": torch.float16,
+        }[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16") from None
+
+
+# --- the KV cache -------------------------------------------------------------------------------------------
+
+
+def cache_argument(model) -> str:
+    """The keyword a model's forward takes its KV cache by: ``cache`` (transformers 5.x renamed it and deprecates
+    ``past_key_values``, to be removed in 5.40) or ``past_key_values`` on older versions."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model forwards **kwargs
+    try:
+        parameters = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def supports_growing_cache(model) -> bool:
+    """True for models whose layers all attend fully (sliding-window layers keep transformers' own cache)."""
+    from transformers import DynamicCache
+
+    layer_types = getattr(model.config, "layer_types", None) or []
+    sliding = any(t != "full_attention" for t in layer_types) or getattr(model.config, "sliding_window", None)
+    return not sliding and hasattr(DynamicCache(), "layers")
+
+
+def growing_cache(model, capacity: int = 0):
+    """A DynamicCache whose layers preallocate and fill in place instead of concatenating every step; ``capacity``
+    is the length to allocate at once (prompt + new tokens, when known: decode attention reads the whole buffer).
+    None for a model that :func:`supports_growing_cache` refuses."""
+    from transformers import DynamicCache
+
+    if not supports_growing_cache(model):
+        return None
+    layer = _growing_layer_class()
+    cache = DynamicCache()
+    cache.layers = [layer(capacity) for _ in range(model.config.num_hidden_layers)]
+    return cache
+
+
+@functools.cache
+def _growing_layer_class():
+    """``GrowingLayer``, built on first use (transformers is imported only when a model runs)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        def __init__(self, capacity: int = 0):
+            super().__init__()
+            self.capacity = capacity
+            self._k = self._v = None
+            self._n = 0
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+                self._k = self._v = None
+                self._n = 0
+            need = self._n + key_states.shape[-2]
+            if self._k is None or need > self._k.shape[-2]:
+                if self._k is None and need <= self.capacity:
+                    size = self.capacity
+                else:
+                    size = max(need + 256, 2 * (0 if self._k is None else self._k.shape[-2]))
+                # zeros, not empty: decode attention reads the unfilled tail (masked, but 0 * NaN is NaN)
+                k = key_states.new_zeros(*key_states.shape[:-2], size, key_states.shape[-1])
+                v = value_states.new_zeros(*value_states.shape[:-2], size, value_states.shape[-1])
+                if self._n:
+                    k[..., : self._n, :] = self._k[..., : self._n, :]
+                    v[..., : self._n, :] = self._v[..., : self._n, :]
+                self._k, self._v = k, v
+            self._k[..., self._n : need, :] = key_states
+            self._v[..., self._n : need, :] = value_states
+            self._n = need
+            self.keys, self.values = self._k[..., :need, :], self._v[..., :need, :]
+            return self.keys, self.values
+
+        def reserve(self, key_like, value_like, rows: int, filled: int):
+            """Allocate the buffers for ``rows`` rows whose first ``filled`` positions the caller writes in place
+            (the prefill lays its micro-batches' caches straight into them: no second full-size copy)."""
+            self.lazy_initialization(key_like, value_like)
+            size = max(self.capacity, filled + 1)
+            self._k = key_like.new_zeros(rows, key_like.shape[1], size, key_like.shape[-1])
+            self._v = value_like.new_zeros(rows, value_like.shape[1], size, value_like.shape[-1])
+            self._n = filled
+            self.keys, self.values = self._k[..., :filled, :], self._v[..., :filled, :]
+
+        def batch_select_indices(self, indices):  # drop finished rows, keeping the spare capacity
+            if self.is_initialized and self._k is not None:
+                self._k, self._v = self._k[indices], self._v[indices]
+                self.keys, self.values = self._k[..., : self._n, :], self._v[..., : self._n, :]
+
+    return GrowingLayer
+
+
+# --- decode attention ---------------------------------------------------------------------------------------
+
+
+def decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention for one new token per row without copying the cache.
+
+    transformers' SDPA path repeats grouped key/value heads whenever a mask is given (and batches with left
+    padding always have one): for SmolLM2 (9 query heads over 3 key/value heads) that copies the whole cache
+    three times per layer per step. Here the query heads are grouped onto their key/value head instead.
+    Longer queries (prefill) go to SDPA as usual."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if query.shape[2] != 1 or dropout:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
+    batch, heads, _, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[-2]
+    scale = scaling if scaling is not None else dim**-0.5
+    q = query.reshape(batch, kv_heads, heads // kv_heads, dim)
+    # The growing cache hands over views of the filled part of a preallocated buffer. Those views are not
+    # contiguous, and CPU matmuls copy them whole every step; the whole buffer is contiguous, so attend over
+    # it and mask the unfilled tail instead (a little more arithmetic, no copy).
+    capacity = _buffer_length(key)
+    if capacity > length and _buffer_length(value) == capacity:
+        key = key.as_strided((batch, kv_heads, capacity, dim), key.stride())
+        value = value.as_strided((batch, kv_heads, capacity, dim), value.stride())
+    scores = torch.matmul(q, key.transpose(-1, -2)).float() * scale  # batch, kv_heads, group, capacity
+    if attention_mask is not None:
+        mask = attention_mask[:, :, -1:, :length]  # batch, 1, 1, length
+        if mask.dtype == torch.bool:
+            scores[..., :length] = scores[..., :length].masked_fill(~mask, float("-inf"))
+        else:
+            scores[..., :length] += mask.float()
+    if scores.shape[-1] > length:
+        scores[..., length:] = float("-inf")
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    out = torch.matmul(probs, value)  # batch, kv_heads, group, dim
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+def _buffer_length(view) -> int:
+    """The length of the preallocated buffer behind a growing-cache view (its own length if it is contiguous)."""
+    batch, heads, length, dim = view.shape
+    stride = view.stride()
+    if stride[3] != 1 or stride[2] != dim or stride[1] % dim or stride[0] != heads * stride[1]:
+        return length
+    capacity = stride[1] // dim
+    storage = view.untyped_storage().nbytes() // view.element_size() - view.storage_offset()
+    return capacity if capacity >= length and storage >= batch * heads * capacity * dim else length
+
+
+def register_decode_attention() -> str:
+    """Register :func:`decode_attention` with transformers; returns the ``attn_implementation`` name to pass."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register("medrlvr_decode", decode_attention)
+    try:
+        from transformers import AttentionMaskInterface
+        from transformers.masking_utils import sdpa_mask
+
+        AttentionMaskInterface.register("medrlvr_decode", sdpa_mask)
+    except ImportError:
+        pass
+    return "medrlvr_decode"
+
+
+# --- loading a model to train -------------------------------------------------------------------------------
+
+
+def load_for_training(path: str, *, on_gpu: bool, bf16: bool, frozen: bool, qlora: bool, trust_remote_code: bool):
+    """The policy to train and its tokenizer from a checkpoint directory (4-bit NF4 weights for QLoRA).
+
+    bf16 weights on a GPU, and on a CPU with bf16 mixed precision when the weights are ``frozen`` (LoRA): the
+    matmuls run in bf16 either way, and the frozen copy in bf16 halves the model's memory and most of the
+    activations'. Trained weights (full fine-tuning on a CPU) stay fp32 for the optimizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    kwargs: dict = {
+        "dtype": torch.bfloat16 if on_gpu or (bf16 and frozen) else torch.float32,
+        "trust_remote_code": trust_remote_code,
+    }
+    if qlora:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs), tokenizer
