@@ -12,7 +12,7 @@ training seed and the step, so a resumed run flips what an uninterrupted one wou
 from __future__ import annotations
 
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 class RandomRewardControl:
