@@ -15,6 +15,7 @@ from medrlvr.extract import (
     extract_answer,
     extract_choice,
     extract_number,
+    spans,
     strip_think,
 )  # fmt: skip
 
@@ -249,6 +250,210 @@ def test_negations_and_hedges_never_pay(text, gold):
     assert extract_answer(text, DRUGS) is None
 
 
+# --- issue 21: the same contract in German, French, Spanish, Italian, Portuguese, Dutch and Chinese ------------
+# Every case here read the other way before issue 21 (a negation the reader could not see paid, a clear answer
+# in another language did not). A policy under GRPO finds whatever pays, in any language.
+
+INTL_PAYS = [
+    # zh: a Latin capital next to Chinese stands alone
+    ("<answer>答案是B</answer>", "B"),
+    ("<answer>选B</answer>", "B"),
+    ("<answer>B项</answer>", "B"),
+    ("<answer>可能是B</answer>", "B"),  # one option with a word of doubt is an answer, as "maybe B" is
+    ("答案是B", "B"),
+    ("答案：B", "B"),
+    ("正确答案是 B", "B"),
+    ("正确答案为（B）", "B"),
+    ("最终答案：B", "B"),
+    ("故选B。", "B"),
+    ("所以答案选B", "B"),
+    ("正确选项是B", "B"),
+    ("答案为B，因为肝素作用于抗凝血酶", "B"),
+    ("答案是B。肝素是正确的。", "B"),
+    # de
+    ("Antwort: B", "B"),
+    ("Die Antwort ist B", "B"),
+    ("Die richtige Antwort ist (B).", "B"),
+    ("Die Antwort lautet: B", "B"),
+    ("Endgültige Antwort: B", "B"),
+    ("Die Antwort ist B, weil Heparin nicht oral wirkt", "B"),
+    # fr
+    ("La réponse est B", "B"),
+    ("La bonne réponse est B.", "B"),
+    ("Réponse : B", "B"),
+    ("La réponse correcte est (B)", "B"),
+    ("Réponse finale : B", "B"),
+    ("La réponse est B parce que A n'est pas indiqué", "B"),
+    # es
+    ("La respuesta es B", "B"),
+    ("La respuesta correcta es B.", "B"),
+    ("Respuesta: B", "B"),
+    ("Respuesta final: B", "B"),
+    ("La respuesta es B porque A no actúa", "B"),
+    # it
+    ("Risposta: B", "B"),
+    ("La risposta è B", "B"),
+    ("La risposta corretta è B", "B"),
+    ("La risposta è B perché A non agisce", "B"),
+    # pt
+    ("Resposta: B", "B"),
+    ("A resposta é B", "B"),
+    ("A resposta correta é B.", "B"),
+    ("Resposta final: B", "B"),
+    # nl
+    ("Antwoord: B", "B"),
+    ("Het antwoord is B", "B"),
+    ("Het juiste antwoord is B", "B"),
+]
+
+
+# Chinese options (CMMLU, MedQA's Chinese sets): an option's text next to Chinese is still the whole text
+ZH = {"A": "阿司匹林", "B": "肝素", "C": "华法林", "D": "氯吡格雷"}
+ZH_PAYS = [("答案是阿司匹林", "A"), ("故选华法林", "C"), ("答案：氯吡格雷", "D")]
+
+
+@pytest.mark.parametrize("text, letter", INTL_PAYS)
+def test_clear_answers_in_other_languages_pay(text, letter):
+    assert extract_answer(text, DRUGS) == letter
+
+
+@pytest.mark.parametrize("text, letter", ZH_PAYS)
+def test_chinese_option_texts_pay(text, letter):
+    assert extract_answer(text, ZH) == letter
+
+
+# (completion, the pattern that decides None): the pattern shows the span was read and refused, not missed
+INTL_NEVER_PAYS = [
+    # de
+    ("<answer>nicht B</answer>", "answer_tag"),
+    ("<answer>kein B</answer>", "answer_tag"),
+    ("<answer>B ist falsch</answer>", "answer_tag"),
+    ("<answer>B ist nicht richtig</answer>", "answer_tag"),
+    ("<answer>alles außer B</answer>", "answer_tag"),
+    ("<answer>B ausgeschlossen</answer>", "answer_tag"),
+    ("<answer>B ist unwahrscheinlich</answer>", "answer_tag"),
+    ("<answer>B oder</answer>", "answer_tag"),
+    ("Die Antwort ist nicht B", "answer_is"),
+    ("Die Antwort ist B oder C", "answer_is"),
+    ("Antwort: B oder", "answer_colon"),
+    ("The answer is B. Oder C.", "answer_is"),
+    ("Answer: B. Vielleicht C.", "answer_colon"),
+    # fr
+    ("<answer>pas B</answer>", "answer_tag"),
+    ("<answer>non B</answer>", "answer_tag"),
+    ("<answer>B est faux</answer>", "answer_tag"),
+    ("<answer>tout sauf B</answer>", "answer_tag"),
+    ("<answer>ce n'est pas B</answer>", "answer_tag"),
+    ("<answer>B est exclu</answer>", "answer_tag"),
+    ("<answer>B ou</answer>", "answer_tag"),
+    ("Réponse : pas B", "answer_colon"),
+    ("La réponse est B ou C", "answer_is"),
+    ("The answer is B. Ou C.", "answer_is"),
+    # es
+    ("<answer>nunca B</answer>", "answer_tag"),
+    ("<answer>B es falsa</answer>", "answer_tag"),
+    ("<answer>todas menos B</answer>", "answer_tag"),
+    ("<answer>excepto B</answer>", "answer_tag"),
+    ("<answer>descartar B</answer>", "answer_tag"),
+    ("<answer>B o</answer>", "answer_tag"),
+    ("La respuesta es B o C", "answer_is"),
+    ("Respuesta: B o tal vez C", "answer_colon"),
+    ("The answer is B. O C.", "answer_is"),
+    # it
+    ("<answer>non è B</answer>", "answer_tag"),
+    ("<answer>B è sbagliata</answer>", "answer_tag"),
+    ("<answer>tranne B</answer>", "answer_tag"),
+    ("<answer>B è errata</answer>", "answer_tag"),
+    ("<answer>B oppure</answer>", "answer_tag"),
+    ("La risposta è B oppure C", "answer_is"),
+    ("Risposta: B o forse C", "answer_colon"),
+    # pt
+    ("<answer>não B</answer>", "answer_tag"),
+    ("<answer>B está errada</answer>", "answer_tag"),
+    ("<answer>exceto B</answer>", "answer_tag"),
+    ("<answer>B é falsa</answer>", "answer_tag"),
+    ("<answer>B é incorreta</answer>", "answer_tag"),
+    ("A resposta é B ou C", "answer_is"),
+    ("Resposta: B ou talvez C", "answer_colon"),
+    # nl
+    ("<answer>niet B</answer>", "answer_tag"),
+    ("<answer>geen B</answer>", "answer_tag"),
+    ("<answer>B is fout</answer>", "answer_tag"),
+    ("<answer>behalve B</answer>", "answer_tag"),
+    ("<answer>B is onjuist</answer>", "answer_tag"),
+    ("Het antwoord is B of C", "answer_is"),
+    # zh
+    ("<answer>不是 B</answer>", "answer_tag"),
+    ("<answer>B 不对</answer>", "answer_tag"),
+    ("<answer>B 不正确</answer>", "answer_tag"),
+    ("<answer>B 是错的</answer>", "answer_tag"),
+    ("<answer>排除 B</answer>", "answer_tag"),
+    ("<answer>除了 B</answer>", "answer_tag"),
+    ("<answer>并非 B</answer>", "answer_tag"),
+    ("<answer>B 或</answer>", "answer_tag"),
+    ("<answer>B 或C</answer>", "answer_tag"),
+    ("<answer>B或 C</answer>", "answer_tag"),
+    ("<answer>B 和C</answer>", "answer_tag"),
+    ("\\boxed{B 不对}", "boxed"),
+    ("答案是B或C", "answer_is"),
+    ("答案：不是B", "answer_colon"),
+    ("答案是B。A是错的", "answer_is"),
+    ("答案是B。或者C", "answer_is"),
+    ("正确答案是 B 或 C", "answer_is"),
+    ("故选B或C", "answer_is"),
+    # strike-outs
+    ("<answer>~~B~~</answer>", "answer_tag"),
+    ("<answer><s>B</s></answer>", "answer_tag"),
+    ("<answer><del>B</del></answer>", "answer_tag"),
+    ("<answer><strike>B</strike></answer>", "answer_tag"),
+    ("\\boxed{\\sout{\\text{B}}}", "boxed"),
+    ("<answer>B\u0336</answer>", "answer_tag"),
+    ("\\boxed{\\cancel{\\text{B}}}", "boxed"),
+    ("The answer is ~~B~~", "answer_is"),
+    # several answers, across languages
+    ("Answer: B\nAntwort: C", "answer_colon"),
+    ("The answer is B. La réponse est C.", "answer_is"),
+    ("答案是B。The answer is C.", "answer_is"),
+    ("Die Antwort ist B. Die Antwort ist C.", "answer_is"),
+]
+
+
+@pytest.mark.parametrize("text, pattern", INTL_NEVER_PAYS)
+def test_negations_and_hedges_in_other_languages_never_pay(text, pattern):
+    assert extract_choice(text, DRUGS) == (None, pattern)
+    assert extract_answer(text, DRUGS) is None
+
+
+# Guards: these already read right before issue 21 (often because the letter next to Chinese went unseen) and must
+# keep reading right now that it is seen, and now that "non", 不, 非, 除 and "</s>" mean something.
+ISSUE_21_GUARDS = [
+    ("<answer>B oder C</answer>", None),
+    ("<answer>B ou C</answer>", None),
+    ("<answer>B o C</answer>", None),
+    ("<answer>B或C</answer>", None),
+    ("<answer>不是B</answer>", None),
+    ("<answer>B不对</answer>", None),
+    ("<answer>可能是B或C</answer>", None),
+    ("不应选B", None),
+    ("答案不是B", None),
+    ("<answer>\\sout{B}</answer>", None),
+    ("<answer>~~A~~ B</answer>", None),  # a struck option is a negation in the span, as "not A, B" is
+    # medical terms that negate nothing: unstable, non-Hodgkin, differential diagnosis, resection
+    ("答案是B（不稳定型心绞痛）", "B"),
+    ("答案是B，非霍奇金淋巴瘤", "B"),
+    ("答案是B，需要鉴别诊断", "B"),
+    ("答案是B：手术切除", "B"),
+    ("The answer is B (non-Hodgkin lymphoma)", "B"),
+    ("The answer is B</s>", "B"),  # an end-of-sequence token left in the text is not a strike-out
+    ("<answer>B</answer></s>", "B"),
+]
+
+
+@pytest.mark.parametrize("text, letter", ISSUE_21_GUARDS)
+def test_issue_21_guards(text, letter):
+    assert extract_answer(text, DRUGS) == letter
+
+
 def test_tables_are_big_enough():
     """Issue 14 asks for at least 60 cases of each kind."""
     assert len(PAYS) >= 60 and len(NEVER_PAYS) >= 60
@@ -359,8 +564,8 @@ class CountingPattern:
 def test_box_scan_reads_each_character_once(unit, monkeypatch):
     """Repeated ``\\boxed `` with no brace was quadratic: each box searched for both commands to the end of the
     text. Now one search finds the next box that opens a brace, and no character is searched twice."""
-    spy = CountingPattern(extract._BOX_OPEN)
-    monkeypatch.setattr(extract, "_BOX_OPEN", spy)
+    spy = CountingPattern(spans._BOX_OPEN)
+    monkeypatch.setattr(spans, "_BOX_OPEN", spy)
     text = unit * (100_000 // len(unit))
     blocks = extract.boxed_blocks(text)
     assert len(blocks) <= MAX_MATCHES + 1
@@ -429,6 +634,10 @@ def test_400kb_adversarial_inputs_finish():
     outcome, and counts no time."""
     units = ["\\boxed ", "\\fbox ", "\\boxed{", "\\boxed{{", "<answer>", "<think>", "the answer is ", "{", "Ｂ "]
     units += ["Answer: A or ", "Answer: not A\n", "#### 1,", "<answer>A</answer>", "\\boxed{A} ", "A or C ", "7 or "]
+    # issue 21: cues, negations, joiners and strike-outs of the other languages
+    units += ["Die Antwort ist ", "La réponse est ", "Antwort: B oder ", "答案是", "答案：B或", "故选"]
+    units += ["不是B ", "B 或 "]
+    units += ["~~", "<s>", "<s>B", "\\sout{", "答案是B。", "B\u0336 ", "选B", "不应选B "]
     for unit in units:
         text = unit * (400_000 // len(unit))
         assert extract_choice(text, DRUGS).answer is None, unit

@@ -58,6 +58,72 @@ def test_issue_14_letters(text, gold, score):
     assert compute_score("medqa", text, gold, {"options": DRUGS}) == score
 
 
+ISSUE_21 = [
+    # (completion, gold, score): each of these scored the other way before issue 21
+    ("<answer>nicht B</answer>", "B", 0.0),
+    ("<answer>kein B</answer>", "B", 0.0),
+    ("<answer>pas B</answer>", "B", 0.0),
+    ("<answer>non B</answer>", "B", 0.0),
+    ("<answer>~~B~~</answer>", "B", 0.0),
+    ("<answer><del>B</del></answer>", "B", 0.0),
+    ("<answer>不是 B</answer>", "B", 0.0),
+    ("<answer>B 不对</answer>", "B", 0.0),
+    ("<answer>B 或C</answer>", "B", 0.0),
+    ("<answer>B oder</answer>", "B", 0.0),
+    ("The answer is B. Oder C.", "B", 0.0),
+    ("<answer>答案是B</answer>", "B", 1.0),
+    ("答案：B", "B", 1.0),
+    ("Die Antwort ist B", "B", 1.0),
+    ("La respuesta es B porque A no actúa", "B", 1.0),
+]
+
+
+@pytest.mark.parametrize("text, gold, score", ISSUE_21)
+def test_issue_21_languages_and_strike_outs(text, gold, score):
+    assert accuracy_reward([text], answer=[gold], options=[DRUGS]) == [score]
+    assert compute_score("cmmlu", text, gold, {"options": DRUGS}) == score
+
+
+def test_rows_without_a_gold_answer_cannot_be_scored():
+    """None, not 0.0: TRL turns None into NaN and leaves it out of the sum (``nansum``), so a row with no gold
+    answer neither rewards nor punishes. verl wants a float: compute_score gives 0.0."""
+    done = "<answer>B</answer>"
+    assert accuracy_reward([done] * 5, answer=["B", None, "", "  ", float("nan")]) == [1.0, None, None, None, None]
+    assert accuracy_reward([done], options=[OPTS]) == [None]  # no answer column at all
+    assert accuracy_reward([done, done], answer=["B"]) == [1.0, None]  # a column shorter than the batch
+    assert compute_score("medqa", done, None) == 0.0 and type(compute_score("medqa", done, "")) is float
+    assert format_reward([done, None]) == [0.0, 0.0] and xml_count_reward([None]) == [0.0]  # these always score
+
+
+def test_an_error_inside_a_reward_propagates(monkeypatch):
+    """A reward that fails is a bug to see, not a 0.0 for the policy to learn from."""
+    from medrlvr import rewards
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("extractor bug")
+
+    monkeypatch.setattr(rewards, "extract_answer", broken)
+    with pytest.raises(RuntimeError, match="extractor bug"):
+        accuracy_reward(["<answer>B</answer>"], answer=["B"], options=[OPTS])
+    with pytest.raises(RuntimeError, match="extractor bug"):
+        compute_score("medqa", "<answer>B</answer>", "B", {"options": OPTS})
+
+
+def test_inputs_are_normalised():
+    """What datasets and chat templates hand over: numpy scalars and arrays, content parts, bytes options."""
+    np = pytest.importorskip("numpy")
+    assert accuracy_reward(["#### 72", "<answer>B</answer>"], answer=[np.int64(72), np.str_("B")]) == [1.0, 1.0]
+    assert accuracy_reward(["<answer>Heparin</answer>"], answer=["B"], options=[np.array(DRUGS_LIST)]) == [1.0]
+    assert accuracy_reward(["<answer>Heparin</answer>"], answer=["B"], options=[b'["x", "Heparin"]']) == [1.0]
+    parts = [{"role": "assistant", "content": [{"type": "text", "text": "<answer>B</answer>"}]}]
+    assert accuracy_reward([parts], answer=["B"], options=[OPTS]) == [1.0]
+    assert len(accuracy_reward(np.array("<answer>B</answer>"), answer=["B"])) == 1  # a 0-d array: one completion
+    assert accuracy_reward(["<answer>B</answer>"], answer=["B"], options=["[" * 100_000]) == [1.0]  # not options
+
+
+DRUGS_LIST = list(DRUGS.values())
+
+
 @pytest.mark.parametrize("fmt", ["<answer>{}</answer>", "#### {}", "\\boxed{{{}}}", "The answer is {}.", "{}"])
 @pytest.mark.parametrize("span, gold", [("18/19", "19"), ("18/19", "18"), ("18, 19", "19"), ("not 18", "18")])
 def test_issue_14_numbers(fmt, span, gold):
@@ -152,10 +218,15 @@ WEIRD = [
 @pytest.mark.parametrize("completion", WEIRD, ids=range(len(WEIRD)))
 @pytest.mark.parametrize("gold", ["B", "18", None, b"B", Unprintable()], ids=range(5))
 def test_rewards_never_raise_on_odd_inputs(completion, gold):
+    """Odd inputs score, without raising; a row whose gold answer is not text cannot be scored: None."""
+    unscorable = gold is None or isinstance(gold, Unprintable)
     for reward in (accuracy_reward, format_reward, xml_count_reward):
         for options in ([OPTS], None, ["not a dict"], [{"A": Unprintable()}]):
             scores = reward([completion], answer=[gold], options=options)
-            assert len(scores) == 1 and all(type(x) is float and 0.0 <= x <= 1.0 for x in scores)
+            if reward is accuracy_reward and unscorable:
+                assert scores == [None]
+            else:
+                assert len(scores) == 1 and all(type(x) is float and 0.0 <= x <= 1.0 for x in scores)
     assert compute_score("x", completion, gold, {"options": OPTS}) in (0.0, 1.0)
 
 
@@ -216,8 +287,12 @@ ANY_OPTIONS = st.one_of(
 def test_rewards_never_raise_and_stay_in_range(completion, gold, options):
     for reward in (accuracy_reward, format_reward, xml_count_reward):
         scores = reward([completion], answer=[gold], options=[options])
-        assert len(scores) == 1 and 0.0 <= scores[0] <= 1.0
-    assert compute_score("x", completion, gold, {"options": options}) in (0.0, 1.0)
+        assert len(scores) == 1
+        if scores[0] is None:  # cannot score: only the accuracy reward, only for a row without a gold answer
+            assert reward is accuracy_reward and not (isinstance(gold, (str, int)) and str(gold).strip())
+        else:
+            assert 0.0 <= scores[0] <= 1.0
+    assert type(compute_score("x", completion, gold, {"options": options})) is float
 
 
 @settings(max_examples=400, deadline=None)
@@ -287,3 +362,26 @@ def test_400kb_adversarial_completion_reads_few_spans(name, monkeypatch):
         assert reward([text], answer=["B"], options=[OPTS]) in ([0.0], [0.25], [0.5], [0.75], [1.0])
     assert accuracy_reward([text], answer=["18"]) in ([0.0], [1.0])
     assert calls["choice"] <= extract.MAX_MATCHES and calls["number"] <= extract.MAX_MATCHES
+
+
+# Adversarial units in the languages of issue 21: cues, joiners, negations and strike-outs, repeated
+INTL_UNITS = [
+    "Die Antwort ist ", "La réponse est B ou ", "Antwort: B oder\n", "答案是", "答案：B或", "故选", "不是B ", "~~", "<s>",
+    "<del>", "\\sout{", "答案是B。", "B\u0336 ", "<answer>B 不对</answer>", "Risposta: ",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("unit", INTL_UNITS)
+def test_400kb_adversarial_completion_in_other_languages_reads_few_spans(unit, monkeypatch):
+    """The same structural bound as above, for the cues and rules added for other languages."""
+    text = unit * (400_000 // len(unit))
+    calls = {"choice": 0}
+    real_choice = extract.resolve_choice
+
+    def choice(span, options, line=False):
+        calls["choice"] += 1
+        return real_choice(span, options, line)
+
+    monkeypatch.setattr(extract, "resolve_choice", choice)
+    assert accuracy_reward([text], answer=["B"], options=[DRUGS]) == [0.0]
+    assert calls["choice"] <= extract.MAX_MATCHES

@@ -16,7 +16,8 @@ from .records import Record
 from .report import report
 from .rewards import accuracy_reward, compute_score, format_reward, xml_count_reward
 from .select import SelectConfig, select
-from .study import load_recipe, run_study
+from .recipe import load_recipe
+from .study import run_study
 from .train import TrainConfig, train
 
 __version__ = "0.1.0"

@@ -7,8 +7,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .data import BENCHMARKS, SUBJECT2CATEGORY, DataError, benchmark_files, load_benchmark, resolve_data_dir
-from .models import ModelError
+from .cliargs import add_settings, config_from, data_dir, data_dir_parent
+from .data import BENCHMARKS, SUBJECT2CATEGORY, benchmark_files, load_benchmark, resolve_data_dir
+from .errors import UserError
 from .prompts import render_question
 
 
@@ -87,7 +88,6 @@ def _pool_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pool", default="medmcqa:dev", help="NAME[:SPLIT] or a JSONL of records (never a test split)"
     )
-    parser.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     parser.add_argument("--run-dir", default="runs/default", help="filter/MODEL and select/STRATEGY go under it")
     parser.add_argument(
         "--limit", type=_positive, help="first N questions of the pool, in pool order (the same for both)"
@@ -95,19 +95,27 @@ def _pool_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .evaluate import EvalConfig
+    from .filter import FilterConfig
+    from .select import SelectConfig
+    from .train import TrainConfig
+
     parser = _Parser(prog="medrlvr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    data = data_dir_parent()
 
-    data = commands.add_parser("data", help="the benchmarks medrlvr knows and what the data directory holds")
-    data_commands = data.add_subparsers(dest="data_command", required=True)
-    listing = data_commands.add_parser("list", help="known benchmarks and which splits the data directory has")
-    listing.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
+    data_cmd = commands.add_parser("data", help="the benchmarks medrlvr knows and what the data directory holds")
+    data_commands = data_cmd.add_subparsers(dest="data_command", required=True)
+    listing = data_commands.add_parser(
+        "list", parents=[data], help="known benchmarks and which splits the data directory has"
+    )
     listing.set_defaults(func=_data_list)
-    show = data_commands.add_parser("show", help="counts by split and subject, answer letters, one sample")
+    show = data_commands.add_parser(
+        "show", parents=[data], help="counts by split and subject, answer letters, one sample"
+    )
     show.add_argument("name", choices=list(BENCHMARKS))
     show.add_argument("--split", default="test")
     show.add_argument("--subjects", help="subject or group names, comma-separated (e.g. medical)")
-    show.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     show.add_argument("--index", type=int, default=0, help="which question to render as the sample")
     show.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="what a malformed row does")
     show.set_defaults(func=_data_show)
@@ -116,89 +124,59 @@ def build_parser() -> argparse.ArgumentParser:
     rewards = bench_commands.add_parser("rewards", help="time to score 100 KB adversarial completions")
     rewards.add_argument("--size", type=int, default=100_000, help="characters per completion")
     rewards.set_defaults(func=_bench_rewards)
-    generate = bench_commands.add_parser("generate", help="tokens/s of each engine against a naive baseline")
+    generate = bench_commands.add_parser(
+        "generate", parents=[data], help="tokens/s of each engine against a naive baseline"
+    )
     generate.add_argument("--model", default="smollm2-135m-instruct")
-    generate.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     generate.add_argument("--prompts", type=int, default=64, help="MedQA test questions to use")
     generate.add_argument("--max-new-tokens", type=int, default=128)
     generate.add_argument("--engines", default="transformers,llamacpp", help="comma-separated")
     generate.set_defaults(func=_bench_generate)
     train_bench = bench_commands.add_parser(
-        "train", help="seconds per GRPO step: TRL's own generation against medrlvr's rollouts, same settings"
+        "train",
+        parents=[data],
+        help="seconds per GRPO step: TRL's own generation against medrlvr's rollouts, same settings",
     )
     train_bench.add_argument("--recipe", default="recipes/demo-cpu.yaml", help="the train settings to use")
     train_bench.add_argument("overrides", nargs="*", help="section.key=value over the recipe, e.g. train.model=M")
-    train_bench.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     train_bench.add_argument("--steps", type=int, default=4, help="GRPO steps per row (the first is warm-up)")
     train_bench.add_argument("--json", help="also write the measurements to this file")
     train_bench.set_defaults(func=_bench_train)
     lmeval = bench_commands.add_parser(
-        "lmeval", help="loglik accuracy against lm-evaluation-harness (pip install lm-eval)"
+        "lmeval", parents=[data], help="loglik accuracy against lm-evaluation-harness (pip install lm-eval)"
     )
     lmeval.add_argument("--model", default="smollm2-135m-instruct")
-    lmeval.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     lmeval.add_argument("--subjects", default="medical", help="MMLU subjects or a group")
     lmeval.add_argument("--out", default="runs/lmeval")
     lmeval.set_defaults(func=_bench_lmeval)
 
-    flt = commands.add_parser("filter", help="label a candidate pool easy/hard with a filter model (Fig. 1 prompt)")
-    flt.add_argument(
-        "--model", required=True, help="packaged name, .gguf file, checkpoint dir, hub id, or served name"
+    flt = commands.add_parser(
+        "filter", parents=[data], help="label a candidate pool easy/hard with a filter model (Fig. 1 prompt)"
     )
-    flt.add_argument("--engine", default="transformers", choices=["transformers", "llamacpp", "openai"])
     flt.add_argument("--base-url", help="openai engine: the server's /v1 URL")
     _pool_arguments(flt)
-    flt.add_argument("--k", type=int, default=1, help="samples per question")
-    flt.add_argument("--temperature", type=float, default=0.0)
-    flt.add_argument("--max-new-tokens", type=int, default=256)
-    flt.add_argument(
-        "--easy-min-pass-rate", type=float, default=1.0, help="easy iff this share of the k samples is right"
-    )
-    flt.add_argument("--chunk-size", type=_positive, default=64, help="questions written to the store at once")
-    flt.add_argument("--seed", type=int, default=0)
+    add_settings(flt, FilterConfig, group="filter settings")
     flt.set_defaults(func=_filter)
 
-    sel = commands.add_parser("select", help="choose the training set from the pool and the filter labels")
-    sel.add_argument("--strategy", default="ratio", choices=["random", "ratio", "band"])
+    sel = commands.add_parser(
+        "select", parents=[data], help="choose the training set from the pool and the filter labels"
+    )
     sel.add_argument("--filter-model", help="whose labels (the --model given to filter); not needed for random")
     _pool_arguments(sel)
-    sel.add_argument("--n", type=int, default=500, help="random, band: how many")
-    sel.add_argument("--hard", type=int, default=400)
-    sel.add_argument("--easy", type=int, default=100)
-    sel.add_argument("--lo", type=float, default=0.0, help="band: lowest pass rate, inclusive")
-    sel.add_argument("--hi", type=float, default=1.0, help="band: highest pass rate, inclusive")
-    sel.add_argument("--stratify", action="store_true", help="draw in proportion to subjects")
-    sel.add_argument("--allow-short", action="store_true", help="take what there is when the pool is short")
-    sel.add_argument(
-        "--decontaminate", default="", help="eval sets to drop 8-gram overlaps with, e.g. medqa,mmlu:medical"
-    )
     sel.add_argument("--parquet", action="store_true", help="also write train.parquet in verl's format")
     sel.add_argument("--name", help="output folder name under RUN_DIR/select (default: the strategy)")
-    sel.add_argument("--seed", type=int, default=0)
+    add_settings(sel, SelectConfig, group="select settings")
     sel.set_defaults(func=_select)
 
-    ev = commands.add_parser("eval", help="evaluate a model on benchmarks (loglik or generate), resumable")
-    ev.add_argument("--model", required=True, help="model reference; a LoRA adapter directory loads its base under it")
-    ev.add_argument("--engine", default="transformers", choices=["transformers", "llamacpp", "openai"])
+    ev = commands.add_parser(
+        "eval", parents=[data], help="evaluate a model on benchmarks (loglik or generate), resumable"
+    )
     ev.add_argument("--base-url", help="openai engine: the server's /v1 URL")
     ev.add_argument(
         "--benchmarks", default="mmlu:medical", help="comma-separated NAME[:SUBJECTS], e.g. mmlu:medical,medqa"
     )
-    ev.add_argument("--mode", default="loglik", choices=["loglik", "generate"])
-    ev.add_argument("--prompt", default="r1_zero", choices=["r1_zero", "filter"], help="generate mode")
-    ev.add_argument("--prefill", help='generate mode: text the answer starts with, as in training (e.g. "<think>")')
-    ev.add_argument("--max-new-tokens", type=int, default=512)
-    ev.add_argument("--num-fewshot", type=int, default=0, help="loglik: examples from the dev split")
-    ev.add_argument("--limit", type=_positive, help="a seeded subsample of N questions per benchmark (default: all)")
-    ev.add_argument(
-        "--chunk-size",
-        type=_positive,
-        help="questions per engine call and per write to predictions.jsonl; a kill loses at most one chunk "
-        "(default: 16 in generate mode, 64 in loglik mode)",
-    )
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--data-dir")
     ev.add_argument("--run-dir", default="runs/default", help="results go to RUN_DIR/eval/MODEL/BENCHMARK")
+    add_settings(ev, EvalConfig, group="eval settings")
     ev.set_defaults(func=_eval)
 
     cmp_ = commands.add_parser("compare", help="exact McNemar test: two models' predictions on the same questions")
@@ -211,14 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="report folder (default: RUN_DIR/report)")
     rep.set_defaults(func=_report)
 
-    trn = commands.add_parser("train", help="GRPO (default) or SFT with LoRA on a selected training set (TRL + PEFT)")
+    trn = commands.add_parser(
+        "train", parents=[data], help="GRPO (default) or SFT with LoRA on a selected training set (TRL + PEFT)"
+    )
     trn.add_argument("--config", help="recipe YAML (its `train:` section, or top-level keys)")
     trn.add_argument("overrides", nargs="*", help="key=value settings over the recipe, e.g. max_steps=20 lora_r=8")
-    trn.add_argument("--backend", choices=["trl", "verl"], help="trl (default) or verl (PPO/GRPO/DAPO on GPUs, Ray)")
+    add_settings(trn, TrainConfig, group="train settings (flags override the config file and key=value)")
     trn.set_defaults(func=_train)
 
     run = commands.add_parser(
         "run",
+        parents=[data],
         help="a whole study from one recipe: filter, select, train, eval, report (skips what is done)",
         description="Run a study from one recipe. A recipe's `serve` and `train.launch` run programs: --plan lists "
         "them, and they run only with --allow-commands or after you confirm them at a terminal (remembered by the "
@@ -228,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("recipe", help="recipe YAML, e.g. recipes/demo-cpu.yaml")
     run.add_argument("overrides", nargs="*", help="section.key=value over the recipe, e.g. eval.limit=50")
-    run.add_argument("--data-dir", help="folder of benchmark folders (default: $MEDRLVR_DATA_DIR)")
     run.add_argument("--run-dir", help="default: the recipe's run_dir, else runs/NAME")
     run.add_argument(
         "--plan", action="store_true", help="check the recipe, list its stages and the commands it runs; run nothing"
@@ -251,7 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _engine_options(args: argparse.Namespace) -> dict:
-    return {"base_url": args.base_url} if args.engine == "openai" and args.base_url else {}
+    """--engine-options, with --base-url (the openai engine's server) added."""
+    options = dict(getattr(args, "engine_options", {}) or {})
+    if getattr(args, "engine", None) == "openai" and args.base_url:
+        options["base_url"] = args.base_url
+    return options
 
 
 def _pool(args: argparse.Namespace):
@@ -267,18 +251,8 @@ def _filter(args: argparse.Namespace) -> None:
     from .filter import FilterConfig, filter_pool
     from .models import slug
 
-    config = FilterConfig(
-        model=args.model,
-        engine=args.engine,
-        engine_options=_engine_options(args),
-        k=args.k,
-        temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens,
-        easy_min_pass_rate=args.easy_min_pass_rate,
-        chunk_size=args.chunk_size,
-        seed=args.seed,
-    )
-    out = filter_pool(_pool(args), config, Path(args.run_dir) / "filter" / slug(args.model))
+    config = config_from(args, FilterConfig, "filter", engine_options=_engine_options(args))
+    out = filter_pool(_pool(args), config, Path(args.run_dir) / "filter" / slug(config.model))
     print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
     print(f"labels: {out / 'labels.jsonl'}")
 
@@ -286,44 +260,18 @@ def _filter(args: argparse.Namespace) -> None:
 def _select(args: argparse.Namespace) -> None:
     import json
 
-    from .data import load_eval_spec
-    from .decontam import decontaminate
     from .filter import load_labels
     from .models import slug
-    from .select import SelectConfig, select, write_selection
+    from .select import SelectConfig, run_selection
 
-    specs = [s.strip() for s in args.decontaminate.split(",") if s.strip()]
-    config = SelectConfig(
-        strategy=args.strategy,
-        n=args.n,
-        hard=args.hard,
-        easy=args.easy,
-        lo=args.lo,
-        hi=args.hi,
-        stratify=args.stratify,
-        allow_short=args.allow_short,
-        seed=args.seed,
-        decontaminate=specs,
-    )
-    pool = _pool(args)
-    dropped: list = []
-    if specs:
-        evals = [r for spec in specs for r in load_eval_spec(spec, args.data_dir)]
-        pool, dropped = decontaminate(pool, evals)
+    config = config_from(args, SelectConfig, "select")
     labels = None
-    if args.strategy != "random" or args.filter_model:
+    if config.strategy != "random" or args.filter_model:
         if not args.filter_model:
-            raise ValueError(f"--strategy {args.strategy} needs --filter-model (whose labels to use)")
+            raise UserError(f"--strategy {config.strategy} needs --filter-model (whose labels to use)")
         labels = load_labels(Path(args.run_dir) / "filter" / slug(args.filter_model))
-    chosen = select(pool, labels, config)
-    out = write_selection(
-        chosen,
-        labels,
-        dropped,
-        config,
-        Path(args.run_dir) / "select" / (args.name or args.strategy),
-        parquet=args.parquet,
-    )
+    out = Path(args.run_dir) / "select" / (args.name or config.strategy)
+    out = run_selection(_pool(args), labels, config, out, data_dir=args.data_dir, parquet=args.parquet)
     print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
     print(f"training set: {out / 'train.jsonl'}")
 
@@ -333,25 +281,13 @@ def _eval(args: argparse.Namespace) -> None:
     from .evaluate import EvalConfig, eval_dir, evaluate
     from .models import slug
 
-    config = EvalConfig(
-        model=args.model,
-        engine=args.engine,
-        engine_options=_engine_options(args),
-        mode=args.mode,
-        prompt=args.prompt,
-        prefill=args.prefill,
-        max_new_tokens=args.max_new_tokens,
-        num_fewshot=args.num_fewshot,
-        limit=args.limit,
-        seed=args.seed,
-        chunk_size=args.chunk_size,
-    )
+    config = config_from(args, EvalConfig, "eval", engine_options=_engine_options(args))
     engine = None
     for spec in [s.strip() for s in args.benchmarks.split(",") if s.strip()]:
         records = load_eval_spec(spec, args.data_dir)
-        shots = load_benchmark(spec.split(":")[0], "dev", args.data_dir) if args.num_fewshot else []
-        name = spec + ("@generate" if args.mode == "generate" else "")  # the study's names: both modes side by side
-        out = eval_dir(args.run_dir, slug(args.model), name)
+        shots = load_benchmark(spec.split(":")[0], "dev", args.data_dir) if config.num_fewshot else []
+        name = spec + ("@generate" if config.mode == "generate" else "")  # the study's names: both modes side by side
+        out = eval_dir(args.run_dir, slug(config.model), name)
         if engine is None:
             from .engines import get_engine
 
@@ -380,7 +316,7 @@ def _compare(args: argparse.Namespace) -> None:
         p = Path(p)
         p = p / "predictions.jsonl" if p.is_dir() else p
         if not p.is_file():
-            raise FileNotFoundError(f"{p} not found: give a predictions.jsonl written by `medrlvr eval`")
+            raise UserError(f"{p} not found: give a predictions.jsonl written by `medrlvr eval`")
         return p
 
     r = paired(path(args.first), path(args.second))
@@ -399,12 +335,30 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .train import load_config, train
+    from .config import apply_overrides
+    from .train import TrainConfig, train
 
-    config = load_config(args.config, args.overrides + ([f"backend={args.backend}"] if args.backend else []))
+    values: dict = {}
+    if args.config:
+        import yaml
+
+        path = Path(args.config)
+        if not path.is_file():
+            raise UserError(f"--config {path}: no such file")
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = values.get("train", values) if isinstance(values, dict) else values
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: expected a mapping of train settings")
+    values = apply_overrides(values, args.overrides, str(args.config or "overrides"))
+    config = config_from(args, TrainConfig, str(args.config or "train"), values)
     if not config.train_file:
-        raise ValueError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
-    out = train(config)
+        raise UserError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
+    if config.backend == "verl":  # verl reads its validation set from the data directory
+        from . import verl_backend
+
+        out = verl_backend.train(config, data_dir=args.data_dir)
+    else:
+        out = train(config)
     print(f"trained: {out} (adapter in {out / 'adapter'}, metrics in {out / 'metrics.jsonl'})")
 
 
@@ -450,7 +404,7 @@ def _bench_train(args: argparse.Namespace) -> None:
     from .bench import bench_train, print_train
 
     if args.steps < 2:
-        raise ValueError(f"--steps must be at least 2 (the first step is warm-up), got {args.steps}")
+        raise UserError(f"--steps must be at least 2 (the first step is warm-up), got {args.steps}")
     result = bench_train(args.recipe, args.data_dir, args.steps, args.overrides)
     print_train(result)
     if args.json:
@@ -499,18 +453,45 @@ def _bench_rewards(args: argparse.Namespace) -> None:
     print_rewards(bench_rewards(args.size))
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .engines.openai_api import ServerError
-    from .engines.server import ServerStartError
-    from .study import StageError
+# Commands that take key=value overrides: they may come before, between or after the options.
+_OVERRIDES = ("run", "train")
 
-    args = build_parser().parse_args(argv)
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; ``key=value`` overrides may stand anywhere among the options."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    command = args.command if args.command in _OVERRIDES else getattr(args, "bench_command", None)
+    if extra and hasattr(args, "overrides") and command in (*_OVERRIDES, "train"):
+        stray = [item for item in extra if item.startswith("-") or "=" not in item]
+        if not stray:
+            args.overrides = [*args.overrides, *extra]
+            extra = []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if hasattr(args, "data_dir") and args.command != "run":  # a recipe's own data_dir comes before the variable
+        args.data_dir = data_dir(args.data_dir)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command. A mistake the user can fix is one line and exit 2; anything else is a bug in medrlvr and
+    keeps its traceback."""
+    from .train import TrainError  # until it subclasses UserError (train.py)
+
+    args = parse_args(argv)
     try:
         args.func(args)
-    except (DataError, ModelError, FileNotFoundError, ValueError, KeyError, ServerStartError, StageError,
-            ServerError) as e:  # fmt: skip
+    except (UserError, TrainError) as e:
         print(f"medrlvr: error: {e}", file=sys.stderr)
         return 2
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        print("medrlvr: this is a bug in medrlvr (not something in your settings or data); please report it with "
+              "the traceback above", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

@@ -195,3 +195,54 @@ def checked(value: Any, tp: Any) -> Any:
     else:
         return value  # an annotation this checker does not know: the dataclass checks it
     raise TypeError(f"must be {_describe(tp)}, got {_shown(value)}")
+
+
+# --- overrides: one syntax for recipes (section.key=value) and single-stage commands (key=value) ----------------
+
+
+def parse_overrides(
+    items: Sequence[str] | dict[str, Any], where: str, error: type[Exception] = UserError
+) -> list[tuple[str, Any]]:
+    """``key=value`` items (keys dotted into a nested mapping, values read as YAML) as (key, value) pairs."""
+    import yaml
+
+    if isinstance(items, dict):
+        return list(items.items())
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise error(f"{where}: override {item!r} is not key=value (section.key=value in a recipe)")
+        try:
+            pairs.append((key.strip(), yaml.safe_load(value)))
+        except yaml.YAMLError:
+            raise error(f"{where}: override {item!r}: the value is not valid YAML") from None
+    return pairs
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: Sequence[str] | dict[str, Any], where: str, error: type[Exception] = UserError
+) -> dict[str, Any]:
+    """Set ``key=value`` items in a copy of ``raw``: a dotted key walks into mappings and (by index) lists, so
+    ``eval.limit=50`` sets a recipe's ``eval: {limit: 50}`` and ``max_steps=20`` a training config's field."""
+    import json
+
+    out = json.loads(json.dumps(raw))
+    for key, value in parse_overrides(overrides, where, error):
+        parts = key.split(".")
+        node: Any = out
+        for part in parts[:-1]:
+            if isinstance(node, list):
+                node = node[int(part)] if part.isdigit() and int(part) < len(node) else None
+            else:
+                node = node.setdefault(part, {}) if isinstance(node, dict) else None
+            if node is None:
+                raise error(f"{where}: override {key!r}: no such place in the recipe")
+        last = parts[-1]
+        if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise error(f"{where}: override {key!r}: no such place in the recipe")
+    return out

@@ -10,3 +10,15 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """Something the user can fix; the message names the file, row and field, or the setting."""
+
+
+class RecipeError(UserError):
+    """A recipe that cannot run; the message names the recipe file and the key."""
+
+
+class CommandsNotAllowed(RecipeError):
+    """The recipe runs commands the user has not allowed; the message lists them."""
+
+
+class StageError(UserError):
+    """A stage's child process (a training launcher, verl) failed; its own output, shown above, says why."""

@@ -27,12 +27,14 @@ import math
 import os
 import random
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from .config import check_ranges, setting
 from .data import SUBJECT2CATEGORY, DataError
-from .engines import Sampling, get_engine, takes_chat
+from .engines import ENGINES, Sampling, get_engine, takes_chat
+from .errors import UserError
 from .engines.context import ContextGuard
 from .extract import boxed_blocks, extract_answer, extract_choice
 from .prompts import chat_messages, plain_prompt, render_question, with_prefill
@@ -46,34 +48,32 @@ STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
 
 @dataclass
 class EvalConfig:
-    model: str
-    engine: str = "transformers"
-    engine_options: dict[str, Any] = field(default_factory=dict)
-    mode: str = "loglik"  # loglik | generate
-    prompt: str = "r1_zero"  # generate mode: r1_zero | filter
-    chat: bool | None = None
-    max_new_tokens: int = 512
-    num_fewshot: int = 0  # loglik: examples from the dev split
-    limit: int | None = None  # seeded subsample of this many questions (None: all of them)
-    seed: int = 0
+    model: str = setting(help="model reference; a LoRA adapter directory loads its base under it")
+    engine: str = setting("transformers", choices=ENGINES, help="what runs the model")
+    engine_options: dict[str, Any] = setting(
+        default_factory=dict, help="engine keyword arguments, as JSON or key=value (openai: base_url, ...)"
+    )
+    mode: str = setting("loglik", choices=("loglik", "generate"), help="score the options, or generate an answer")
+    prompt: str = setting("r1_zero", choices=tuple(STRICT), help="generate mode: the prompt")
+    chat: bool | None = setting(None, help="use the chat template (default: if the model has one, else plain text)")
+    max_new_tokens: int = setting(512, ge=1, help="generate mode: tokens per answer at most")
+    num_fewshot: int = setting(0, ge=0, help="loglik: examples from the dev split")
+    limit: int | None = setting(None, ge=1, help="a seeded subsample of N questions per benchmark (default: all)")
+    seed: int = setting(0, help="the subsample's seed")
     # Questions per engine call and per write to predictions.jsonl: a kill loses at most one chunk. Bigger chunks
     # batch better on a GPU. None: 16 in generate mode (seconds to a minute of generation on a CPU), 64 in loglik
     # mode (one short forward pass per question).
-    chunk_size: int | None = None
-    prefill: str | None = None  # generate mode: text the assistant turn starts with (e.g. "<think>")
+    chunk_size: int | None = setting(
+        None, ge=1, help="questions per engine call and per write to predictions.jsonl; a kill loses at most one "
+        "chunk (default: 16 in generate mode, 64 in loglik mode)"
+    )  # fmt: skip
+    prefill: str | None = setting(
+        None, help='generate mode: text the answer starts with, as in training (e.g. "<think>")'
+    )
 
     def __post_init__(self) -> None:
-        if self.mode not in ("loglik", "generate"):
-            raise ValueError(f"mode must be loglik or generate, got {self.mode!r}")
-        if self.prompt not in STRICT:
-            raise ValueError(f"prompt must be one of {', '.join(STRICT)}, got {self.prompt!r}")
-        # 0 or a negative number used to mean "all" or "all but N" through Python's slicing: refuse them
-        for name in ("limit", "chunk_size", "max_new_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"setting '{name}' must be at least 1, got {value}")
-        if self.num_fewshot < 0:
-            raise ValueError(f"setting 'num_fewshot' must be 0 or more, got {self.num_fewshot}")
+        # 0 or a negative number used to mean "all" or "all but N" through Python's slicing: refused by the ranges
+        check_ranges(self)
 
     @property
     def chunk(self) -> int:
@@ -89,7 +89,7 @@ def eval_dir(run_dir: str | Path, model: str, benchmark: str) -> Path:
 def subsample(records: Sequence[Record], limit: int | None, seed: int) -> list[Record]:
     """A seeded subsample of ``limit`` questions (None: all), kept in the benchmark's order."""
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1 (or None for all), got {limit}")
+        raise UserError(f"limit must be at least 1 (or None for all), got {limit}")
     if limit is None or limit >= len(records):
         return list(records)
     keep = set(random.Random(seed).sample(range(len(records)), limit))
@@ -117,7 +117,7 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
     """Exact McNemar test (two-sided binomial on the discordant pairs) for two models on the same questions."""
     if len(a) != len(b):
-        raise ValueError("paired test needs the same questions for both models")
+        raise UserError("paired test needs the same questions for both models")
     only_a = sum(x and not y for x, y in zip(a, b))
     only_b = sum(y and not x for x, y in zip(a, b))
     n = only_a + only_b

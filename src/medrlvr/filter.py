@@ -21,12 +21,14 @@ import json
 import logging
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .engines import Sampling, get_engine, takes_chat
+from .config import check_ranges, setting
+from .engines import ENGINES, Sampling, get_engine, takes_chat
 from .engines.context import ContextGuard
+from .errors import UserError
 from .extract import extract_choice
 from .prompts import chat_messages, plain_prompt
 from .records import Record
@@ -37,29 +39,31 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FilterConfig:
-    model: str  # any model reference (packaged name, .gguf, directory, hub id; a served name for engine=openai)
-    engine: str = "transformers"
-    engine_options: dict[str, Any] = field(default_factory=dict)
-    k: int = 1  # samples per question (the paper: 1)
-    temperature: float = 0.0  # 0 = greedy, the natural choice for one sample; use > 0 with k > 1
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    easy_min_pass_rate: float = 1.0  # easy iff this share of the k samples is right in the boxed format
+    model: str = setting(help="model reference: packaged name, .gguf file, checkpoint dir, hub id, or served name")
+    engine: str = setting("transformers", choices=ENGINES, help="what runs the model")
+    engine_options: dict[str, Any] = setting(
+        default_factory=dict, help="engine keyword arguments, as JSON or key=value (openai: base_url, ...)"
+    )
+    k: int = setting(1, ge=1, help="samples per question (the paper: 1)")
+    temperature: float = setting(0.0, ge=0, help="0 = greedy, the natural choice for one sample; use > 0 with k > 1")
+    top_p: float = setting(1.0, gt=0, le=1, help="nucleus sampling: the probability mass sampled from")
+    max_new_tokens: int = setting(256, ge=1, help="tokens generated per answer at most")
+    easy_min_pass_rate: float = setting(
+        1.0, gt=0, le=1, help="easy iff this share of the k samples is right in the boxed format"
+    )
     # True: a sample counts as right only with its answer inside \boxed{} (the paper's "right format"); False: any
     # answer pattern counts (for models too small to follow the format: see recipes/demo-cpu.yaml)
-    strict: bool = True
-    chat: bool | None = None  # None: chat template if the model has one, else plain completion
-    chunk_size: int = 64  # questions per chunk: the unit of work written at once and of resumption
-    seed: int = 0
+    strict: bool = setting(
+        True, help="right only with the answer inside \\boxed{} (the paper); off: any answer pattern"
+    )
+    chat: bool | None = setting(None, help="use the chat template (default: if the model has one, else plain text)")
+    chunk_size: int = setting(64, ge=1, help="questions per chunk: the unit of work written at once and of resumption")
+    seed: int = setting(0, help="sampling seed")
 
     def __post_init__(self) -> None:
-        for name in ("k", "max_new_tokens", "chunk_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"setting '{name}' must be at least 1, got {getattr(self, name)}")
-        if not 0 < self.easy_min_pass_rate <= 1:
-            raise ValueError(f"easy_min_pass_rate must be in (0, 1], got {self.easy_min_pass_rate}")
+        check_ranges(self)
         if self.k > 1 and self.temperature == 0:
-            raise ValueError("k > 1 with temperature 0 gives k identical answers: set temperature > 0")
+            raise UserError("k > 1 with temperature 0 gives k identical answers: set temperature > 0")
 
 
 def judge(
@@ -89,16 +93,18 @@ def filter_pool(
     (the store, raw responses kept for audit), labels.jsonl and stats.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not pool:
+        raise UserError("the pool is empty: there is nothing to filter (check --pool and --limit)")
     ids = [r.id for r in pool]
     if len(set(ids)) != len(ids):
-        raise ValueError("the pool has duplicate question ids")
+        raise UserError("the pool has duplicate question ids")
     settings = {**asdict(config), "pool_size": len(pool), "pool_ids_head": ids[:5]}
     settings_path = out / "config.json"
     if settings_path.exists():
         previous = json.loads(settings_path.read_text())
         changed = [k for k in settings if k not in ("engine_options",) and previous.get(k) != settings[k]]
         if changed:
-            raise ValueError(
+            raise UserError(
                 f"{out} holds a filter run with other settings ({', '.join(changed)}); use another run directory"
             )
     write_json(settings_path, settings)

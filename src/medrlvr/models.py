@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from .errors import UserError
+
 CACHE_ENV = "MEDRLVR_CACHE"
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model reference that cannot be resolved; the message says what to do."""
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from .errors import UserError
+
 LETTERS = string.ascii_uppercase[:10]  # A-J: MMLU-Pro and MedXpertQA have up to ten options
 
 
@@ -36,19 +38,28 @@ class Record:
         for name in ("id", "question", "answer"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"field '{name}' must be a non-empty string, got {value!r}")
+                raise UserError(f"field '{name}' must be a non-empty string, got {value!r}")
+        for name in ("subject", "source", "split"):
+            if not isinstance(getattr(self, name), str):
+                raise UserError(f"field '{name}' must be a string (or left out), got {getattr(self, name)!r}")
+        if not isinstance(self.options, Mapping):
+            raise UserError(f"field 'options' must be a mapping of letters to option text, got {self.options!r}")
         options = dict(self.options)
+        if not options and self.answer.strip() in LETTERS:  # a letter answer with nothing to choose from
+            raise UserError(
+                f"field 'options' is empty but the answer is the letter {self.answer!r}; give 2 to 10 options"
+            )
         if options:
             if not 2 <= len(options) <= 10:
-                raise ValueError(f"field 'options' must hold 2 to 10 options, got {len(options)}")
+                raise UserError(f"field 'options' must hold 2 to 10 options, got {len(options)}")
             expected = list(LETTERS[: len(options)])
             if list(options) != expected:
-                raise ValueError(f"field 'options' must be lettered {''.join(expected)}, got {''.join(options)}")
+                raise UserError(f"field 'options' must be lettered {''.join(expected)}, got {''.join(options)}")
             for letter, text in options.items():
                 if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"field 'options' has an empty option {letter}")
+                    raise UserError(f"field 'options' has an empty option {letter}")
             if self.answer not in options:
-                raise ValueError(f"field 'answer' is {self.answer!r}, not one of the options {''.join(options)}")
+                raise UserError(f"field 'answer' is {self.answer!r}, not one of the options {''.join(options)}")
         # A read-only view keeps the record truly frozen.
         object.__setattr__(self, "options", MappingProxyType(options))
 
@@ -77,5 +88,5 @@ class Record:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         missing = [k for k in ("id", "question", "options", "answer") if k not in data]
         if missing:
-            raise ValueError(f"field '{missing[0]}' is missing")
+            raise UserError(f"field '{missing[0]}' is missing")
         return cls(**known)

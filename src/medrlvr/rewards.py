@@ -1,69 +1,90 @@
-"""Rewards for RLVR, in TRL's form ``fn(completions, **dataset_columns) -> list[float]`` and verl's
+"""Rewards for RLVR, in TRL's form ``fn(completions, **dataset_columns) -> list[float | None]`` and verl's
 ``compute_score(data_source, solution_str, ground_truth, extra_info=None)``.
 
 The three rewards of Open-Medical-R1 (section 3.1): format, accuracy and XML count. Completions may be
-plain strings or chat messages (``[{"role": "assistant", "content": ...}]``). No reward ever raises: a
-completion that cannot be read scores 0.0 (bytes are read as UTF-8), and nothing pays for a hedge or a negation
-(see :mod:`medrlvr.extract`).
+plain strings or chat messages (``[{"role": "assistant", "content": ...}]``), nothing pays for a hedge or a
+negation (see :mod:`medrlvr.extract`), and a reward that cannot score a row returns None, which is not 0.0:
+the accuracy reward for a row with no gold answer. TRL 1.x turns None into NaN and sums rewards with
+``nansum`` (a row every reward leaves None is warned about); verl's ``compute_score`` has no None and scores 0.0.
+
+No reward raises on any input a model or a dataset can produce (bytes, numpy arrays and scalars, chat
+messages, None, huge text): inputs are normalised first (:func:`completion_text`, :func:`as_text`), so the
+readers only ever see strings. An exception inside a reward is a bug and propagates; it is never read as 0.0.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .extract import canonical_number, extract_answer, extract_choice, extract_number, normalize_options
+from .extract import (
+    as_text,
+    canonical_number,
+    extract_answer,
+    extract_choice,
+    extract_number,
+    normalize_options,
+)  # fmt: skip
 from .records import LETTERS
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 TRAILING_PENALTY_PER_CHAR = 0.001  # xml_count: text after </answer> costs this much per character ...
 TRAILING_PENALTY_MAX = 0.25  # ... up to one tag's worth
+_MAX_JSON = 100_000  # an options column longer than this is not options (and json.loads recurses on nesting)
 
 
 def completion_text(completion: Any) -> str:
-    """The text of one completion: a string, UTF-8 bytes, or the assistant messages of a chat completion, joined.
-    Anything else is the empty string (which scores 0.0)."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, (bytes, bytearray)):
-        return bytes(completion).decode("utf-8", errors="replace")
+    """The text of one completion: a string, UTF-8 bytes, or the non-user messages of a chat completion, joined
+    (a message's content a string, or a list of ``{"type": "text", "text": ...}`` parts). Anything else is the
+    empty string, which scores 0.0."""
     if isinstance(completion, Mapping):
-        content = completion.get("content")
-        return content if isinstance(content, str) else ""
-    if isinstance(completion, (list, tuple)):
-        parts = [completion_text(m) for m in completion if not isinstance(m, Mapping) or m.get("role") != "user"]
-        return "".join(parts)
-    return ""
+        return _content(completion.get("content"))
+    if isinstance(completion, (list, tuple)):  # one level: a chat is a list of messages, not of chats
+        messages = (m for m in completion if not isinstance(m, Mapping) or m.get("role") != "user")
+        return "".join(_content(m.get("content") if isinstance(m, Mapping) else m) for m in messages)
+    return _content(completion)
+
+
+def _content(content: Any) -> str:
+    if isinstance(content, (list, tuple)):
+        return "".join(as_text(part.get("text")) or "" for part in content if isinstance(part, Mapping))
+    return as_text(content) or "" if isinstance(content, (str, bytes, bytearray)) else ""
 
 
 def _column(values: Any, i: int) -> Any:
-    if values is None or isinstance(values, (str, bytes, Mapping)):
+    """Row ``i`` of a dataset column; a bare string or mapping is the value of every row."""
+    if values is None or isinstance(values, (str, bytes, bytearray, Mapping)):
         return values
     try:
         return values[i]
-    except (IndexError, TypeError, KeyError):
+    except (IndexError, TypeError, KeyError):  # shorter than the batch, or not indexable
         return None
 
 
 def _options(value: Any) -> dict[str, str]:
+    if isinstance(value, (bytes, bytearray)):
+        value = as_text(value)
     if isinstance(value, str):  # a JSON-encoded column (parquet, verl extra_info)
+        if len(value) > _MAX_JSON:
+            return {}
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {}
-    if isinstance(value, (Mapping, list, tuple)):
+    if isinstance(value, (Mapping, list, tuple)) or hasattr(value, "tolist"):  # a numpy array too
         return normalize_options(value)
     return {}
 
 
-def is_correct(text: str, gold: Any, options: Any = None) -> bool:
+def gold_text(gold: Any) -> str | None:
+    """The gold answer as text, or None when the row has none (missing, blank, NaN, not text): cannot score."""
+    text = as_text(gold)
+    return text.strip() or None if text is not None else None
+
+
+def is_correct(text: str, gold: str, options: Any = None) -> bool:
     """Whether a completion's extracted answer equals the gold answer (a letter, or a number for GSM8K)."""
-    if isinstance(gold, (bytes, bytearray)):
-        gold = bytes(gold).decode("utf-8", errors="replace")
-    gold = str(gold).strip() if gold is not None else ""
-    if not gold:
-        return False
     opts = _options(options)
     if not opts and len(gold) == 1 and gold.upper() in LETTERS:
         # A letter answer with no options column: take the letters up to the gold's as the options.
@@ -79,33 +100,35 @@ def _as_list(completions: Any) -> list[Any]:
     numpy array too, whose truth value would raise) is listed; anything else is one unreadable completion."""
     if completions is None:
         return []
-    if isinstance(completions, (str, bytes, bytearray, Mapping)):
+    if isinstance(completions, (str, bytes, bytearray, Mapping)) or not isinstance(completions, Iterable):
         return [completions]
-    try:
-        return list(completions)
-    except Exception:
-        return [completions]
+    if getattr(completions, "ndim", 1) == 0:  # a 0-d numpy array: iterating it raises
+        return [completions.item()]
+    return list(completions)
 
 
-def _safe(score: Callable[[str, int], float], completions: Sequence[Any]) -> list[float]:
-    out = []
-    for i, completion in enumerate(_as_list(completions)):
-        try:
-            out.append(float(score(completion_text(completion), i)))
-        except Exception:
-            out.append(0.0)
-    return out
+def _score(score: Callable[[str, int], float | None], completions: Any) -> list[float | None]:
+    """One score per completion, each read from its text. Nothing is caught: a reward that fails is a bug."""
+    return [score(completion_text(c), i) for i, c in enumerate(_as_list(completions))]
 
 
 def accuracy_reward(
     completions: Sequence[Any], answer: Sequence[Any] | None = None, options: Any = None, **kwargs: Any
-) -> list[float]:
-    """1.0 iff the extracted answer equals the gold ``answer`` column, else 0.0.
+) -> list[float | None]:
+    """1.0 iff the extracted answer equals the gold ``answer`` column, else 0.0; None for a row without a gold
+    answer (cannot score, which TRL leaves out of the sum).
 
-    >>> accuracy_reward(["<think>...</think><answer>B</answer>", "<answer>A or B</answer>"], answer=["B", "B"])
-    [1.0, 0.0]
+    >>> accuracy_reward(["<answer>B</answer>", "<answer>A or B</answer>", "B"], answer=["B", "B", None])
+    [1.0, 0.0, None]
     """
-    return _safe(lambda text, i: is_correct(text, _column(answer, i), _column(options, i)), completions)
+
+    def score(text: str, i: int) -> float | None:
+        gold = gold_text(_column(answer, i))
+        if gold is None:
+            return None
+        return 1.0 if is_correct(text, gold, _column(options, i)) else 0.0
+
+    return _score(score, completions)
 
 
 def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
@@ -128,7 +151,7 @@ def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
         )
         return 1.0 if ok else 0.0
 
-    return _safe(score, completions)
+    return _score(score, completions)
 
 
 def xml_count_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
@@ -147,7 +170,7 @@ def xml_count_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
             total -= min(TRAILING_PENALTY_MAX, TRAILING_PENALTY_PER_CHAR * trailing)
         return max(0.0, total)
 
-    return _safe(score, completions)
+    return _score(score, completions)
 
 
 def choice_reward(completions: Sequence[Any], options: Any = None, **kwargs: Any) -> list[float]:
@@ -166,10 +189,10 @@ def choice_reward(completions: Sequence[Any], options: Any = None, **kwargs: Any
         found = extract_choice(text, opts, ("answer_tag",)) if opts else extract_number(text, ("answer_tag",))
         return 1.0 if found.answer is not None else 0.0
 
-    return _safe(score, completions)
+    return _score(score, completions)
 
 
-REWARDS: dict[str, Callable[..., list[float]]] = {
+REWARDS: dict[str, Callable[..., list[float | None]]] = {
     "accuracy": accuracy_reward,
     "format": format_reward,
     "xml_count": xml_count_reward,
@@ -177,7 +200,7 @@ REWARDS: dict[str, Callable[..., list[float]]] = {
 }
 
 
-def get_reward(name: str) -> Callable[..., list[float]]:
+def get_reward(name: str) -> Callable[..., list[float | None]]:
     try:
         return REWARDS[name]
     except KeyError:
@@ -186,9 +209,8 @@ def get_reward(name: str) -> Callable[..., list[float]]:
 
 def compute_score(data_source: Any, solution_str: Any, ground_truth: Any, extra_info: Any = None) -> float:
     """verl's custom reward (``custom_reward_function.path`` = this file's module, ``name`` = compute_score):
-    the accuracy reward, with the options read from ``extra_info["options"]`` when present."""
-    try:
-        options = extra_info.get("options") if isinstance(extra_info, Mapping) else None
-        return 1.0 if is_correct(completion_text(solution_str), ground_truth, options) else 0.0
-    except Exception:
-        return 0.0
+    the accuracy reward, with the options read from ``extra_info["options"]`` when present. verl wants a float
+    for every row, so a row without a gold answer scores 0.0 here."""
+    gold = gold_text(ground_truth)
+    options = extra_info.get("options") if isinstance(extra_info, Mapping) else None
+    return 1.0 if gold is not None and is_correct(completion_text(solution_str), gold, options) else 0.0

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .config import check_ranges, setting
+from .errors import UserError
 from .prompts import chat_messages
 from .records import Record
 from .store import write_json, write_jsonl
@@ -24,28 +26,31 @@ from .store import write_json, write_jsonl
 STRATEGIES = ("random", "ratio", "band")
 
 
-class SelectionError(ValueError):
-    pass
+class SelectionError(UserError):
+    """A training set that cannot be drawn as asked (too few questions, no labels)."""
 
 
 @dataclass
 class SelectConfig:
-    strategy: str = "ratio"
-    n: int = 500  # random and band: how many
-    hard: int = 400  # ratio
-    easy: int = 100  # ratio
-    lo: float = 0.0  # band, inclusive
-    hi: float = 1.0  # band, inclusive
-    stratify: bool = False
-    allow_short: bool = False
-    seed: int = 0
-    decontaminate: list[str] = field(default_factory=list)  # benchmarks, e.g. ["medqa", "mmlu:medical"]
+    strategy: str = setting("ratio", choices=STRATEGIES, help="random (the baseline), ratio (hard:easy) or band")
+    n: int = setting(500, ge=1, help="random, band: how many questions")
+    hard: int = setting(400, ge=0, help="ratio: how many hard questions (the paper: 400)")
+    easy: int = setting(100, ge=0, help="ratio: how many easy questions (the paper: 100)")
+    lo: float = setting(0.0, ge=0, le=1, help="band: lowest pass rate, inclusive")
+    hi: float = setting(1.0, ge=0, le=1, help="band: highest pass rate, inclusive")
+    stratify: bool = setting(False, help="draw in proportion to subjects")
+    allow_short: bool = setting(False, help="take what there is when the pool is short")
+    seed: int = setting(0, help="the draw's seed")
+    decontaminate: list[str] = setting(
+        default_factory=list, help="eval sets to drop 8-gram overlaps with, e.g. medqa,mmlu:medical"
+    )
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
-        if not 0 <= self.lo <= self.hi <= 1:
-            raise ValueError(f"band needs 0 <= lo <= hi <= 1, got lo={self.lo} hi={self.hi}")
+        check_ranges(self)
+        if not self.lo <= self.hi:
+            raise UserError(f"band needs 0 <= lo <= hi <= 1, got lo={self.lo} hi={self.hi}")
+        if self.strategy == "ratio" and self.hard + self.easy < 1:
+            raise UserError("strategy ratio with hard=0 and easy=0 selects nothing: set hard or easy")
 
 
 def _draw(
@@ -159,6 +164,30 @@ def write_selection(
 
         pq.write_table(pa.Table.from_pylist(verl_rows(chosen)), out / "train.parquet")
     return out
+
+
+def run_selection(
+    pool: Sequence[Record],
+    labels: Mapping[str, Mapping[str, Any]] | None,
+    config: SelectConfig,
+    out_dir: str | Path,
+    data_dir: str | None = None,
+    parquet: bool = False,
+    eval_sets: Mapping[str, Sequence[Record]] | None = None,
+) -> Path:
+    """The select stage, as ``medrlvr select`` and a study run it: drop the pool questions that overlap the
+    benchmarks in ``config.decontaminate`` (``eval_sets`` holds those already loaded), draw the training set, write
+    train.jsonl, stats.json and decontaminated.jsonl to ``out_dir``; returns ``out_dir``."""
+    from .data import load_eval_spec
+    from .decontam import decontaminate
+
+    if not pool:
+        raise SelectionError("the pool is empty: there is nothing to select from (check --pool and --limit)")
+    loaded = dict(eval_sets or {})
+    evals = [r for spec in config.decontaminate for r in loaded.get(spec) or load_eval_spec(spec, data_dir)]
+    kept, dropped = decontaminate(pool, evals) if evals else (list(pool), [])
+    chosen = select(kept, labels, config)
+    return write_selection(chosen, labels, dropped, config, out_dir, parquet=parquet)
 
 
 def load_selection(path: str | Path) -> list[Record]:

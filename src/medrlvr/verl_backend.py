@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import build
+from .errors import StageError, UserError
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -65,7 +66,7 @@ REWARD_NAME = "compute_score"
 PLAIN_TEMPLATE = "{{ messages[0].content }}\nUser: {{ messages[1].content }}\nAssistant:"
 
 
-class VerlNotInstalled(ValueError):
+class VerlNotInstalled(UserError):
     """verl is not importable here; the launch script is written and the message says how to run it."""
 
 
@@ -412,7 +413,6 @@ def collect(config: TrainConfig, model_path: str) -> Path:
     from verl's file log (``reward`` = the mean accuracy of the step's rollouts, as the report reads it)."""
     from transformers import AutoTokenizer
 
-    from .study import StageError
 
     p = paths(config)
     out, hf = p["out"], p["hf"]
@@ -465,7 +465,6 @@ def train(config: TrainConfig, data_dir: str | None = None) -> Path:
     script, print the command, raise :class:`VerlNotInstalled`. A finished export already there (the script was
     run by hand, on another machine) is collected without training again."""
     from .models import checkpoint_dir
-    from .study import StageError
 
     settings(config)
     model_path = checkpoint_dir(config.model)  # a packaged name or GGUF: a checkpoint directory verl can load

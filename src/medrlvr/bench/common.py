@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..study import load_recipe, peak_rss_mb  # moves to medrlvr.recipe / medrlvr.provenance
+from ..provenance import peak_rss_mb
+from ..recipe import load_recipe
 
 __all__ = ["isolated", "load_recipe", "peak_rss_mb"]
 

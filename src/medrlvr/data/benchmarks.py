@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..records import LETTERS, Record
+from ..errors import UserError
 
 Row = Any
 # (file, location inside the file for error messages, row)
 Located = tuple[Path, str, Row]
 
 
-class RowError(ValueError):
+class RowError(UserError):
     """A malformed row: which field and what is wrong with it."""
 
     def __init__(self, field_name: str, problem: str):
@@ -63,7 +64,7 @@ def _record(field_name: str, **kwargs: Any) -> Record:
         raise RowError(field_name, msg) from None
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data file cannot be used; the message names the file, the row and the field."""
 
 

@@ -22,12 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from . import Completion, Prompt, Sampling, truncate_at_stop
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-class ServerError(RuntimeError):
+class ServerError(UserError):
     """An OpenAI-compatible server refused or could not be reached; the message is one line, without the key."""
 
 

@@ -17,9 +17,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..errors import UserError
 
-class ServerStartError(RuntimeError):
-    pass
+
+class ServerStartError(UserError):
+    """A model server did not start or answer; the message names the command and its log."""
 
 
 def _ready(base_url: str) -> bool:

@@ -1,0 +1,111 @@
+"""Which programs a recipe runs and where the API key may go: the study's trust rules.
+
+``serve`` and ``train.launch`` run programs the recipe names. A study runs them only with ``allow_commands=True``
+(``medrlvr run --allow-commands``) or once the user has confirmed exactly these commands (``medrlvr run`` asks at a
+terminal and remembers the sha256 of the command list in the cache directory; a changed command asks again). An
+OpenAI-compatible server at an address the recipe chose gets no API key unless the user configured the same address
+(``--base-url`` or ``$OPENAI_BASE_URL``), and a recipe cannot choose which environment variable is sent as the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import checked
+from .errors import RecipeError
+from .provenance import now
+from .store import write_json
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+def _normal_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def key_policy(config: Any, where: str, user_base_url: str | None, served: bool) -> dict:
+    """The engine options a study uses. The API key (``$OPENAI_API_KEY``) goes only to an address the user chose:
+    ``--base-url`` or ``$OPENAI_BASE_URL``. A ``base_url`` from the recipe (or the local address of a server the
+    recipe starts) that is not one of them gets no key, so a recipe cannot send the key where it likes."""
+    options = dict(config.engine_options)
+    if "api_key_env" in options:
+        raise RecipeError(
+            f"{where}.engine_options.api_key_env: a recipe may not choose which environment variable is sent as the "
+            "API key; the key is $OPENAI_API_KEY, sent only to --base-url or $OPENAI_BASE_URL"
+        )
+    if config.engine != "openai":
+        return options
+    if served:  # the engine talks to the server the study starts, not to $OPENAI_BASE_URL
+        options.setdefault("base_url", DEFAULT_BASE_URL)
+    if user_base_url:
+        options.setdefault("base_url", user_base_url)
+    if "base_url" in options:
+        url = _url(options["base_url"], f"{where}.engine_options.base_url")
+        trusted = {_normal_url(u) for u in (user_base_url, os.environ.get("OPENAI_BASE_URL")) if u}
+        if _normal_url(url) not in trusted:
+            options["api_key_env"] = None  # the engine then sends no Authorization header
+    return options
+
+
+def _url(value: Any, where: str) -> str:
+    try:
+        return checked(value, str)
+    except TypeError as e:
+        raise RecipeError(f"{where} {e}") from None
+
+
+def recipe_commands(recipe: Recipe) -> list[str]:
+    """Every program the recipe runs, written as it will run (servers for filter models and evaluated models, the
+    training launcher per policy)."""
+    commands = [f.serve.format(model=f.config.model) for f in recipe.filters if f.serve]
+    if recipe.eval_serve:
+        refs = [recipe.base_model] if recipe.eval_base else []
+        for p in recipe.policies:  # a server loads the merged policy (or the fully trained model)
+            final = "merged" if p.config.lora or p.config.qlora else "model"
+            refs.append(str(recipe.run_dir / "train" / p.name / final))
+        commands += [recipe.eval_serve.format(model=ref) for ref in refs]
+    if recipe.train_launch:
+        for p in recipe.policies:
+            if getattr(p.config, "backend", "trl") != "verl":  # verl starts its own processes
+                path = recipe.run_dir / "train" / p.name / "study_train.yaml"
+                commands.append(f"{recipe.train_launch} -m medrlvr.cli train --config {path}")
+    return list(dict.fromkeys(commands))
+
+
+def _trust_file() -> Path:
+    from .models import cache_dir
+
+    return cache_dir() / "trusted-commands.json"
+
+
+def commands_digest(commands: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(commands).encode()).hexdigest()
+
+
+def commands_trusted(commands: Sequence[str]) -> bool:
+    """Whether the user has confirmed exactly these commands before."""
+    path = _trust_file()
+    try:
+        trusted = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return False
+    return isinstance(trusted, dict) and commands_digest(commands) in trusted
+
+
+def trust_commands(commands: Sequence[str], recipe: str) -> None:
+    """Remember that the user confirmed these exact commands (keyed by their sha256)."""
+    path = _trust_file()
+    try:
+        trusted = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        trusted = {}
+    trusted[commands_digest(commands)] = {"recipe": recipe, "commands": list(commands), "confirmed": now()}
+    write_json(path, trusted)

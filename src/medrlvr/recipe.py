@@ -1,0 +1,330 @@
+"""A study's recipe: its sections, reading and checking it (no data read, no model loaded), and its plan.
+
+A recipe is YAML with the sections ``name``, ``run_dir``, ``data``, ``filter``, ``select``, ``train``, ``eval``,
+``report`` and ``without_data_dir`` (dotted overrides applied when no data directory is set, e.g. to use the
+bundled demo questions); ``recipes/demo-cpu.yaml`` documents every key. Overrides are ``section.key=value`` (values
+read as YAML), the same syntax single-stage commands take as ``key=value`` (:func:`medrlvr.config.apply_overrides`).
+Every setting is type- and range-checked here, so a typo stops a study with one line naming the recipe key before
+anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import config as _config
+from .commands import commands_trusted, key_policy, recipe_commands
+from .config import checked, setting
+from .data import resolve_data_dir
+from .errors import RecipeError
+from .evaluate import EvalConfig
+from .filter import FilterConfig
+from .models import slug
+from .select import SelectConfig
+from .train import TrainConfig
+
+SECTIONS = ("name", "description", "run_dir", "data", "filter", "select", "train", "eval", "report",
+            "without_data_dir")  # fmt: skip
+
+
+@dataclass
+class DataSection:
+    pool: str = setting("medmcqa:dev", help="NAME[:SPLIT] or a JSONL of records; never a test split")
+    pool_limit: int | None = setting(None, ge=1, help="the first N questions of the pool, in pool order (None: all)")
+    decontaminate: list[str] | None = setting(
+        None, help="eval sets to drop 8-gram overlaps with; None: the eval benchmarks"
+    )
+    data_dir: str | None = setting(None, help="default: --data-dir or $MEDRLVR_DATA_DIR")
+
+    def __post_init__(self) -> None:
+        if not self.pool.strip():
+            raise RecipeError("setting 'pool' is empty; give NAME[:SPLIT] (e.g. medmcqa:dev) or a JSONL file")
+
+
+@dataclass
+class FilterEntry:
+    name: str
+    config: FilterConfig
+    serve: str | None = None  # a command that starts a server for this model (engine: openai)
+
+
+@dataclass
+class SelectEntry:
+    name: str
+    config: SelectConfig
+    filter: str | None = None  # whose labels (a filter's name); needed by ratio and band
+
+
+@dataclass
+class Policy:
+    name: str
+    selection: str
+    config: TrainConfig  # train_file and output_dir are set by the study
+
+
+@dataclass
+class EvalEntry:
+    benchmark: str  # NAME[:SUBJECTS]
+    config: EvalConfig  # model is set per evaluated model
+    name: str = ""  # the results' name (folder, report column): the benchmark, "@generate" added in generate mode
+
+    def __post_init__(self) -> None:
+        self.name = self.name or (self.benchmark + ("@generate" if self.config.mode == "generate" else ""))
+
+
+@dataclass
+class Recipe:
+    name: str
+    run_dir: Path
+    data: DataSection
+    filters: list[FilterEntry]
+    selections: list[SelectEntry]
+    policies: list[Policy]
+    base_model: str
+    evals: list[EvalEntry]
+    eval_base: bool = True
+    eval_serve: str | None = None
+    train_launch: str | None = None  # e.g. "accelerate launch --config_file recipes/accelerate/multi-gpu.yaml"
+    report: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the recipe file
+    raw: dict[str, Any] = field(default_factory=dict)  # the recipe as resolved (overrides applied)
+    without_data_dir_applied: bool = False
+
+    @property
+    def model_names(self) -> list[str]:
+        """The evaluated models' names: ``base`` (the untrained model) and the policies."""
+        return (["base"] if self.eval_base else []) + [p.name for p in self.policies]
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str] | dict[str, Any], where: str) -> dict[str, Any]:
+    """Set ``section.key=value`` items (values read as YAML) in a copy of ``raw``."""
+    return _config.apply_overrides(raw, overrides, where, error=RecipeError)
+
+
+def _build(cls, values: Any, where: str, drop: Sequence[str] = (), fixed: dict[str, Any] | None = None):
+    return _config.build(cls, values, where, drop, fixed, error=RecipeError)
+
+
+def _typed(value: Any, tp: Any, where: str) -> Any:
+    """``value`` checked against ``tp`` (see :func:`medrlvr.config.checked`); the error names the recipe key."""
+    try:
+        return checked(value, tp)
+    except TypeError as e:
+        raise RecipeError(f"{where} {e}") from None
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """A section or entry that must be a mapping (an empty one when left out)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecipeError(f"{where} must be a mapping of settings, got {type(value).__name__} {value!r:.60}")
+    return dict(value)
+
+
+def _command(template: Any, where: str) -> str | None:
+    """A ``serve`` or ``launch`` command: text, whose only placeholder is ``{model}``."""
+    template = _typed(template, str | None, where)
+    if template is not None:
+        try:
+            template.format(model="MODEL")
+        except (KeyError, IndexError) as e:
+            raise RecipeError(
+                f"{where}: placeholder {{{e.args[0]}}} is not filled in; the only one is {{model}} "
+                "(write {{ and }} for literal braces)"
+            ) from None
+        except ValueError as e:
+            raise RecipeError(f"{where}: {e} (write {{{{ and }}}} for literal braces)") from None
+    return template
+
+
+def _check_sections(raw: Any, path: Path) -> None:
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections ({', '.join(SECTIONS)})")
+    unknown = sorted(k for k in raw if k not in SECTIONS)
+    if unknown:
+        raise RecipeError(f"{path}: unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
+
+
+def _read(path: Path, overrides: Sequence[str], data_dir: str | None) -> tuple[dict[str, Any], bool]:
+    """The recipe with overrides applied, and whether its ``without_data_dir`` fallback was (no data directory)."""
+    import yaml
+
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise RecipeError(f"{path}: line {mark.line + 1 if mark else '?'}: not valid YAML") from None
+    _check_sections(raw, path)
+    given = apply_overrides(raw, overrides, str(path))
+    if data_dir is not None:
+        given.setdefault("data", {})["data_dir"] = data_dir
+    fallback = _mapping(raw.get("without_data_dir"), f"{path}: without_data_dir")
+    applied = bool(fallback) and resolve_data_dir((given.get("data") or {}).get("data_dir"), required=False) is None
+    if applied:  # the recipe's own fallback first, then what the user overrode on top of it
+        raw = apply_overrides(apply_overrides(raw, fallback, f"{path}: without_data_dir"), overrides, str(path))
+    else:
+        raw = given
+    _check_sections(raw, path)
+    return raw, applied
+
+
+def _filters(raw: dict[str, Any], path: Path, base_url: str | None) -> list[FilterEntry]:
+    filters = []
+    for i, entry in enumerate(_typed(raw.get("filter") or [], list, f"{path}: filter")):
+        entry = _mapping(entry, f"{path}: filter[{i}]")
+        name = _typed(entry.pop("name", None), str | None, f"{path}: filter[{i}].name")
+        name = name or slug(str(entry.get("model", "")))
+        serve = _command(entry.pop("serve", None), f"{path}: filter[{i}].serve")
+        config = _build(FilterConfig, entry, f"{path}: filter[{i}] ({name})")
+        config.engine_options = key_policy(config, f"{path}: filter[{i}]", base_url, bool(serve))
+        filters.append(FilterEntry(name, config, serve))
+    if len({f.name for f in filters}) != len(filters):
+        raise RecipeError(f"{path}: filter: two filters with the same name; give each a distinct 'name'")
+    return filters
+
+
+def _selections(raw: dict[str, Any], path: Path, filters: list[FilterEntry]) -> list[SelectEntry]:
+    filter_names = {f.name for f in filters} | {f.config.model for f in filters}
+    selections = []
+    for name, entry in _mapping(raw.get("select"), f"{path}: select").items():
+        entry = _mapping(entry, f"{path}: select.{name}")
+        whose = entry.pop("filter", None)
+        config = _build(SelectConfig, entry, f"{path}: select.{name}", drop=("decontaminate",))
+        if config.strategy != "random" and not whose:
+            raise RecipeError(f"{path}: select.{name}: strategy {config.strategy} needs 'filter' (whose labels)")
+        if whose and whose not in filter_names:
+            raise RecipeError(f"{path}: select.{name}: filter {whose!r} is not in the filter section")
+        if whose:
+            whose = next(f.name for f in filters if whose in (f.name, f.config.model))
+        selections.append(SelectEntry(str(name), config, whose))
+    return selections
+
+
+def _policies(raw: dict[str, Any], path: Path, selection_names: list[str]) -> tuple[list[Policy], str | None, str]:
+    """The policies to train, the training launcher, and the base model."""
+    train_values = _mapping(raw.get("train"), f"{path}: train")
+    policy_values = train_values.pop("policies", None)
+    if policy_values is not None:
+        policy_values = _mapping(policy_values, f"{path}: train.policies")
+    launch = _command(train_values.pop("launch", None), f"{path}: train.launch")
+    for key in ("train_file", "output_dir"):
+        if key in train_values:
+            raise RecipeError(f"{path}: train.{key} is set by the study (run_dir/select/..., run_dir/train/...)")
+    if policy_values is None:  # one policy per selection, with the common settings
+        policy_values = {name: {"selection": name} for name in selection_names}
+    policies = []
+    for name, entry in policy_values.items():
+        entry = _mapping(entry, f"{path}: train.policies.{name}")
+        selection = entry.pop("selection", None)
+        if selection not in selection_names:
+            raise RecipeError(
+                f"{path}: train.policies.{name}: selection {selection!r} is not in the select section "
+                f"({', '.join(selection_names) or 'empty'})"
+            )
+        for key in ("train_file", "output_dir"):
+            if key in entry:
+                raise RecipeError(f"{path}: train.policies.{name}.{key} is set by the study")
+        config = _build(TrainConfig, {**train_values, **entry}, f"{path}: train.policies.{name}")
+        policies.append(Policy(str(name), selection, config))
+    if "base" in {p.name for p in policies}:
+        raise RecipeError(f"{path}: train.policies: 'base' is the name of the untrained model; pick another")
+    return policies, launch, str(train_values.get("model") or TrainConfig.model)
+
+
+def _evals(raw: dict[str, Any], path: Path, base_url: str | None) -> tuple[list[EvalEntry], bool, str | None]:
+    """The evaluations, whether the base model is evaluated, and the server command."""
+    eval_values = _mapping(raw.get("eval"), f"{path}: eval")
+    benchmarks = eval_values.pop("benchmarks", None) or ["medqa", "mmlu:medical"]
+    if isinstance(benchmarks, str):  # one benchmark, or several comma-separated as on the command line
+        benchmarks = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    benchmarks = _typed(benchmarks, list, f"{path}: eval.benchmarks")
+    eval_base = _typed(eval_values.pop("base", True), bool, f"{path}: eval.base")
+    eval_serve = _command(eval_values.pop("serve", None), f"{path}: eval.serve")
+    evals = []
+    for i, item in enumerate(benchmarks):
+        where = f"{path}: eval.benchmarks[{i}]"
+        item = {"benchmark": item} if isinstance(item, str) else _mapping(item, where)
+        bench = _typed(item.pop("benchmark", None), str | None, f"{where}.benchmark")
+        if not bench:
+            raise RecipeError(f"{where}: an entry without 'benchmark' (NAME[:SUBJECTS], e.g. mmlu:medical)")
+        label = _typed(item.pop("name", None), str | None, f"{where}.name") or ""
+        config = _build(
+            EvalConfig, {**eval_values, **item}, f"{path}: eval ({bench})", drop=("model",), fixed={"model": "-"}
+        )
+        config.engine_options = key_policy(config, f"{path}: eval", base_url, bool(eval_serve))
+        evals.append(EvalEntry(bench, config, label))
+    names = [e.name for e in evals]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise RecipeError(f"{path}: eval.benchmarks: {twice!r} twice; give one entry a distinct 'name'")
+    return evals, eval_base, eval_serve
+
+
+def load_recipe(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    data_dir: str | None = None,
+    run_dir: str | None = None,
+    base_url: str | None = None,
+) -> Recipe:
+    """Read, override and validate a recipe. No data is read and no model is loaded. ``base_url`` is the
+    OpenAI-compatible server the user named on the command line (the only address, with $OPENAI_BASE_URL, that
+    gets the API key)."""
+    path = Path(path)
+    raw, applied = _read(path, overrides, data_dir)
+    data = _build(DataSection, _mapping(raw.get("data"), f"{path}: data"), f"{path}: data")
+    filters = _filters(raw, path, base_url)
+    selections = _selections(raw, path, filters)
+    policies, launch, base_model = _policies(raw, path, [s.name for s in selections])
+    evals, eval_base, eval_serve = _evals(raw, path, base_url)
+    if policies and evals and evals[0].config.engine == "llamacpp":
+        raise RecipeError(
+            f"{path}: eval.engine llamacpp cannot load a trained LoRA adapter; use transformers or openai"
+        )
+    if policies and eval_serve and not all(p.config.merge or not p.config.lora for p in policies):
+        raise RecipeError(f"{path}: eval through a server needs merged policies: set train.merge: true")
+    if data.decontaminate is None:
+        data.decontaminate = list(dict.fromkeys(e.benchmark for e in evals))
+    name = _typed(raw.get("name"), str | None, f"{path}: name") or path.stem
+    recipe_run_dir = _typed(raw.get("run_dir"), str | None, f"{path}: run_dir")
+    return Recipe(
+        name=name, run_dir=Path(run_dir or recipe_run_dir or Path("runs") / name), data=data, filters=filters,
+        selections=selections, policies=policies, base_model=base_model, evals=evals, eval_base=eval_base,
+        eval_serve=eval_serve, train_launch=launch, report=_mapping(raw.get("report"), f"{path}: report"),
+        source=str(path), raw=raw, without_data_dir_applied=applied,
+    )  # fmt: skip
+
+
+def plan(recipe: Recipe) -> list[str]:
+    """The stages a recipe runs, in order (no data read, no model loaded)."""
+    limit = f" (first {recipe.data.pool_limit})" if recipe.data.pool_limit else ""
+    lines = [f"run directory: {recipe.run_dir}", f"pool: {recipe.data.pool}{limit}"]
+    lines += [f"filter {f.name}: {f.config.model} via {f.config.engine}, k={f.config.k}" for f in recipe.filters]
+    lines.append(f"decontaminate against: {', '.join(recipe.data.decontaminate or []) or 'nothing'}")
+    for s in recipe.selections:
+        c = s.config
+        what = {"random": f"n={c.n}", "ratio": f"hard={c.hard} easy={c.easy}", "band": f"[{c.lo}, {c.hi}] n={c.n}"}
+        lines.append(f"select {s.name}: {c.strategy} {what[c.strategy]}" + (f" by {s.filter}" if s.filter else ""))
+    for p in recipe.policies:
+        c = p.config
+        steps = f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs}"
+        lines.append(f"train {p.name}: {c.method} on select/{p.selection}, {c.model}, {steps}")
+    names = recipe.model_names
+    for e in recipe.evals:
+        c = e.config
+        lines.append(f"eval {e.name}: {c.mode}, limit={c.limit}, engine={c.engine} for {', '.join(names)}")
+    lines.append("report: table1.md/csv/tex, charts, index.html")
+    commands = recipe_commands(recipe)
+    if commands:
+        trusted = "confirmed before" if commands_trusted(commands) else "needs --allow-commands or a confirmation"
+        lines.append(f"commands this recipe runs ({trusted}):")
+        lines += [f"  {c}" for c in commands]
+    else:
+        lines.append("commands this recipe runs: none")
+    return lines
