@@ -76,3 +76,37 @@ def test_filter_gap_grid():
 def test_bad_sweeps_are_one_line_errors(sweep, message):
     with pytest.raises(UserError, match=message.replace(".", r"\.").replace("(", r"\(")):
         expand({**BASE, "sweep": sweep})
+
+
+def test_a_recipe_extends_another_and_its_seeds_and_controls_become_policies(tmp_path):
+    from pathlib import Path
+
+    from medrlvr.recipe import load_recipe, plan
+
+    demo = Path(__file__).parent.parent / "recipes" / "demo-cpu.yaml"
+    child = tmp_path / "child.yaml"
+    child.write_text(
+        f"extends: {demo}\nname: child\nselect:\n  random: {{strategy: random, n: 16}}\n"
+        "train:\n  seeds: [0, 1]\n  policies:\n    random: {selection: random}\n"
+        "    control: {selection: random, control: random_reward}\n"
+    )
+    recipe = load_recipe(child, data_dir=str(tmp_path))
+    assert [p.name for p in recipe.policies] == ["random-seed0", "random-seed1", "control-seed0", "control-seed1"]
+    assert recipe.policies[1].config.seed == 1 and recipe.policies[2].config.control == "random_reward"
+    assert recipe.policies[0].config.learning_rate == 5e-4  # the demo's settings, inherited
+    assert {s.name for s in recipe.selections} >= {"random", "smollm2-filter"}  # mappings merge
+    assert recipe.arms["control"]["policies"] == ["control-seed0", "control-seed1"]
+    lines = plan(recipe)
+    assert any(line.startswith("arm control: random_reward; seeds [0, 1]") for line in lines)
+    assert any("train random-seed1:" in line and "seed 1" in line for line in lines)
+
+
+def test_a_recipe_that_extends_itself_is_an_error(tmp_path):
+    from medrlvr.errors import RecipeError
+    from medrlvr.recipe import load_recipe
+
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("extends: b.yaml\n")
+    b.write_text("extends: a.yaml\n")
+    with pytest.raises(RecipeError, match="a cycle"):
+        load_recipe(a)

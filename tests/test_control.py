@@ -33,3 +33,24 @@ def test_same_step_same_coins_and_a_none_reward_counts_zero():
     assert a(*args, answer=["A"] * 4, trainer_state=state) == b(*args, answer=["A"] * 4, trainer_state=state)
     assert a.real_totals(["A", "B"], answer=["A", "A"]) == [1.0, 0.0]
     assert a.top == 2.0
+
+
+def test_a_control_arm_trains_on_coin_flips_and_logs_the_real_rewards(tiny_checkpoint, tmp_path):
+    """The control's coin flips are what TRL trains on (weight 1); the real rewards are still logged (weight 0)."""
+    import json
+
+    from medrlvr.records import Record
+    from medrlvr.store import write_jsonl
+    from medrlvr.train import TrainConfig, run
+
+    records = [Record(id=f"t{i}", question=f"Which option is number {i}?", options={"A": "one", "B": "two"},
+                      answer="AB"[i % 2], subject="toy") for i in range(4)]  # fmt: skip
+    write_jsonl(tmp_path / "train.jsonl", [r.to_dict() for r in records])
+    config = TrainConfig(model=str(tiny_checkpoint), train_file=str(tmp_path / "train.jsonl"),
+                         output_dir=str(tmp_path / "control"), batch_size=2, num_generations=2,
+                         gradient_accumulation_steps=1, max_steps=2, max_completion_length=8, learning_rate=1e-2,
+                         save_steps=10, lora_r=4, lora_alpha=8, control="random_reward", rollout_engine="trl")  # fmt: skip
+    out = run(config)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = {k for m in metrics for k in m}
+    assert "rewards/random_reward_control/mean" in logged and "rewards/accuracy_reward/mean" in logged
