@@ -21,9 +21,9 @@ def test_without_seeds_or_sweep_one_arm_per_policy():
 
 
 def test_train_seeds_replicate_every_policy_and_a_policy_may_set_its_own():
+    control = {"selection": "random", "control": "random_reward", "seeds": [7]}
     raw = {**BASE, "train": {**BASE["train"], "seeds": [0, 1],
-                             "policies": {"random": {"selection": "random"},
-                                          "control": {"selection": "random", "control": "random_reward", "seeds": [7]}}}}  # fmt: skip
+                             "policies": {"random": {"selection": "random"}, "control": control}}}  # fmt: skip
     out, arms = expand(raw)
     policies = out["train"]["policies"]
     assert set(policies) == {"random-seed0", "random-seed1", "control"}

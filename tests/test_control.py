@@ -49,7 +49,8 @@ def test_a_control_arm_trains_on_coin_flips_and_logs_the_real_rewards(tiny_check
     config = TrainConfig(model=str(tiny_checkpoint), train_file=str(tmp_path / "train.jsonl"),
                          output_dir=str(tmp_path / "control"), batch_size=2, num_generations=2,
                          gradient_accumulation_steps=1, max_steps=2, max_completion_length=8, learning_rate=1e-2,
-                         save_steps=10, lora_r=4, lora_alpha=8, control="random_reward", rollout_engine="trl")  # fmt: skip
+                         save_steps=10, lora_r=4, lora_alpha=8, control="random_reward",
+                         rollout_engine="trl")  # fmt: skip
     out = run(config)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     logged = {k for m in metrics for k in m}
