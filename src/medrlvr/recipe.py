@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from . import config as _config
+from .arms import expand
 from .commands import commands_trusted, key_policy, recipe_commands
 from .config import checked, setting
 from .data import resolve_data_dir
-from .errors import RecipeError
+from .errors import RecipeError, UserError
 from .evaluate import EvalConfig
 from .filter import FilterConfig
 from .models import slug
@@ -27,7 +28,7 @@ from .select import SelectConfig
 from .train import TrainConfig
 
 SECTIONS = ("name", "description", "run_dir", "data", "filter", "select", "train", "eval", "report",
-            "without_data_dir")  # fmt: skip
+            "without_data_dir", "extends", "sweep")  # fmt: skip
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Recipe:
     report: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the recipe file
     raw: dict[str, Any] = field(default_factory=dict)  # the recipe as resolved (overrides applied)
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # medrlvr.arms: seeds, controls, sweep points
     without_data_dir_applied: bool = False
 
     @property
@@ -149,18 +151,43 @@ def _check_sections(raw: Any, path: Path) -> None:
         raise RecipeError(f"{path}: unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
 
 
-def _read(path: Path, overrides: Sequence[str], data_dir: str | None) -> tuple[dict[str, Any], bool]:
-    """The recipe with overrides applied, and whether its ``without_data_dir`` fallback was (no data directory)."""
+def _merged(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``parent``: mappings merge key by key, anything else (lists included) is replaced."""
+    out = dict(parent)
+    for key, value in child.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _extended(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The recipe file, over the recipe its ``extends:`` names (a path relative to it), recursively."""
     import yaml
 
     if not path.is_file():
-        raise RecipeError(f"recipe {path} not found")
+        raise RecipeError(f"recipe {path} not found" + (f" (extended by {seen[-1]})" if seen else ""))
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise RecipeError(f"{path}: line {mark.line + 1 if mark else '?'}: not valid YAML") from None
     _check_sections(raw, path)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise RecipeError(f"{path}: extends: expected the path of another recipe, got {parent!r}")
+    parent_path = (path.parent / parent).resolve()
+    if parent_path in seen or parent_path == path.resolve():
+        raise RecipeError(f"{path}: extends: {parent} extends itself (a cycle)")
+    return _merged(_extended(parent_path, (*seen, path.resolve())), raw)
+
+
+def _read(path: Path, overrides: Sequence[str], data_dir: str | None) -> tuple[dict[str, Any], bool]:
+    """The recipe with overrides applied, and whether its ``without_data_dir`` fallback was (no data directory)."""
+
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} not found")
+    raw = _extended(path)
     given = apply_overrides(raw, overrides, str(path))
     if data_dir is not None:
         given.setdefault("data", {})["data_dir"] = data_dir
@@ -278,6 +305,10 @@ def load_recipe(
     gets the API key)."""
     path = Path(path)
     raw, applied = _read(path, overrides, data_dir)
+    try:
+        raw, arms = expand(raw)  # seeds, controls and sweeps become ordinary selections and policies
+    except UserError as e:
+        raise RecipeError(f"{path}: {e}") from None
     data = _build(DataSection, _mapping(raw.get("data"), f"{path}: data"), f"{path}: data")
     filters = _filters(raw, path, base_url)
     selections = _selections(raw, path, filters)
@@ -297,8 +328,28 @@ def load_recipe(
         name=name, run_dir=Path(run_dir or recipe_run_dir or Path("runs") / name), data=data, filters=filters,
         selections=selections, policies=policies, base_model=base_model, evals=evals, eval_base=eval_base,
         eval_serve=eval_serve, train_launch=launch, report=_mapping(raw.get("report"), f"{path}: report"),
-        source=str(path), raw=raw, without_data_dir_applied=applied,
+        source=str(path), raw=raw, without_data_dir_applied=applied, arms=arms,
     )  # fmt: skip
+
+
+def _cached(folder: Path) -> str:
+    """' (finished: reused if its settings are unchanged)' for a stage folder a run already finished."""
+    from .stagedirs import finished, marker
+
+    return " (finished: reused if its settings are unchanged)" if finished(marker(folder)) else ""
+
+
+def _arm_lines(recipe: Recipe) -> list[str]:
+    """The sweep grid and the seed replicates, one line per arm with more than one policy or grid values."""
+    lines = []
+    for name, arm in recipe.arms.items():
+        if len(arm.get("policies", [])) < 2 and not arm.get("values") and not arm.get("control"):
+            continue
+        values = ", ".join(f"{k}={v}" for k, v in arm.get("values", {}).items())
+        sweep = f"sweep {arm['sweep']} " if arm.get("sweep") else ""
+        lines.append(f"arm {sweep}{name}: {values or arm.get('control') or 'replicates'}; seeds "
+                     f"{arm.get('seeds')}: {', '.join(arm.get('policies', []))}")  # fmt: skip
+    return lines
 
 
 def plan(recipe: Recipe) -> list[str]:
@@ -314,7 +365,10 @@ def plan(recipe: Recipe) -> list[str]:
     for p in recipe.policies:
         c = p.config
         steps = f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs}"
-        lines.append(f"train {p.name}: {c.method} on select/{p.selection}, {c.model}, {steps}")
+        control = f", control {c.control}" if getattr(c, "control", None) else ""
+        lines.append(f"train {p.name}: {c.method} on select/{p.selection}, {c.model}, {steps}, seed {c.seed}"
+                     f"{control}{_cached(recipe.run_dir / 'train' / p.name)}")  # fmt: skip
+    lines += _arm_lines(recipe)
     names = recipe.model_names
     for e in recipe.evals:
         c = e.config

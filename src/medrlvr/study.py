@@ -391,7 +391,12 @@ class Study:
         baseline = "base" if self.recipe.eval_base else None
         title = f"medrlvr study: {self.recipe.name}"
 
+        inputs["completions"] = {p.name: file_hash(self.run_dir / "train" / p.name / "completions.jsonl")
+                                 for p in self.recipe.policies}  # fmt: skip
+        inputs["arms"] = self.recipe.arms
+
         def work():
+            write_json(self.run_dir / "arms.json", self.recipe.arms)  # the report groups seeds and sweeps by it
             report(self.run_dir, out, models=names, baseline=baseline, title=title, benchmarks=benchmarks)
 
         self._stage("report", "", out, inputs, ["index.html", "table1.md"], work)

@@ -124,11 +124,17 @@ class TrainConfig:
     save_steps: int = setting(10, help="optimizer steps between checkpoints", ge=1)
     save_total_limit: int = setting(2, help="checkpoints kept", ge=1)
     seed: int = setting(0, help="training seed")
+    control: str | None = setting(
+        None, help="random_reward: train on coin flips with the real rewards' mean (a control arm)",
+        choices=("random_reward",),
+    )  # fmt: skip
     report_to: str | list[str] = setting(
         "none", help="where transformers reports metrics (none, wandb, tensorboard, ...)"
     )
     merge: bool = setting(False, help="also write a merged model (base + LoRA) that `medrlvr eval` loads directly")
-    sample_completions: int = setting(2, help="completions per generation step written to completions.jsonl", ge=0)
+    sample_completions: int = setting(
+        64, help="completions per generation step written to completions.jsonl (the dynamics report reads them)", ge=0
+    )
     # Recompute activations in the backward pass instead of keeping them: less memory, a slower step (measured
     # here on a CPU: 6.2 s instead of ~3.5 s of backward per demo step). None: on a GPU (memory is what runs out
     # there), off on a CPU. TRL's own default is on.
@@ -175,6 +181,11 @@ class TrainConfig:
             raise UserError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")
         if self.backend not in ("trl", "verl"):
             raise UserError(f"backend must be trl or verl, got {self.backend!r}")
+        if self.control and (self.method != "grpo" or self.backend != "trl"):
+            raise UserError("setting 'control': random_reward needs method grpo and backend trl")
+        if self.control and self.dynamic_sampling:
+            raise UserError("setting 'control': random_reward with dynamic_sampling would refill on coin flips; "
+                            "turn one off")  # fmt: skip
         if self.backend == "verl":  # checked here, so a recipe's --plan already catches a bad verl setting
             from .verl_backend import settings
 

@@ -232,7 +232,13 @@ def reward_functions(config: TrainConfig, out: Path) -> tuple[list[Callable], li
         scored.append(get_soft_overlong_punishment(config.max_completion_length, config.overlong_buffer))
         weights.append(1.0)
     logged = [self_reflection_reward, CompletionSampler(out / "completions.jsonl", config.sample_completions)]
-    return scored + [with_prefill_text(f, config.prefill) for f in logged], scored, weights
+    logged = [with_prefill_text(f, config.prefill) for f in logged]
+    if config.control == "random_reward":  # coin flips are trained on; the real rewards are only logged
+        from .control import RandomRewardControl
+
+        control = RandomRewardControl(scored, weights, config.seed)
+        return [control, *scored, *logged], [control], [1.0] + [0.0] * len(scored)
+    return scored + logged, scored, weights
 
 
 def grpo_trainer(config: TrainConfig, model, tokenizer, dataset, peft_config, common: dict[str, Any], callbacks,

@@ -1,0 +1,123 @@
+"""Report charts (matplotlib, Agg): training reward curves, radar charts of subjects (Open-Medical-R1's Fig. 3),
+per-category bars with 95% intervals (its Fig. 4-15)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+REWARD_CURVES = (
+    ("rewards/format_reward/mean", "format"),
+    ("rewards/accuracy_reward/mean", "accuracy"),
+    ("rewards/xml_count_reward/mean", "xml_count"),
+    ("rewards/choice_reward/mean", "choice (names one option)"),
+    ("frac_reward_zero_std", "groups with no gradient"),
+)
+
+
+def training_summary(run_dir: str | Path, models: list[str] | None = None) -> tuple[list[list[str]], Any]:
+    """Per trained policy: steps, first and last logged mean reward, and a chart with one panel per policy holding
+    its per-step reward curves (format, accuracy, xml_count, and any other logged reward)."""
+    runs = {}
+    for path in sorted(Path(run_dir).glob("train/*/metrics.jsonl")):
+        if models is not None and path.parent.name not in models:
+            continue
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if "reward" in r or "loss" in r]
+        if rows:
+            runs[path.parent.name] = rows
+    if not runs:
+        return [], None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = []
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), sharey=True, squeeze=False)
+    for ax, (name, rows) in zip(axes[0], runs.items()):
+        key = "reward" if any("reward" in r for r in rows) else "loss"
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        curves = [(k, label) for k, label in REWARD_CURVES if any(k in r for r in rows)]
+        for k, label in curves:
+            series = [(r["step"], r[k]) for r in rows if r.get(k) is not None]
+            ax.plot([x for x, _ in series], [y for _, y in series], label=label,
+                    linestyle=":" if k == "frac_reward_zero_std" else "-")  # fmt: skip
+        if not curves:
+            ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=key)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylim(-0.02, 1.05 if curves else None)
+        fmt = [r["rewards/format_reward/mean"] for r in rows if "rewards/format_reward/mean" in r]
+        acc = [r["rewards/accuracy_reward/mean"] for r in rows if "rewards/accuracy_reward/mean" in r]
+        mean_fmt = f"{sum(fmt) / len(fmt):.3f}" if fmt else "-"
+        mean_acc = f"{sum(acc) / len(acc):.3f}" if acc else "-"
+        first, last = points[0], points[-1]
+        summary.append([name, key, str(last[0]), f"{first[1]:.3f}", f"{last[1]:.3f}", mean_fmt, mean_acc])
+    axes[0][0].set_ylabel("mean reward per step")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("training: each reward's mean per step (GRPO)", fontsize=10)
+    fig.tight_layout()
+    return summary, fig
+
+
+TRAINING_HEADER = ["Policy", "Metric", "Last step", "First", "Last", "Mean format reward", "Mean accuracy reward"]
+
+
+def radar(table: dict[str, dict[str, dict]], benchmark: str, key: str = "by_subject"):
+    """A radar chart of one benchmark's subjects (or categories), one line per model; None with < 3 axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    axes = sorted({s for per in table.values() for s in per.get(benchmark, {}).get(key, {})})
+    if len(axes) < 3:
+        return None
+    angles = np.linspace(0, 2 * np.pi, len(axes), endpoint=False).tolist()
+    fig = plt.figure(figsize=(6, 6))
+    ax = fig.add_subplot(projection="polar")
+    for model, per in table.items():
+        groups = per.get(benchmark, {}).get(key, {})
+        values = [groups.get(a, {}).get("accuracy", 0.0) for a in axes]
+        ax.plot(angles + angles[:1], values + values[:1], label=model)
+        ax.fill(angles + angles[:1], values + values[:1], alpha=0.08)
+    ax.set_xticks(angles)
+    ax.set_xticklabels([a.replace("_", " ") for a in axes], fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{benchmark}: accuracy by {key.removeprefix('by_')}")
+    ax.legend(loc="lower right", fontsize=7, bbox_to_anchor=(1.25, -0.1))
+    return fig
+
+
+def bars(table: dict[str, dict[str, dict]], benchmark: str):
+    """Per-category bars (each model a colour) with 95% interval whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cats = sorted({c for per in table.values() for c in per.get(benchmark, {}).get("by_category", {})})
+    if not cats:
+        return None
+    fig, ax = plt.subplots(figsize=(max(5, len(cats) * 1.2), 4))
+    width = 0.8 / max(1, len(table))
+    for i, (model, per) in enumerate(table.items()):
+        groups = per.get(benchmark, {}).get("by_category", {})
+        acc = [groups.get(c, {}).get("accuracy", 0.0) for c in cats]
+        err = [
+            [a - groups.get(c, {}).get("ci95", (a, a))[0] for c, a in zip(cats, acc)],
+            [groups.get(c, {}).get("ci95", (a, a))[1] - a for c, a in zip(cats, acc)],
+        ]
+        ax.bar(np.arange(len(cats)) + i * width, acc, width, yerr=err, capsize=2, label=model)
+    ax.set_xticks(np.arange(len(cats)) + width * (len(table) - 1) / 2)
+    ax.set_xticklabels([c.replace("_", " ") for c in cats], rotation=20, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{benchmark}: accuracy by category (95% CI)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
