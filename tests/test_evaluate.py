@@ -260,3 +260,34 @@ def test_generate_mode_reads_the_prefill_and_counts_well_formed_answers(tmp_path
     # paired on well-formedness: the same file against itself has no discordant pair
     same = paired(tmp_path / "predictions.jsonl", tmp_path / "predictions.jsonl", "well_formed")
     assert same["questions"] == 10 and same["p_value"] == 1.0
+
+
+def test_samples_give_pass_at_k_with_the_unbiased_estimator(tmp_path):
+    """4 samples per question: question i has (i % 5) right ones (capped at 4); pass@k is Chen et al.'s estimator,
+    with its interval, and the row's answer is the first sample."""
+    from medrlvr.baselines import pass_at_k
+
+    def samples(i):
+        right = min(i % 5, 4)
+        wrong = "A" if RECS[i].answer != "A" else "B"
+        return [f"<answer>{RECS[i].answer}</answer>"] * right + [f"<answer>{wrong}</answer>"] * (4 - right)
+
+    script = {f"Question {i}?": samples(i) for i in range(10)}
+    engine = ScriptedEngine(script)
+    config = EvalConfig(model="fake", mode="generate", samples=4, temperature=0.8)
+    res = evaluate(RECS, config, tmp_path, "mmlu@generate", engine=engine, progress=False)
+    counts = [min(i % 5, 4) for i in range(10)]
+    assert res["samples"] == 4 and set(res["pass_at_k"]) == {"1", "2", "4"}
+    for k in (1, 2, 4):
+        expected = sum(pass_at_k(4, c, k) for c in counts) / 10
+        assert res["pass_at_k"][str(k)]["mean"] == pytest.approx(expected)
+        lo, hi = res["pass_at_k"][str(k)]["ci"]
+        assert lo <= expected <= hi
+    assert res["pass_at_k"]["1"]["mean"] == pytest.approx(sum(counts) / 40)
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [r["samples_correct"] for r in rows] == counts and all(r["n_options"] == 3 for r in rows)
+    assert res["accuracy"] == pytest.approx(sum(c > 0 for c in counts) / 10)  # the first sample is the answer
+    # a greedy evaluation of the same questions is not answered from these predictions
+    greedy = evaluate(RECS, EvalConfig(model="fake", mode="generate"), tmp_path, "mmlu@generate",
+                      engine=ScriptedEngine(script), progress=False)  # fmt: skip
+    assert "pass_at_k" not in greedy

@@ -98,7 +98,16 @@ def _apply(point: dict[str, Any], selection: dict[str, Any], policy: dict[str, A
         elif section == "select":
             selection.update(value if not setting else {setting: value})
         else:
-            policy.update(value if not setting else {setting: value})
+            _deep_update(policy, value if not setting else {setting: value})
+
+
+def _deep_update(target: dict[str, Any], values: dict[str, Any]) -> None:
+    """Nested mappings (``verl: {algorithm: ppo}``) update key by key; anything else is replaced."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
 
 
 def _selection_size(entry: dict[str, Any]) -> int | None:

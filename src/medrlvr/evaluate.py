@@ -70,6 +70,11 @@ class EvalConfig:
     prefill: str | None = setting(
         None, help='generate mode: text the answer starts with, as in training (e.g. "<think>")'
     )
+    samples: int = setting(
+        1, ge=1, help="generate mode: answers sampled per question for pass@k (1: one greedy answer); the row's "
+        "answer is the first sample"
+    )  # fmt: skip
+    temperature: float = setting(1.0, gt=0, help="generate mode with samples > 1: the sampling temperature")
 
     def __post_init__(self) -> None:
         # 0 or a negative number used to mean "all" or "all but N" through Python's slicing: refused by the ranges
@@ -210,7 +215,33 @@ def prediction_settings(config: EvalConfig, fingerprint: str | None = None) -> d
             max_new_tokens=config.max_new_tokens,
             fields=2,  # rows with format_ok / well_formed: rows written before them are not mixed in
         )
+        if config.samples > 1:  # only then: greedy predictions keep the keys they were written under
+            settings.update(samples=config.samples, temperature=config.temperature)
     return settings
+
+
+def _strict(prefill: str, completion: str, record: Record, prompt: str) -> str | None:
+    text = prefill + completion
+    if record.options:
+        return extract_choice(text, dict(record.options), STRICT[prompt]).answer
+    return extract_answer(text, strict=True)
+
+
+def pass_at_k_results(rows: Sequence[dict]) -> dict[str, Any]:
+    """pass@k (Chen et al.'s unbiased estimator) for k = 1, 2, 4, ... up to the samples per question, with 95%
+    bootstrap intervals over questions (:func:`medrlvr.baselines.pass_at_k_summary`)."""
+    from .baselines import pass_at_k_summary
+
+    counts = [(r["samples"], r["samples_correct"]) for r in rows if "samples" in r]
+    if not counts:
+        return {}
+    n = min(c[0] for c in counts)
+    ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n} | {n})
+    out = {}
+    for k in ks:
+        summary = pass_at_k_summary(counts, k)
+        out[str(k)] = {"mean": summary["mean"], "ci": list(summary["ci"])}
+    return {"samples": n, "pass_at_k": out}
 
 
 def prediction_key(settings: dict[str, Any]) -> str:
@@ -301,9 +332,10 @@ def evaluate(
                 )
                 for r in chunk
             ]
-            sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=0.0, seed=config.seed)
-            outputs = guard.generate(prompts, n=1, sampling=sampling)
-            for r, (completion,) in zip(chunk, outputs):
+            temperature = config.temperature if config.samples > 1 else 0.0
+            sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=temperature, seed=config.seed)
+            outputs = guard.generate(prompts, n=config.samples, sampling=sampling)
+            for r, (completion, *others) in zip(chunk, outputs):
                 text = (config.prefill or "") + completion.text  # the prefill is part of the answer, as in training
                 if r.options:
                     strict = extract_choice(text, dict(r.options), STRICT[config.prompt]).answer
@@ -328,6 +360,13 @@ def evaluate(
                         "well_formed": format_ok and strict is not None,  # in format and naming one option
                     }
                 )
+                if r.options:
+                    rows[-1]["n_options"] = len(r.options)
+                if others:  # pass@k: how many of the samples are right (strict reading)
+                    rows[-1]["samples"] = 1 + len(others)
+                    rows[-1]["samples_correct"] = int(rows[-1]["correct"]) + sum(
+                        _strict(config.prefill or "", o.text, r, config.prompt) == gold for o in others
+                    )
         if config.mode == "generate":  # held back: an empty completion, scored as unanswered
             for i, tokens in guard.too_long.items():
                 rows[i]["too_long"] = tokens
@@ -349,6 +388,7 @@ def evaluate(
         "prediction_key": key,
         "prediction_settings": settings,
         **summarize(rows, benchmark),
+        **pass_at_k_results(rows),
         "too_long": too_long,
     }
     write_json(out / "results.json", results)

@@ -152,10 +152,16 @@ def _check_sections(raw: Any, path: Path) -> None:
 
 
 def _merged(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    """``child`` over ``parent``: mappings merge key by key, anything else (lists included) is replaced."""
+    """``child`` over ``parent``: mappings merge key by key, anything else (lists included) is replaced, and a
+    ``null`` in place of a mapping removes it (``select: {gemma-filter: null}`` drops the parent's selection)."""
     out = dict(parent)
     for key, value in child.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        if value is None and isinstance(out.get(key), dict):
+            del out[key]
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
     return out
 
 
