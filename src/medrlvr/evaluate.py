@@ -40,7 +40,7 @@ from .extract import boxed_blocks, extract_answer, extract_choice
 from .prompts import chat_messages, plain_prompt, render_question, with_prefill
 from .records import Record
 from .rewards import format_reward
-from .store import JsonlStore, write_json
+from .store import JsonlStore, read_jsonl, write_json
 
 log = logging.getLogger(__name__)
 STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
@@ -358,7 +358,7 @@ def evaluate(
 def paired(pred_a: str | Path, pred_b: str | Path, field: str = "correct") -> dict[str, Any]:
     """McNemar between two predictions.jsonl files on the questions both answered, on ``field`` (``correct``, or in
     generate mode ``well_formed``: in format and naming one option)."""
-    a = {row["id"]: bool(row[field]) for row in JsonlStore(pred_a) if field in row}
-    b = {row["id"]: bool(row[field]) for row in JsonlStore(pred_b) if field in row}
+    a = {row["id"]: bool(row[field]) for row in read_jsonl(pred_a) if field in row}
+    b = {row["id"]: bool(row[field]) for row in read_jsonl(pred_b) if field in row}
     common = sorted(set(a) & set(b))
     return {"questions": len(common), **mcnemar([a[i] for i in common], [b[i] for i in common])}

@@ -32,7 +32,7 @@ from .errors import UserError
 from .extract import extract_choice
 from .prompts import chat_messages, plain_prompt
 from .records import Record
-from .store import JsonlStore, write_json, write_jsonl
+from .store import JsonlStore, read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -202,4 +202,4 @@ def load_labels(filter_dir: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(filter_dir) / "labels.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `medrlvr filter` first")
-    return {row["id"]: row for row in JsonlStore(path)}
+    return {row["id"]: row for row in read_jsonl(path)}

@@ -21,7 +21,7 @@ from .config import check_ranges, setting
 from .errors import UserError
 from .prompts import chat_messages
 from .records import Record
-from .store import write_json, write_jsonl
+from .store import read_jsonl, write_json, write_jsonl
 
 STRATEGIES = ("random", "ratio", "band")
 
@@ -193,5 +193,4 @@ def run_selection(
 def load_selection(path: str | Path) -> list[Record]:
     path = Path(path)
     path = path / "train.jsonl" if path.is_dir() else path
-    with open(path, encoding="utf-8") as f:
-        return [Record.from_dict(json.loads(line)) for line in f if line.strip()]
+    return [Record.from_dict(row) for row in read_jsonl(path)]

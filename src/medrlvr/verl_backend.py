@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import build
 from .errors import StageError, UserError
+from .store import read_jsonl
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -439,14 +440,12 @@ def collect(config: TrainConfig, model_path: str) -> Path:
         os.replace(hf, out / "model")
     if p["metrics"].exists():
         rows = []
-        for line in p["metrics"].read_text().splitlines():
-            if line.strip():
-                logged = json.loads(line)
-                data = logged.get("data", {})
-                row = {"step": logged.get("step"), **data}
-                if "critic/score/mean" in data:
-                    row["reward"] = row["rewards/accuracy_reward/mean"] = data["critic/score/mean"]
-                rows.append(row)
+        for logged in read_jsonl(p["metrics"]):
+            data = logged.get("data", {})
+            row = {"step": logged.get("step"), **data}
+            if "critic/score/mean" in data:
+                row["reward"] = row["rewards/accuracy_reward/mean"] = data["critic/score/mean"]
+            rows.append(row)
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return out
 
