@@ -277,36 +277,42 @@ def _select(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .data import load_benchmark, load_eval_spec
-    from .evaluate import EvalConfig, eval_dir, evaluate
+    from dataclasses import replace
+
+    from .data import BenchmarkSpec
+    from .evaluate import EvalConfig, run
     from .models import slug
 
     config = config_from(args, EvalConfig, "eval", engine_options=_engine_options(args))
-    engine = None
-    for spec in [s.strip() for s in args.benchmarks.split(",") if s.strip()]:
-        records = load_eval_spec(spec, args.data_dir)
-        shots = load_benchmark(spec.split(":")[0], "dev", args.data_dir) if config.num_fewshot else []
-        name = spec + ("@generate" if config.mode == "generate" else "")  # the study's names: both modes side by side
-        out = eval_dir(args.run_dir, slug(config.model), name)
-        if engine is None:
-            from .engines import get_engine
+    specs = [BenchmarkSpec.parse(s, config.mode) for s in args.benchmarks.split(",") if s.strip()]
+    jobs = [(spec, replace(config, mode=spec.mode)) for spec in specs]  # NAME@generate: that one in generate mode
 
-            engine = get_engine(config.engine, config.model, **config.engine_options)
-        res = evaluate(records, config, out, name, fewshot_pool=shots, engine=engine)
-        lo, hi = res["ci95"]
-        extra = (
-            f", flexible {res['accuracy_flexible']:.3f}, extraction failures {res['extraction_failure_rate']:.1%}"
-            if "accuracy_flexible" in res
-            else ""
+    def print_results(spec, config, out: Path, work) -> None:
+        work()
+        _print_results(spec.label, out)
+
+    run(slug(config.model), jobs, args.run_dir, args.data_dir, stage=print_results)
+
+
+def _print_results(name: str, out: Path) -> None:
+    """One line: what ``medrlvr eval`` wrote to ``out/results.json``."""
+    import json
+
+    res = json.loads((out / "results.json").read_text())
+    lo, hi = res["ci95"]
+    extra = (
+        f", flexible {res['accuracy_flexible']:.3f}, extraction failures {res['extraction_failure_rate']:.1%}"
+        if "accuracy_flexible" in res
+        else ""
+    )
+    if "well_formed_rate" in res:
+        extra += (
+            f", in format {res['format_rate']:.1%}, well-formed naming one option {res['well_formed_rate']:.1%}"
+            f" ({res['formatted_without_option']} in format naming none)"
         )
-        if "well_formed_rate" in res:
-            extra += (
-                f", in format {res['format_rate']:.1%}, well-formed naming one option {res['well_formed_rate']:.1%}"
-                f" ({res['formatted_without_option']} in format naming none)"
-            )
-        if res.get("too_long"):
-            extra += f", {res['too_long']} too long for the model's context (scored as unanswered)"
-        print(f"{name}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
+    if res.get("too_long"):
+        extra += f", {res['too_long']} too long for the model's context (scored as unanswered)"
+    print(f"{name}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -336,7 +342,7 @@ def _report(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from .config import apply_overrides
-    from .train import TrainConfig, train
+    from .train import TrainConfig, run
 
     values: dict = {}
     if args.config:
@@ -353,12 +359,7 @@ def _train(args: argparse.Namespace) -> None:
     config = config_from(args, TrainConfig, str(args.config or "train"), values)
     if not config.train_file:
         raise UserError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
-    if config.backend == "verl":  # verl reads its validation set from the data directory
-        from . import verl_backend
-
-        out = verl_backend.train(config, data_dir=args.data_dir)
-    else:
-        out = train(config)
+    out = run(config, data_dir=args.data_dir)  # verl reads its validation set from the data directory
     print(f"trained: {out} (adapter in {out / 'adapter'}, metrics in {out / 'metrics.jsonl'})")
 
 

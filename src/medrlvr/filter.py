@@ -30,7 +30,7 @@ from .engines import ENGINES, Sampling, get_engine, takes_chat
 from .engines.context import ContextGuard
 from .errors import UserError
 from .extract import extract_choice
-from .prompts import chat_messages, plain_prompt
+from .prompts import render
 from .records import Record
 from .store import JsonlStore, read_jsonl, write_json, write_jsonl
 
@@ -129,7 +129,7 @@ def filter_pool(
     )
     started, processed = time.perf_counter(), 0
     for index, chunk in todo:
-        prompts = [chat_messages(r, "filter") if chat else plain_prompt(r, "filter") for r in chunk]
+        prompts = [render(r, "filter", chat) for r in chunk]
         sampling = Sampling(
             max_new_tokens=config.max_new_tokens,
             temperature=config.temperature,

@@ -18,7 +18,7 @@ from typing import Any
 from . import config as _config
 from .commands import commands_trusted, key_policy, recipe_commands
 from .config import checked, setting
-from .data import resolve_data_dir
+from .data import BenchmarkSpec, resolve_data_dir
 from .errors import RecipeError
 from .evaluate import EvalConfig
 from .filter import FilterConfig
@@ -70,9 +70,11 @@ class EvalEntry:
     benchmark: str  # NAME[:SUBJECTS]
     config: EvalConfig  # model is set per evaluated model
     name: str = ""  # the results' name (folder, report column): the benchmark, "@generate" added in generate mode
+    spec: BenchmarkSpec = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.name = self.name or (self.benchmark + ("@generate" if self.config.mode == "generate" else ""))
+        self.spec = BenchmarkSpec.parse(self.benchmark, self.config.mode, self.name or None)
+        self.benchmark, self.name = self.spec.benchmark, self.spec.label
 
 
 @dataclass
@@ -254,6 +256,9 @@ def _evals(raw: dict[str, Any], path: Path, base_url: str | None) -> tuple[list[
         if not bench:
             raise RecipeError(f"{where}: an entry without 'benchmark' (NAME[:SUBJECTS], e.g. mmlu:medical)")
         label = _typed(item.pop("name", None), str | None, f"{where}.name") or ""
+        given = BenchmarkSpec.parse(bench).mode  # NAME@generate
+        if given and item.setdefault("mode", given) != given:
+            raise RecipeError(f"{where}: {bench!r} says mode {given} but the entry sets mode {item['mode']!r}")
         config = _build(
             EvalConfig, {**eval_values, **item}, f"{path}: eval ({bench})", drop=("model",), fixed={"model": "-"}
         )

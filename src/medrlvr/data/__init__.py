@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -18,8 +19,8 @@ from .benchmarks import BENCHMARKS, Benchmark, DataError, RowError, read_jsonl
 from .subjects import SUBJECT2CATEGORY, SUBJECT_GROUPS, expand_subjects
 
 __all__ = [
-    "BENCHMARKS", "DataError", "Records", "SUBJECT2CATEGORY", "SUBJECT_GROUPS", "benchmark_files", "get_benchmark",
-    "load_benchmark", "load_eval_spec", "load_pool", "load_records_file", "resolve_data_dir", "test_split_evidence",
+    "BENCHMARKS", "BenchmarkSpec", "DataError", "Records", "SUBJECT2CATEGORY", "SUBJECT_GROUPS", "benchmark_files",
+    "folder_name", "get_benchmark", "load_benchmark", "load_eval_spec", "load_pool", "load_records_file", "resolve_data_dir", "test_split_evidence",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -209,10 +210,55 @@ def load_pool(spec: str, data_dir: str | os.PathLike | None = None) -> Records:
     return load_benchmark(name, split, data_dir)
 
 
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """An evaluation set as commands and recipes name it, ``NAME[:SUBJECTS][@MODE]`` (``mmlu:medical``,
+    ``medqa@generate``), parsed here and nowhere else. ``label`` names its results (the report's column; by default
+    the benchmark, with ``@generate`` in generate mode so that both modes sit side by side) and ``folder`` is the
+    folder they go to under RUN/eval/MODEL."""
+
+    name: str
+    subjects: str | None = None
+    mode: str | None = None  # None: the evaluation's own setting
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.benchmark + ("@generate" if self.mode == "generate" else ""))
+
+    @classmethod
+    def parse(cls, text: str, mode: str | None = None, label: str | None = None) -> BenchmarkSpec:
+        """``NAME[:SUBJECTS][@MODE]``; ``mode`` is the mode when the text names none. The mode is checked where it
+        becomes an evaluation's setting (``EvalConfig.mode``), so that any results label parses."""
+        base, _, given = text.strip().partition("@")
+        name, _, subjects = base.partition(":")
+        return cls(name.strip(), subjects.strip() or None, given or mode, label or "")
+
+    @property
+    def benchmark(self) -> str:
+        """``NAME[:SUBJECTS]``: which questions, whatever the mode."""
+        return self.name + (f":{self.subjects}" if self.subjects else "")
+
+    @property
+    def folder(self) -> str:
+        return folder_name(self.label)
+
+    def load(self, data_dir: str | os.PathLike | None = None, split: str = "test") -> Records:
+        return load_benchmark(self.name, split, data_dir, self.subjects)
+
+    def fewshot_pool(self, data_dir: str | os.PathLike | None = None) -> Records:
+        """The dev split, where few-shot examples come from (every subject: the examples are picked per subject)."""
+        return load_benchmark(self.name, "dev", data_dir)
+
+
+def folder_name(label: str) -> str:
+    """The folder an evaluation's results go to: its label with ``:`` (not allowed in Windows paths) as ``_``."""
+    return label.replace(":", "_")
+
+
 def load_eval_spec(spec: str, data_dir: str | os.PathLike | None = None, split: str = "test") -> Records:
     """An evaluation set ``NAME[:SUBJECTS]`` (e.g. ``mmlu:medical``), the test split unless told otherwise."""
-    name, _, subjects = spec.partition(":")
-    return load_benchmark(name, split, data_dir, subjects or None)
+    return BenchmarkSpec.parse(spec).load(data_dir, split)
 
 
 def _hf_rows(bench: Benchmark, split: str, hf_id: str):

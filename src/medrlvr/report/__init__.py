@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..data import folder_name
 from ..store import read_jsonl
 
 
@@ -276,7 +277,7 @@ def report(
         (out / "training.md").write_text(to_markdown(TRAINING_HEADER, training_rows))
     figures = [("training", training_fig)]
     for bench in header[1:]:
-        stem = bench.replace(":", "_")
+        stem = folder_name(bench)
         figures += [(f"radar_{stem}", radar(table, bench)), (f"categories_{stem}", bars(table, bench))]
     svgs = []
     for stem, fig in figures:
