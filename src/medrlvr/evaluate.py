@@ -34,7 +34,7 @@ from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 from .config import check_ranges, setting
 from .data import SUBJECT2CATEGORY, BenchmarkSpec, DataError, folder_name
-from .engines import ENGINES, Sampling, get_engine, takes_chat
+from .engines import EngineSettings, Sampling, get_engine, takes_chat
 from .errors import UserError
 from .engines.context import ContextGuard
 from .extract import boxed_blocks, extract_answer, extract_choice
@@ -48,12 +48,7 @@ STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
 
 
 @dataclass
-class EvalConfig:
-    model: str = setting(help="model reference; a LoRA adapter directory loads its base under it")
-    engine: str = setting("transformers", choices=ENGINES, help="what runs the model")
-    engine_options: dict[str, Any] = setting(
-        default_factory=dict, help="engine keyword arguments, as JSON or key=value (openai: base_url, ...)"
-    )
+class EvalConfig(EngineSettings):
     mode: str = setting("loglik", choices=("loglik", "generate"), help="score the options, or generate an answer")
     prompt: str = setting("r1_zero", choices=tuple(STRICT), help="generate mode: the prompt")
     chat: bool | None = setting(None, help="use the chat template (default: if the model has one, else plain text)")

@@ -23,7 +23,7 @@ from .errors import RecipeError
 from .evaluate import EvalConfig
 from .filter import FilterConfig
 from .models import slug
-from .select import SelectConfig
+from .select import STRATEGIES, SelectConfig
 from .train import TrainConfig
 
 SECTIONS = ("name", "description", "run_dir", "data", "filter", "select", "train", "eval", "report",
@@ -198,7 +198,7 @@ def _selections(raw: dict[str, Any], path: Path, filters: list[FilterEntry]) -> 
         entry = _mapping(entry, f"{path}: select.{name}")
         whose = entry.pop("filter", None)
         config = _build(SelectConfig, entry, f"{path}: select.{name}", drop=("decontaminate",))
-        if config.strategy != "random" and not whose:
+        if STRATEGIES[config.strategy].needs_labels and not whose:
             raise RecipeError(f"{path}: select.{name}: strategy {config.strategy} needs 'filter' (whose labels)")
         if whose and whose not in filter_names:
             raise RecipeError(f"{path}: select.{name}: filter {whose!r} is not in the filter section")
@@ -314,8 +314,8 @@ def plan(recipe: Recipe) -> list[str]:
     lines.append(f"decontaminate against: {', '.join(recipe.data.decontaminate or []) or 'nothing'}")
     for s in recipe.selections:
         c = s.config
-        what = {"random": f"n={c.n}", "ratio": f"hard={c.hard} easy={c.easy}", "band": f"[{c.lo}, {c.hi}] n={c.n}"}
-        lines.append(f"select {s.name}: {c.strategy} {what[c.strategy]}" + (f" by {s.filter}" if s.filter else ""))
+        what = STRATEGIES[c.strategy].describe(c)
+        lines.append(f"select {s.name}: {c.strategy} {what}" + (f" by {s.filter}" if s.filter else ""))
     for p in recipe.policies:
         c = p.config
         steps = f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs}"

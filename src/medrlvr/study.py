@@ -114,18 +114,10 @@ class Study:
         marker = out / "stage.json"
         previous = stagedirs.marker(out)
         label = f"{kind} {name}".strip()
-        if stagedirs.finished(previous, key) and all((out / o).exists() for o in outputs):
-            self._record(kind, name, out, key, "cached", 0.0)
-            self.log(f"[{label}] cached ({out})")
-            return "cached"
         kept = self.run_dir / ".previous" / out.relative_to(self.run_dir)
-        stagedirs.finish_swap(out, kept)
-        if stagedirs.finished(stagedirs.marker(kept), key) and all((kept / o).exists() for o in outputs):
-            stagedirs.swap_back(out, kept, keep_displaced=stagedirs.finished(previous))
-            stagedirs.prune(kept.parent, self.run_dir)
-            self._record(kind, name, out, key, "restored", 0.0)
-            self.log(f"[{label}] settings as before: took back the finished output from {kept}")
-            return "restored"
+        reused = self._reuse(kind, name, out, kept, key, outputs)
+        if reused:
+            return reused
         resumed = bool(previous and previous.get("store_key") == store_key)
         if previous and not resumed:
             if stagedirs.finished(previous):
@@ -158,6 +150,24 @@ class Study:
         self._record(kind, name, out, key, status, seconds)
         self.log(f"[{label}] done in {seconds:.1f} s (peak memory so far {peak_rss_mb():.0f} MB)")
         return "ran"
+
+    def _reuse(self, kind: str, name: str, out: Path, kept: Path, key: str, outputs: Sequence[str]) -> str | None:
+        """"cached" when ``out`` holds the finished stage of ``key``, "restored" when ``kept`` (RUN/.previous/...) does
+        and it was moved back; None when the stage must run."""
+        previous = stagedirs.marker(out)
+        label = f"{kind} {name}".strip()
+        if stagedirs.finished(previous, key) and all((out / o).exists() for o in outputs):
+            self._record(kind, name, out, key, "cached", 0.0)
+            self.log(f"[{label}] cached ({out})")
+            return "cached"
+        stagedirs.finish_swap(out, kept)
+        if stagedirs.finished(stagedirs.marker(kept), key) and all((kept / o).exists() for o in outputs):
+            stagedirs.swap_back(out, kept, keep_displaced=stagedirs.finished(previous))
+            stagedirs.prune(kept.parent, self.run_dir)
+            self._record(kind, name, out, key, "restored", 0.0)
+            self.log(f"[{label}] settings as before: took back the finished output from {kept}")
+            return "restored"
+        return None
 
     def _record(self, kind: str, name: str, out: Path, key: str, status: str, seconds: float) -> None:
         where = str(out.relative_to(self.run_dir))

@@ -203,6 +203,8 @@ def paths(config: TrainConfig) -> dict[str, Path]:
     }
 
 
+# Over 60 lines on purpose: one table of (verl key, value), one key per line in the order of verl's own config, so
+# that it reads against ``ppo_trainer.yaml`` top to bottom; split into helpers, a key's neighbours would be elsewhere.
 def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
     """The hydra overrides for ``python -m verl.trainer.main_ppo``, in order: data, model, actor, rollout,
     reference, critic, algorithm, reward, trainer, then ``verl.overrides``."""

@@ -20,7 +20,8 @@ from .subjects import SUBJECT2CATEGORY, SUBJECT_GROUPS, expand_subjects
 
 __all__ = [
     "BENCHMARKS", "BenchmarkSpec", "DataError", "Records", "SUBJECT2CATEGORY", "SUBJECT_GROUPS", "benchmark_files",
-    "folder_name", "get_benchmark", "load_benchmark", "load_eval_spec", "load_pool", "load_records_file", "resolve_data_dir", "test_split_evidence",
+    "folder_name", "get_benchmark", "load_benchmark", "load_eval_spec", "load_pool", "load_records_file",
+    "resolve_data_dir", "test_split_evidence",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -97,17 +98,7 @@ def load_benchmark(
         split = None  # e.g. MedMCQA's test answers are not public: its evaluation split is dev
     split = _split(bench, split)
     wanted = expand_subjects(name, subjects)
-    if hf_id:
-        if not bench.hf_id:
-            raise DataError(f"{bench.name} has no Hugging Face copy")
-        rows = _hf_rows(bench, split, bench.hf_id if hf_id is True else str(hf_id))
-    else:
-        files = benchmark_files(name, split, data_dir)
-        if not files:
-            root = bench.root or resolve_data_dir(data_dir) / bench.folder
-            raise DataError(f"{bench.name} {split}: no files matching {', '.join(bench.files[split])} under {root}")
-        rows = (located for path in files for located in bench.read(path))
-
+    rows, source = _located_rows(bench, split, data_dir, hf_id)
     records, skipped, seen = Records(), [], {}
     counters: dict[Path, int] = {}
     for path, where, row in rows:
@@ -129,8 +120,7 @@ def load_benchmark(
         if wanted is None or record.subject in wanted:
             records.append(record)
     if not counters:  # not one row: an empty file evaluates to "accuracy 0.000 on 0 questions" otherwise
-        where = ", ".join(str(p) for p in files) if not hf_id else f"the Hub copy of {bench.name}"
-        raise DataError(f"{where}: no questions in {bench.name} {split} (empty file?)")
+        raise DataError(f"{source}: no questions in {bench.name} {split} (empty file?)")
     if wanted is not None and not records and not skipped:
         known = sorted({*SUBJECT_GROUPS.get(name, {})})
         raise DataError(f"{name} {split}: no rows for subjects {sorted(wanted)}; groups: {', '.join(known) or '-'}")
@@ -138,6 +128,19 @@ def load_benchmark(
         log.warning("%s %s: skipped %d malformed rows; first: %s", name, split, len(skipped), skipped[0])
     records.skipped = skipped
     return records
+
+
+def _located_rows(bench: Benchmark, split: str, data_dir, hf_id: str | bool | None):
+    """(file, place, row) of every row of one split, from the data directory or the Hub; and where they come from."""
+    if hf_id:
+        if not bench.hf_id:
+            raise DataError(f"{bench.name} has no Hugging Face copy")
+        return _hf_rows(bench, split, bench.hf_id if hf_id is True else str(hf_id)), f"the Hub copy of {bench.name}"
+    files = benchmark_files(bench.name, split, data_dir)
+    if not files:
+        root = bench.root or resolve_data_dir(data_dir) / bench.folder
+        raise DataError(f"{bench.name} {split}: no files matching {', '.join(bench.files[split])} under {root}")
+    return (located for path in files for located in bench.read(path)), ", ".join(str(p) for p in files)
 
 
 def load_records_file(path: str | os.PathLike, pool: bool = False) -> Records:

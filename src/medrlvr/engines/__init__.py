@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, Union
 
+from ..config import setting
+
 Prompt = Union[str, list[dict[str, str]]]
 
 
@@ -79,6 +81,18 @@ def takes_chat(engine: object) -> bool:
 
 
 ENGINES = ("transformers", "llamacpp", "openai")
+
+
+@dataclass
+class EngineSettings:
+    """The settings every stage that runs a model has first (the filter's and the evaluation's)."""
+
+    model: str = setting(help="model reference: packaged name, .gguf file, checkpoint dir (a LoRA adapter directory "
+                         "loads its base under it), hub id, or served name")  # fmt: skip
+    engine: str = setting("transformers", choices=ENGINES, help="what runs the model")
+    engine_options: dict[str, Any] = setting(
+        default_factory=dict, help="engine keyword arguments, as JSON or key=value (openai: base_url, ...)"
+    )
 
 
 def get_engine(name: str, model: str | None = None, **options: Any) -> Engine:

@@ -251,21 +251,7 @@ def report(
     header, rows = table1(table)
     (out / "table1.md").write_text(to_markdown(header, rows))
     (out / "table1.tex").write_text(to_latex(header, rows))
-    with open(out / "table1.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["model", "benchmark", "accuracy", "ci95_low", "ci95_high", "n"])
-        for model, per in table.items():
-            for bench, res in sorted(per.items()):
-                writer.writerow(
-                    [
-                        model,
-                        bench,
-                        f"{res['accuracy']:.4f}",
-                        f"{res['ci95'][0]:.4f}",
-                        f"{res['ci95'][1]:.4f}",
-                        res["n"],
-                    ]
-                )
+    _write_csv(out / "table1.csv", table)
     paired_rows = paired_table(run_dir, table, baseline) if baseline and baseline in table else []
     if paired_rows:
         (out / "paired.md").write_text(to_markdown(PAIRED_HEADER, paired_rows))
@@ -279,23 +265,7 @@ def report(
     for bench in header[1:]:
         stem = folder_name(bench)
         figures += [(f"radar_{stem}", radar(table, bench)), (f"categories_{stem}", bars(table, bench))]
-    svgs = []
-    for stem, fig in figures:
-        if fig is None:
-            continue
-        import matplotlib.pyplot as plt
-
-        fig.savefig(out / f"{stem}.png", dpi=120, bbox_inches="tight")
-        fig.savefig(out / f"{stem}.svg", bbox_inches="tight")
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", bbox_inches="tight")
-        svgs.append((stem, buffer.getvalue()))
-        plt.close(fig)
-
-    def html_table(head: list[str], body: list[list[str]]) -> str:
-        cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
-        return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
-
+    svgs = _save_figures(out, figures)
     sections = f"<h2>Table 1</h2>{html_table(header, rows)}"
     if generate_rows:
         sections += f"<h2>Generate mode: format and committed answers</h2>{html_table(GENERATE_HEADER, generate_rows)}"
@@ -314,3 +284,35 @@ def report(
         f"{html.escape(str(run_dir))}/eval</p>{sections}<h2>Charts</h2>{charts}</body></html>\n"
     )
     return out
+
+
+def _write_csv(path: Path, table: dict[str, dict[str, dict]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "benchmark", "accuracy", "ci95_low", "ci95_high", "n"])
+        for model, per in table.items():
+            for bench, res in sorted(per.items()):
+                low, high = res["ci95"]
+                writer.writerow([model, bench, f"{res['accuracy']:.4f}", f"{low:.4f}", f"{high:.4f}", res["n"]])
+
+
+def _save_figures(out: Path, figures: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """Each figure as STEM.png and STEM.svg; returns (stem, svg text) for the HTML page."""
+    svgs = []
+    for stem, fig in figures:
+        if fig is None:
+            continue
+        import matplotlib.pyplot as plt
+
+        fig.savefig(out / f"{stem}.png", dpi=120, bbox_inches="tight")
+        fig.savefig(out / f"{stem}.svg", bbox_inches="tight")
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
+        svgs.append((stem, buffer.getvalue()))
+        plt.close(fig)
+    return svgs
+
+
+def html_table(head: list[str], body: list[list[str]]) -> str:
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+    return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
