@@ -35,8 +35,8 @@ from typing import Any, Callable, ContextManager, Mapping, Sequence
 from .config import check_ranges, setting
 from .data import SUBJECT2CATEGORY, BenchmarkSpec, DataError, folder_name
 from .engines import EngineSettings, Sampling, get_engine, takes_chat
-from .errors import UserError
 from .engines.context import ContextGuard
+from .errors import UserError
 from .extract import boxed_blocks, extract_answer, extract_choice
 from .prompts import render, render_question
 from .records import Record

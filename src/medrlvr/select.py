@@ -23,6 +23,7 @@ from .prompts import chat_messages
 from .records import Record
 from .store import read_jsonl, write_json, write_jsonl
 
+
 class SelectionError(UserError):
     """A training set that cannot be drawn as asked (too few questions, no labels)."""
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..records import LETTERS, Record
 from ..errors import UserError
+from ..records import LETTERS, Record
 from ..store import jsonl_lines
 
 Row = Any
