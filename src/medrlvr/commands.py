@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import checked
-from .errors import RecipeError
+from .errors import RecipeError, StageError
 from .provenance import now
 from .store import write_json
 
@@ -109,3 +109,23 @@ def trust_commands(commands: Sequence[str], recipe: str) -> None:
         trusted = {}
     trusted[commands_digest(commands)] = {"recipe": recipe, "commands": list(commands), "confirmed": now()}
     write_json(path, trusted)
+
+
+def launch_training(launch: str, config: Any, log: Callable[[str], None]) -> None:
+    """Train one policy (a :class:`~medrlvr.train.TrainConfig`) in child processes started by the recipe's
+    ``train.launch`` (e.g. ``accelerate launch``: one process per GPU). They run ``medrlvr train`` on the settings,
+    written beside the output as ``study_train.yaml``."""
+    import shlex
+    import subprocess
+    from dataclasses import asdict
+
+    import yaml
+
+    out = Path(config.output_dir)
+    path = out / "study_train.yaml"
+    path.write_text(yaml.safe_dump({"train": asdict(config)}, sort_keys=False))
+    command = [*shlex.split(launch), "-m", "medrlvr.cli", "train", "--config"]
+    log(f"[train {config.output_dir}] {' '.join(command)} {path}")
+    code = subprocess.run([*command, str(path)]).returncode
+    if code:
+        raise StageError(f"training {out.name} failed: `{' '.join(command)} {path}` exited with {code}")

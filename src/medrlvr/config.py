@@ -127,6 +127,22 @@ def _is(value: Any, tp: Any) -> bool:
     return isinstance(kind, type) and isinstance(value, kind)
 
 
+def _number(value: Any, tp: type) -> int | float | None:
+    """``value`` as an int or float (text that reads as one included; a bool never), or None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if tp is float:
+        return float(number)
+    return int(number) if float(number).is_integer() else None
+
+
 def checked(value: Any, tp: Any) -> Any:
     """``value`` as the annotated type ``tp``, or TypeError saying what was expected. YAML gives bools, ints,
     floats, text, lists and mappings; a bool is never taken for a number (``True == 1``) and text is never taken
@@ -173,19 +189,9 @@ def checked(value: Any, tp: Any) -> Any:
         if isinstance(value, bool):
             return value
     elif tp in (int, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                number = None
-        else:
-            number = None
-        if number is not None and tp is float:
-            return float(number)
-        if number is not None and float(number).is_integer():
-            return int(number)
+        number = _number(value, tp)
+        if number is not None:
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value

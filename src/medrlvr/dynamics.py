@@ -146,14 +146,9 @@ def detect(text: str, options: Any = None, gold: str | None = None, tokenizer: A
 
 
 def _jsonl(path: str | Path) -> list[dict]:
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as e:
-                raise ValueError(f"{path}:{n}: not a JSON object ({e.msg}); delete or fix the line") from None
-    return rows
+    from .store import read_jsonl
+
+    return list(read_jsonl(path))
 
 
 def read_completions(path: str | Path) -> list[dict]:

@@ -20,6 +20,7 @@ A question that does not fit the model's context is not sent; it is scored as un
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,30 +30,25 @@ import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 from .config import check_ranges, setting
-from .data import SUBJECT2CATEGORY, DataError
-from .engines import ENGINES, Sampling, get_engine, takes_chat
-from .errors import UserError
+from .data import SUBJECT2CATEGORY, BenchmarkSpec, DataError, folder_name
+from .engines import EngineSettings, Sampling, get_engine, takes_chat
 from .engines.context import ContextGuard
+from .errors import UserError
 from .extract import boxed_blocks, extract_answer, extract_choice
-from .prompts import chat_messages, plain_prompt, render_question, with_prefill
+from .prompts import render, render_question
 from .records import Record
 from .rewards import format_reward
-from .store import JsonlStore, write_json
+from .store import JsonlStore, read_jsonl, write_json
 
 log = logging.getLogger(__name__)
 STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
 
 
 @dataclass
-class EvalConfig:
-    model: str = setting(help="model reference; a LoRA adapter directory loads its base under it")
-    engine: str = setting("transformers", choices=ENGINES, help="what runs the model")
-    engine_options: dict[str, Any] = setting(
-        default_factory=dict, help="engine keyword arguments, as JSON or key=value (openai: base_url, ...)"
-    )
+class EvalConfig(EngineSettings):
     mode: str = setting("loglik", choices=("loglik", "generate"), help="score the options, or generate an answer")
     prompt: str = setting("r1_zero", choices=tuple(STRICT), help="generate mode: the prompt")
     chat: bool | None = setting(None, help="use the chat template (default: if the model has one, else plain text)")
@@ -86,9 +82,9 @@ class EvalConfig:
 
 
 def eval_dir(run_dir: str | Path, model: str, benchmark: str) -> Path:
-    """Where ``medrlvr eval`` writes one model's results on one benchmark: RUN/eval/MODEL/BENCHMARK (``:`` -> ``_``).
-    The report reads the same layout."""
-    return Path(run_dir) / "eval" / model / benchmark.replace(":", "_")
+    """Where one model's results on one benchmark go: RUN/eval/MODEL/FOLDER (``benchmark`` is the results' label,
+    see :class:`medrlvr.data.BenchmarkSpec`). The report reads the same layout."""
+    return Path(run_dir) / "eval" / model / folder_name(benchmark)
 
 
 def subsample(records: Sequence[Record], limit: int | None, seed: int) -> list[Record]:
@@ -156,7 +152,7 @@ def summarize(rows: Sequence[dict], benchmark: str) -> dict[str, Any]:
             )
         return out
 
-    categories = SUBJECT2CATEGORY.get(benchmark.split("@")[0].split(":")[0], {})
+    categories = SUBJECT2CATEGORY.get(BenchmarkSpec.parse(benchmark).name, {})
     by_subject, by_category = defaultdict(list), defaultdict(list)
     for r in rows:
         by_subject[r["subject"]].append(r)
@@ -300,81 +296,12 @@ def evaluate(
     )
     for start in range(0, len(todo), config.chunk):
         chunk = todo[start : start + config.chunk]
-        rows = []
-        if config.mode == "loglik":
-            pairs, spans = [], []
-            for r in chunk:
-                context = loglik_context(r, shots_by_subject.get(r.subject, [])[: config.num_fewshot])
-                spans.append((len(pairs), list(r.options)))
-                pairs += [(context, f" {letter}") for letter in r.options]
-            scores = guard.loglikelihood(pairs)
-            for r, (offset, letters) in zip(chunk, spans):
-                if offset in guard.too_long:  # not sent to the model: unanswered
-                    rows.append({"id": r.id, "subject": r.subject, "gold": r.answer, "answer": None,
-                                 "correct": False, "loglik": None, "too_long": guard.too_long[offset]})  # fmt: skip
-                    continue
-                lls = [scores[offset + i][0] for i in range(len(letters))]
-                answer = letters[max(range(len(letters)), key=lambda i: lls[i])]
-                rows.append(
-                    {
-                        "id": r.id,
-                        "subject": r.subject,
-                        "gold": r.answer,
-                        "answer": answer,
-                        "correct": answer == r.answer,
-                        "loglik": lls,
-                    }
-                )
-        else:
-            prompts = [
-                with_prefill(
-                    chat_messages(r, config.prompt) if chat else plain_prompt(r, config.prompt), config.prefill
-                )
-                for r in chunk
-            ]
-            temperature = config.temperature if config.samples > 1 else 0.0
-            sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=temperature, seed=config.seed)
-            outputs = guard.generate(prompts, n=config.samples, sampling=sampling)
-            for r, (completion, *others) in zip(chunk, outputs):
-                text = (config.prefill or "") + completion.text  # the prefill is part of the answer, as in training
-                if r.options:
-                    strict = extract_choice(text, dict(r.options), STRICT[config.prompt]).answer
-                    flexible = extract_choice(text, dict(r.options)).answer
-                else:
-                    strict, flexible = extract_answer(text, strict=True), extract_answer(text)
-                gold = r.answer if r.options else extract_answer(f"#### {r.answer}")
-                # the prompt's format: <think>...</think><answer>...</answer> (r1_zero) or a \boxed{} answer (filter)
-                format_ok = format_reward([text])[0] == 1.0 if config.prompt == "r1_zero" else bool(boxed_blocks(text))
-                rows.append(
-                    {
-                        "id": r.id,
-                        "subject": r.subject,
-                        "gold": r.answer,
-                        "response": text,
-                        "tokens": completion.tokens,
-                        "answer": strict,
-                        "answer_flexible": flexible,
-                        "correct": strict == gold,
-                        "correct_flexible": flexible == gold,
-                        "format_ok": format_ok,
-                        "well_formed": format_ok and strict is not None,  # in format and naming one option
-                    }
-                )
-                if r.options:
-                    rows[-1]["n_options"] = len(r.options)
-                if others:  # pass@k: how many of the samples are right (strict reading)
-                    rows[-1]["samples"] = 1 + len(others)
-                    rows[-1]["samples_correct"] = int(rows[-1]["correct"]) + sum(
-                        _strict(config.prefill or "", o.text, r, config.prompt) == gold for o in others
-                    )
-        if config.mode == "generate":  # held back: an empty completion, scored as unanswered
-            for i, tokens in guard.too_long.items():
-                rows[i]["too_long"] = tokens
+        rows = (_loglik_rows(chunk, guard, shots_by_subject, config.num_fewshot) if config.mode == "loglik"
+                else _generate_rows(chunk, guard, config, chat))  # fmt: skip
         for row in rows:
             row["key"] = key
         store.append(rows)
-        for row in rows:
-            done[row["id"]] = row
+        done.update((row["id"], row) for row in rows)
         bar.update(len(chunk))
     bar.close()
     rows = [done[r.id] for r in records]
@@ -395,10 +322,124 @@ def evaluate(
     return results
 
 
+def _loglik_rows(chunk: Sequence[Record], guard: ContextGuard, shots_by_subject, num_fewshot: int) -> list[dict]:
+    """One prediction row per question: the option letter the model finds most likely after the question."""
+    pairs, spans = [], []
+    for r in chunk:
+        context = loglik_context(r, shots_by_subject.get(r.subject, [])[:num_fewshot])
+        spans.append((len(pairs), list(r.options)))
+        pairs += [(context, f" {letter}") for letter in r.options]
+    scores = guard.loglikelihood(pairs)
+    rows = []
+    for r, (offset, letters) in zip(chunk, spans):
+        row = {"id": r.id, "subject": r.subject, "gold": r.answer}
+        if offset in guard.too_long:  # not sent to the model: unanswered
+            rows.append({**row, "answer": None, "correct": False, "loglik": None, "too_long": guard.too_long[offset]})
+            continue
+        lls = [scores[offset + i][0] for i in range(len(letters))]
+        answer = letters[max(range(len(letters)), key=lambda i: lls[i])]
+        rows.append({**row, "answer": answer, "correct": answer == r.answer, "loglik": lls})
+    return rows
+
+
+def _generate_rows(chunk: Sequence[Record], guard: ContextGuard, config: EvalConfig, chat: bool) -> list[dict]:
+    """One prediction row per question: a greedy answer to the prompt (with ``samples`` > 1, the first of that
+    many sampled answers, and how many of them are right), read strictly and flexibly."""
+    prompts = [render(r, config.prompt, chat, config.prefill) for r in chunk]
+    temperature = config.temperature if config.samples > 1 else 0.0
+    sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=temperature, seed=config.seed)
+    outputs = guard.generate(prompts, n=config.samples, sampling=sampling)
+    rows = []
+    for r, (completion, *others) in zip(chunk, outputs):
+        text = (config.prefill or "") + completion.text  # the prefill is part of the answer, as in training
+        if r.options:
+            strict = extract_choice(text, dict(r.options), STRICT[config.prompt]).answer
+            flexible = extract_choice(text, dict(r.options)).answer
+        else:
+            strict, flexible = extract_answer(text, strict=True), extract_answer(text)
+        gold = r.answer if r.options else extract_answer(f"#### {r.answer}")
+        # the prompt's format: <think>...</think><answer>...</answer> (r1_zero) or a \boxed{} answer (filter)
+        format_ok = format_reward([text])[0] == 1.0 if config.prompt == "r1_zero" else bool(boxed_blocks(text))
+        rows.append(
+            {
+                "id": r.id,
+                "subject": r.subject,
+                "gold": r.answer,
+                "response": text,
+                "tokens": completion.tokens,
+                "answer": strict,
+                "answer_flexible": flexible,
+                "correct": strict == gold,
+                "correct_flexible": flexible == gold,
+                "format_ok": format_ok,
+                "well_formed": format_ok and strict is not None,  # in format and naming one option
+            }
+        )
+        if r.options:
+            rows[-1]["n_options"] = len(r.options)
+        if others:  # pass@k: how many of the samples are right (strict reading)
+            rows[-1]["samples"] = 1 + len(others)
+            rows[-1]["samples_correct"] = int(rows[-1]["correct"]) + sum(
+                _strict(config.prefill or "", o.text, r, config.prompt) == gold for o in others
+            )
+    for i, tokens in guard.too_long.items():  # held back: an empty completion, scored as unanswered
+        rows[i]["too_long"] = tokens
+    return rows
+
+
+def run(
+    model: str,
+    jobs: Sequence[tuple[BenchmarkSpec, EvalConfig]],
+    run_dir: str | Path,
+    data_dir: str | None = None,
+    *,
+    sets: Mapping[str, Sequence[Record]] | None = None,
+    fewshot: Mapping[str, Sequence[Record]] | None = None,
+    fingerprint: str | None = None,
+    serve: Callable[[EvalConfig], ContextManager] | None = None,
+    stage: Callable[[BenchmarkSpec, EvalConfig, Path, Callable[[], Any]], Any] | None = None,
+    progress: bool = True,
+) -> Path:
+    """The eval stage, as ``medrlvr eval`` and a study run it: one model (``config.model``; ``model`` is its name in
+    the run) on each ``(benchmark, config)`` of ``jobs``, each into RUN/eval/MODEL/FOLDER (predictions.jsonl,
+    results.json); returns RUN/eval/MODEL. The engine is loaded once, when the first benchmark needs it, after
+    ``serve(config)`` (a context that starts a server for it) is entered, and closed at the end. ``sets`` and
+    ``fewshot`` hold benchmarks already loaded (by ``spec.benchmark``); ``stage(spec, config, out, work)`` runs
+    ``work`` (a study: unless its output is cached)."""
+    with contextlib.ExitStack() as stack:
+        engines: list[Any] = []
+
+        def engine_for(config: EvalConfig) -> Any:
+            if not engines:
+                if serve is not None:
+                    stack.enter_context(serve(config))
+                engines.append(get_engine(config.engine, config.model, **config.engine_options))
+                stack.callback(engines[0].close)
+            return engines[0]
+
+        for spec, config in jobs:
+            records = sets[spec.benchmark] if sets and spec.benchmark in sets else spec.load(data_dir)
+            if fewshot is not None:
+                shots = fewshot.get(spec.benchmark, [])
+            else:
+                shots = spec.fewshot_pool(data_dir) if config.num_fewshot else []
+            out = eval_dir(run_dir, model, spec.label)
+
+            def work(spec=spec, config=config, records=records, shots=shots, out=out):
+                return evaluate(records, config, out, spec.label, shots, engine=engine_for(config), progress=progress,
+                                fingerprint=fingerprint)  # fmt: skip
+
+            if stage is None:
+                work()
+            else:
+                stage(spec, config, out, work)
+    return Path(run_dir) / "eval" / model
+
+
 def paired(pred_a: str | Path, pred_b: str | Path, field: str = "correct") -> dict[str, Any]:
     """McNemar between two predictions.jsonl files on the questions both answered, on ``field`` (``correct``, or in
     generate mode ``well_formed``: in format and naming one option)."""
-    a = {row["id"]: bool(row[field]) for row in JsonlStore(pred_a) if field in row}
-    b = {row["id"]: bool(row[field]) for row in JsonlStore(pred_b) if field in row}
+    a = {row["id"]: bool(row[field]) for row in read_jsonl(pred_a) if field in row}
+    b = {row["id"]: bool(row[field]) for row in read_jsonl(pred_b) if field in row}
     common = sorted(set(a) & set(b))
     return {"questions": len(common), **mcnemar([a[i] for i in common], [b[i] for i in common])}

@@ -26,24 +26,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import check_ranges, setting
-from .engines import ENGINES, Sampling, get_engine, takes_chat
+from .engines import EngineSettings, Sampling, get_engine, takes_chat
 from .engines.context import ContextGuard
 from .errors import UserError
 from .extract import extract_choice
-from .prompts import chat_messages, plain_prompt
+from .prompts import render
 from .records import Record
-from .store import JsonlStore, write_json, write_jsonl
+from .store import JsonlStore, read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class FilterConfig:
-    model: str = setting(help="model reference: packaged name, .gguf file, checkpoint dir, hub id, or served name")
-    engine: str = setting("transformers", choices=ENGINES, help="what runs the model")
-    engine_options: dict[str, Any] = setting(
-        default_factory=dict, help="engine keyword arguments, as JSON or key=value (openai: base_url, ...)"
-    )
+class FilterConfig(EngineSettings):
     k: int = setting(1, ge=1, help="samples per question (the paper: 1)")
     temperature: float = setting(0.0, ge=0, help="0 = greedy, the natural choice for one sample; use > 0 with k > 1")
     top_p: float = setting(1.0, gt=0, le=1, help="nucleus sampling: the probability mass sampled from")
@@ -89,26 +84,14 @@ def judge(
 def filter_pool(
     pool: Sequence[Record], config: FilterConfig, out_dir: str | Path, engine: Any = None, progress: bool = True
 ) -> Path:
-    """Label every question of ``pool`` with ``config.model``; returns ``out_dir`` holding responses.jsonl
-    (the store, raw responses kept for audit), labels.jsonl and stats.json."""
+    """The filter stage, as ``medrlvr filter`` and a study run it: label every question of ``pool`` with
+    ``config.model``; returns ``out_dir`` holding responses.jsonl (the store, raw responses kept for audit),
+    labels.jsonl and stats.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not pool:
         raise UserError("the pool is empty: there is nothing to filter (check --pool and --limit)")
-    ids = [r.id for r in pool]
-    if len(set(ids)) != len(ids):
-        raise UserError("the pool has duplicate question ids")
-    settings = {**asdict(config), "pool_size": len(pool), "pool_ids_head": ids[:5]}
-    settings_path = out / "config.json"
-    if settings_path.exists():
-        previous = json.loads(settings_path.read_text())
-        changed = [k for k in settings if k not in ("engine_options",) and previous.get(k) != settings[k]]
-        if changed:
-            raise UserError(
-                f"{out} holds a filter run with other settings ({', '.join(changed)}); use another run directory"
-            )
-    write_json(settings_path, settings)
-
+    _check_settings(out, pool, config)
     store = JsonlStore(out / "responses.jsonl")
     done = {row["id"]: row for row in store}
     chunks = [list(pool[i : i + config.chunk_size]) for i in range(0, len(pool), config.chunk_size)]
@@ -129,42 +112,68 @@ def filter_pool(
     )
     started, processed = time.perf_counter(), 0
     for index, chunk in todo:
-        prompts = [chat_messages(r, "filter") if chat else plain_prompt(r, "filter") for r in chunk]
-        sampling = Sampling(
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            seed=config.seed + index,
-        )
-        outputs = guard.generate(prompts, n=config.k, sampling=sampling)
-        rows = []
-        for i, (record, completions) in enumerate(zip(chunk, outputs)):
-            row = {"id": record.id, "chunk": index, "subject": record.subject, "gold": record.answer}
-            if i in guard.too_long:  # not sent: nothing was answered, so no label either way
-                row.update(responses=[], tokens=[], finish_reasons=[], answers=[], answers_flexible=[],
-                           format_ok=[], correct=[], pass_rate=None, label="too_long",
-                           prompt_tokens=guard.too_long[i])  # fmt: skip
-                rows.append(row)
-                continue
-            texts = [c.text for c in completions]
-            row.update(
-                responses=texts,
-                tokens=[c.tokens for c in completions],
-                finish_reasons=[c.finish_reason for c in completions],
-                **judge(record, texts, config.easy_min_pass_rate, config.strict),
-            )
-            rows.append(row)
+        rows = _label_chunk(chunk, index, guard, config, chat)
         store.append(rows)
-        for row in rows:
-            done[row["id"]] = row
+        done.update((row["id"], row) for row in rows)
         processed += len(chunk)
         bar.update(len(chunk))
     bar.close()
     elapsed = time.perf_counter() - started
-
     labels = [{"id": r.id, "label": done[r.id]["label"], "pass_rate": done[r.id]["pass_rate"]} for r in pool]
     write_jsonl(out / "labels.jsonl", labels)
-    rows = [done[r.id] for r in pool]
+    write_json(out / "stats.json", _stats([done[r.id] for r in pool], config, processed, elapsed))
+    return out
+
+
+def _check_settings(out: Path, pool: Sequence[Record], config: FilterConfig) -> None:
+    """Write config.json, refusing a folder that holds a filter run of other settings or another pool."""
+    ids = [r.id for r in pool]
+    if len(set(ids)) != len(ids):
+        raise UserError("the pool has duplicate question ids")
+    settings = {**asdict(config), "pool_size": len(pool), "pool_ids_head": ids[:5]}
+    settings_path = out / "config.json"
+    if settings_path.exists():
+        previous = json.loads(settings_path.read_text())
+        changed = [k for k in settings if k not in ("engine_options",) and previous.get(k) != settings[k]]
+        if changed:
+            raise UserError(
+                f"{out} holds a filter run with other settings ({', '.join(changed)}); use another run directory"
+            )
+    write_json(settings_path, settings)
+
+
+def _label_chunk(chunk: Sequence[Record], index: int, guard: ContextGuard, config: FilterConfig, chat: bool):
+    """The rows of one chunk: ``k`` answers per question, sampled with the chunk's own seed, and their label."""
+    prompts = [render(r, "filter", chat) for r in chunk]
+    sampling = Sampling(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=config.seed + index,
+    )
+    outputs = guard.generate(prompts, n=config.k, sampling=sampling)
+    rows = []
+    for i, (record, completions) in enumerate(zip(chunk, outputs)):
+        row = {"id": record.id, "chunk": index, "subject": record.subject, "gold": record.answer}
+        if i in guard.too_long:  # not sent: nothing was answered, so no label either way
+            row.update(responses=[], tokens=[], finish_reasons=[], answers=[], answers_flexible=[],
+                       format_ok=[], correct=[], pass_rate=None, label="too_long",
+                       prompt_tokens=guard.too_long[i])  # fmt: skip
+            rows.append(row)
+            continue
+        texts = [c.text for c in completions]
+        row.update(
+            responses=texts,
+            tokens=[c.tokens for c in completions],
+            finish_reasons=[c.finish_reason for c in completions],
+            **judge(record, texts, config.easy_min_pass_rate, config.strict),
+        )
+        rows.append(row)
+    return rows
+
+
+def _stats(rows: Sequence[dict], config: FilterConfig, processed: int, elapsed: float) -> dict[str, Any]:
+    """stats.json: labels, the share of answers in the boxed format, accuracy, and this run's speed."""
     too_long = [row["id"] for row in rows if row["label"] == "too_long"]
     if too_long:
         log.warning(
@@ -172,13 +181,13 @@ def filter_pool(
             "labelled (first: %s)",
             config.model,
             len(too_long),
-            len(pool),
+            len(rows),
             config.max_new_tokens,
             too_long[0],
         )
-    stats = {
+    return {
         "model": config.model,
-        "questions": len(pool),
+        "questions": len(rows),
         "labels": dict(Counter(row["label"] for row in rows)),
         "too_long": len(too_long),
         "format_ok_rate": sum(sum(r["format_ok"]) for r in rows) / max(1, sum(len(r["format_ok"]) for r in rows)),
@@ -193,8 +202,6 @@ def filter_pool(
             "questions_per_second": round(processed / elapsed, 4) if processed and elapsed else None,
         },
     }
-    write_json(out / "stats.json", stats)
-    return out
 
 
 def load_labels(filter_dir: str | Path) -> dict[str, dict[str, Any]]:
@@ -202,4 +209,4 @@ def load_labels(filter_dir: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(filter_dir) / "labels.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `medrlvr filter` first")
-    return {row["id"]: row for row in JsonlStore(path)}
+    return {row["id"]: row for row in read_jsonl(path)}

@@ -59,6 +59,13 @@ def plain_prompt(record: Record, prompt: str = "r1_zero") -> str:
     raise ValueError(f"unknown prompt {prompt!r}; known: {', '.join(PROMPTS)}")
 
 
+def render(record: Record, prompt: str = "r1_zero", chat: bool = True, prefill: str | None = None):
+    """The prompt for one question as the model gets it: chat messages (``chat=True``: the model has a chat
+    template) or one plain string, with the answer begun by ``prefill`` (see :func:`with_prefill`). The filter,
+    training and evaluation all build their prompts here."""
+    return with_prefill(chat_messages(record, prompt) if chat else plain_prompt(record, prompt), prefill)
+
+
 def with_prefill(prompt: str | list[dict[str, str]], prefill: str | None) -> str | list[dict[str, str]]:
     """The prompt with the assistant's reply already begun by ``prefill`` (R1-Zero replications prefill
     ``<think>`` so that small models enter the format at all). Chat prompts get an assistant turn that the chat

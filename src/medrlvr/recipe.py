@@ -19,12 +19,12 @@ from . import config as _config
 from .arms import expand
 from .commands import commands_trusted, key_policy, recipe_commands
 from .config import checked, setting
-from .data import resolve_data_dir
+from .data import BenchmarkSpec, resolve_data_dir
 from .errors import RecipeError, UserError
 from .evaluate import EvalConfig
 from .filter import FilterConfig
 from .models import slug
-from .select import SelectConfig
+from .select import STRATEGIES, SelectConfig
 from .train import TrainConfig
 
 SECTIONS = ("name", "description", "run_dir", "data", "filter", "select", "train", "eval", "report",
@@ -71,9 +71,11 @@ class EvalEntry:
     benchmark: str  # NAME[:SUBJECTS]
     config: EvalConfig  # model is set per evaluated model
     name: str = ""  # the results' name (folder, report column): the benchmark, "@generate" added in generate mode
+    spec: BenchmarkSpec = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.name = self.name or (self.benchmark + ("@generate" if self.config.mode == "generate" else ""))
+        self.spec = BenchmarkSpec.parse(self.benchmark, self.config.mode, self.name or None)
+        self.benchmark, self.name = self.spec.benchmark, self.spec.label
 
 
 @dataclass
@@ -229,7 +231,7 @@ def _selections(raw: dict[str, Any], path: Path, filters: list[FilterEntry]) -> 
         entry = _mapping(entry, f"{path}: select.{name}")
         whose = entry.pop("filter", None)
         config = _build(SelectConfig, entry, f"{path}: select.{name}", drop=("decontaminate",))
-        if config.strategy != "random" and not whose:
+        if STRATEGIES[config.strategy].needs_labels and not whose:
             raise RecipeError(f"{path}: select.{name}: strategy {config.strategy} needs 'filter' (whose labels)")
         if whose and whose not in filter_names:
             raise RecipeError(f"{path}: select.{name}: filter {whose!r} is not in the filter section")
@@ -287,6 +289,9 @@ def _evals(raw: dict[str, Any], path: Path, base_url: str | None) -> tuple[list[
         if not bench:
             raise RecipeError(f"{where}: an entry without 'benchmark' (NAME[:SUBJECTS], e.g. mmlu:medical)")
         label = _typed(item.pop("name", None), str | None, f"{where}.name") or ""
+        given = BenchmarkSpec.parse(bench).mode  # NAME@generate
+        if given and item.setdefault("mode", given) != given:
+            raise RecipeError(f"{where}: {bench!r} says mode {given} but the entry sets mode {item['mode']!r}")
         config = _build(
             EvalConfig, {**eval_values, **item}, f"{path}: eval ({bench})", drop=("model",), fixed={"model": "-"}
         )
@@ -366,8 +371,8 @@ def plan(recipe: Recipe) -> list[str]:
     lines.append(f"decontaminate against: {', '.join(recipe.data.decontaminate or []) or 'nothing'}")
     for s in recipe.selections:
         c = s.config
-        what = {"random": f"n={c.n}", "ratio": f"hard={c.hard} easy={c.easy}", "band": f"[{c.lo}, {c.hi}] n={c.n}"}
-        lines.append(f"select {s.name}: {c.strategy} {what[c.strategy]}" + (f" by {s.filter}" if s.filter else ""))
+        what = STRATEGIES[c.strategy].describe(c)
+        lines.append(f"select {s.name}: {c.strategy} {what}" + (f" by {s.filter}" if s.filter else ""))
     for p in recipe.policies:
         c = p.config
         steps = f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs}"

@@ -15,42 +15,17 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .config import check_ranges, setting
 from .errors import UserError
 from .prompts import chat_messages
 from .records import Record
-from .store import write_json, write_jsonl
-
-STRATEGIES = ("random", "ratio", "band")
+from .store import read_jsonl, write_json, write_jsonl
 
 
 class SelectionError(UserError):
     """A training set that cannot be drawn as asked (too few questions, no labels)."""
-
-
-@dataclass
-class SelectConfig:
-    strategy: str = setting("ratio", choices=STRATEGIES, help="random (the baseline), ratio (hard:easy) or band")
-    n: int = setting(500, ge=1, help="random, band: how many questions")
-    hard: int = setting(400, ge=0, help="ratio: how many hard questions (the paper: 400)")
-    easy: int = setting(100, ge=0, help="ratio: how many easy questions (the paper: 100)")
-    lo: float = setting(0.0, ge=0, le=1, help="band: lowest pass rate, inclusive")
-    hi: float = setting(1.0, ge=0, le=1, help="band: highest pass rate, inclusive")
-    stratify: bool = setting(False, help="draw in proportion to subjects")
-    allow_short: bool = setting(False, help="take what there is when the pool is short")
-    seed: int = setting(0, help="the draw's seed")
-    decontaminate: list[str] = setting(
-        default_factory=list, help="eval sets to drop 8-gram overlaps with, e.g. medqa,mmlu:medical"
-    )
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
-        if not self.lo <= self.hi:
-            raise UserError(f"band needs 0 <= lo <= hi <= 1, got lo={self.lo} hi={self.hi}")
-        if self.strategy == "ratio" and self.hard + self.easy < 1:
-            raise UserError("strategy ratio with hard=0 and easy=0 selects nothing: set hard or easy")
 
 
 def _draw(
@@ -80,33 +55,82 @@ def _draw(
     return chosen
 
 
+def _random(pool: list[Record], labels, config: SelectConfig, rng: random.Random) -> list[Record]:
+    return _draw(pool, config.n, rng, config.stratify, "random", config.allow_short)
+
+
+def _ratio(pool: list[Record], labels, config: SelectConfig, rng: random.Random) -> list[Record]:
+    hard = [r for r in pool if labels[r.id]["label"] == "hard"]
+    easy = [r for r in pool if labels[r.id]["label"] == "easy"]
+    chosen = _draw(hard, config.hard, rng, config.stratify, "hard", config.allow_short)
+    chosen += _draw(easy, config.easy, rng, config.stratify, "easy", config.allow_short)
+    rng.shuffle(chosen)
+    return chosen
+
+
+def _band(pool: list[Record], labels, config: SelectConfig, rng: random.Random) -> list[Record]:
+    # a question the filter could not read (label too_long) has no pass rate and is in no band
+    rates = {r.id: labels[r.id]["pass_rate"] for r in pool}
+    band = [r for r in pool if rates[r.id] is not None and config.lo <= rates[r.id] <= config.hi]
+    return _draw(band, config.n, rng, config.stratify, f"pass-rate [{config.lo}, {config.hi}]", config.allow_short)
+
+
+class Strategy(NamedTuple):
+    draw: Callable[[list[Record], Any, SelectConfig, random.Random], list[Record]]  # (pool by id, labels, config, rng)
+    needs_labels: bool  # a filter's labels (a recipe's select entry names the filter)
+    describe: Callable[[SelectConfig], str]  # its settings in one phrase, for ``medrlvr run --plan``
+
+
+# A new strategy: a function above, an entry here, its settings in SelectConfig, a test in test_filter_select.py.
+STRATEGIES: dict[str, Strategy] = {
+    "random": Strategy(_random, False, lambda c: f"n={c.n}"),
+    "ratio": Strategy(_ratio, True, lambda c: f"hard={c.hard} easy={c.easy}"),
+    "band": Strategy(_band, True, lambda c: f"[{c.lo}, {c.hi}] n={c.n}"),
+}
+
+
+@dataclass
+class SelectConfig:
+    strategy: str = setting(
+        "ratio", choices=tuple(STRATEGIES), help="random (the baseline), ratio (hard:easy) or band"
+    )
+    n: int = setting(500, ge=1, help="random, band: how many questions")
+    hard: int = setting(400, ge=0, help="ratio: how many hard questions (the paper: 400)")
+    easy: int = setting(100, ge=0, help="ratio: how many easy questions (the paper: 100)")
+    lo: float = setting(0.0, ge=0, le=1, help="band: lowest pass rate, inclusive")
+    hi: float = setting(1.0, ge=0, le=1, help="band: highest pass rate, inclusive")
+    stratify: bool = setting(False, help="draw in proportion to subjects")
+    allow_short: bool = setting(False, help="take what there is when the pool is short")
+    seed: int = setting(0, help="the draw's seed")
+    decontaminate: list[str] = setting(
+        default_factory=list, help="eval sets to drop 8-gram overlaps with, e.g. medqa,mmlu:medical"
+    )
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if not self.lo <= self.hi:
+            raise UserError(f"band needs 0 <= lo <= hi <= 1, got lo={self.lo} hi={self.hi}")
+        if self.strategy == "ratio" and self.hard + self.easy < 1:
+            raise UserError("strategy ratio with hard=0 and easy=0 selects nothing: set hard or easy")
+
+
 def select(
     pool: Sequence[Record], labels: Mapping[str, Mapping[str, Any]] | None, config: SelectConfig
 ) -> list[Record]:
     """The training set: a pure function of its arguments (the same inputs give the same list)."""
     rng = random.Random(config.seed)
     pool = sorted(pool, key=lambda r: r.id)  # independent of the order the pool was read in
-    if config.strategy == "random":
-        return _draw(pool, config.n, rng, config.stratify, "random", config.allow_short)
-    if labels is None:
-        raise SelectionError(f"strategy {config.strategy} needs filter labels")
-    missing = [r.id for r in pool if r.id not in labels]
-    if missing:
-        raise SelectionError(
-            f"{len(missing)} pool questions have no filter label (first: {missing[0]}); "
-            "run the filter over the same pool"
-        )
-    if config.strategy == "ratio":
-        hard = [r for r in pool if labels[r.id]["label"] == "hard"]
-        easy = [r for r in pool if labels[r.id]["label"] == "easy"]
-        chosen = _draw(hard, config.hard, rng, config.stratify, "hard", config.allow_short)
-        chosen += _draw(easy, config.easy, rng, config.stratify, "easy", config.allow_short)
-        rng.shuffle(chosen)
-        return chosen
-    # a question the filter could not read (label too_long) has no pass rate and is in no band
-    rates = {r.id: labels[r.id]["pass_rate"] for r in pool}
-    band = [r for r in pool if rates[r.id] is not None and config.lo <= rates[r.id] <= config.hi]
-    return _draw(band, config.n, rng, config.stratify, f"pass-rate [{config.lo}, {config.hi}]", config.allow_short)
+    strategy = STRATEGIES[config.strategy]
+    if strategy.needs_labels:
+        if labels is None:
+            raise SelectionError(f"strategy {config.strategy} needs filter labels")
+        missing = [r.id for r in pool if r.id not in labels]
+        if missing:
+            raise SelectionError(
+                f"{len(missing)} pool questions have no filter label (first: {missing[0]}); "
+                "run the filter over the same pool"
+            )
+    return strategy.draw(pool, labels, config, rng)
 
 
 def stats(chosen: Sequence[Record], labels: Mapping[str, Mapping[str, Any]] | None, dropped: Sequence[dict]) -> dict:
@@ -193,5 +217,4 @@ def run_selection(
 def load_selection(path: str | Path) -> list[Record]:
     path = Path(path)
     path = path / "train.jsonl" if path.is_dir() else path
-    with open(path, encoding="utf-8") as f:
-        return [Record.from_dict(json.loads(line)) for line in f if line.strip()]
+    return [Record.from_dict(row) for row in read_jsonl(path)]

@@ -13,6 +13,34 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .errors import UserError
+
+
+class JsonlError(UserError):
+    """A JSON Lines file with a line that is not JSON; the message names the file and the line."""
+
+
+def jsonl_lines(path: str | os.PathLike, encoding_errors: str = "strict") -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, value, None) for every non-blank line of a JSON Lines file, or (line number, None, why) for a
+    line that is not JSON, so a caller that may skip bad rows (the benchmark loader) keeps going."""
+    with open(path, encoding="utf-8", errors=encoding_errors) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line), None
+            except json.JSONDecodeError as e:
+                yield lineno, None, f"not valid JSON ({e.msg})"
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[Any]:
+    """The rows of a JSON Lines file (blank lines skipped); a line that is not JSON is a :class:`JsonlError` naming
+    the file and the line. Every JSON Lines file medrlvr reads goes through here."""
+    for lineno, value, error in jsonl_lines(path):
+        if error:
+            raise JsonlError(f"{path}: line {lineno}: {error}; delete or fix the line")
+        yield value
+
 
 class JsonlStore:
     def __init__(self, path: str | os.PathLike):
@@ -33,12 +61,8 @@ class JsonlStore:
                 os.fsync(f.fileno())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        if not self.path.exists():
-            return
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    yield json.loads(line)
+        if self.path.exists():
+            yield from read_jsonl(self.path)
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append rows as one batch and make it durable before returning."""

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -45,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from . import stagedirs
-from .commands import DEFAULT_BASE_URL, commands_trusted, recipe_commands, trust_commands
-from .data import DataError, load_benchmark, load_eval_spec, load_pool, resolve_data_dir
+from .commands import DEFAULT_BASE_URL, commands_trusted, launch_training, recipe_commands, trust_commands
+from .data import DataError, load_eval_spec, load_pool, resolve_data_dir
 from .errors import CommandsNotAllowed, RecipeError, StageError
 from .evaluate import EvalConfig, eval_dir
 from .provenance import (
@@ -115,18 +114,10 @@ class Study:
         marker = out / "stage.json"
         previous = stagedirs.marker(out)
         label = f"{kind} {name}".strip()
-        if stagedirs.finished(previous, key) and all((out / o).exists() for o in outputs):
-            self._record(kind, name, out, key, "cached", 0.0)
-            self.log(f"[{label}] cached ({out})")
-            return "cached"
         kept = self.run_dir / ".previous" / out.relative_to(self.run_dir)
-        stagedirs.finish_swap(out, kept)
-        if stagedirs.finished(stagedirs.marker(kept), key) and all((kept / o).exists() for o in outputs):
-            stagedirs.swap_back(out, kept, keep_displaced=stagedirs.finished(previous))
-            stagedirs.prune(kept.parent, self.run_dir)
-            self._record(kind, name, out, key, "restored", 0.0)
-            self.log(f"[{label}] settings as before: took back the finished output from {kept}")
-            return "restored"
+        reused = self._reuse(kind, name, out, kept, key, outputs)
+        if reused:
+            return reused
         resumed = bool(previous and previous.get("store_key") == store_key)
         if previous and not resumed:
             if stagedirs.finished(previous):
@@ -159,6 +150,24 @@ class Study:
         self._record(kind, name, out, key, status, seconds)
         self.log(f"[{label}] done in {seconds:.1f} s (peak memory so far {peak_rss_mb():.0f} MB)")
         return "ran"
+
+    def _reuse(self, kind: str, name: str, out: Path, kept: Path, key: str, outputs: Sequence[str]) -> str | None:
+        """"cached" when ``out`` holds the finished stage of ``key``, "restored" when ``kept`` (RUN/.previous/...) does
+        and it was moved back; None when the stage must run."""
+        previous = stagedirs.marker(out)
+        label = f"{kind} {name}".strip()
+        if stagedirs.finished(previous, key) and all((out / o).exists() for o in outputs):
+            self._record(kind, name, out, key, "cached", 0.0)
+            self.log(f"[{label}] cached ({out})")
+            return "cached"
+        stagedirs.finish_swap(out, kept)
+        if stagedirs.finished(stagedirs.marker(kept), key) and all((kept / o).exists() for o in outputs):
+            stagedirs.swap_back(out, kept, keep_displaced=stagedirs.finished(previous))
+            stagedirs.prune(kept.parent, self.run_dir)
+            self._record(kind, name, out, key, "restored", 0.0)
+            self.log(f"[{label}] settings as before: took back the finished output from {kept}")
+            return "restored"
+        return None
 
     def _record(self, kind: str, name: str, out: Path, key: str, status: str, seconds: float) -> None:
         where = str(out.relative_to(self.run_dir))
@@ -195,17 +204,13 @@ class Study:
         self.pool = list(pool[: r.data.pool_limit] if r.data.pool_limit else pool)
         if not self.pool:
             raise DataError(f"the pool {r.data.pool} is empty")
-        self.eval_sets = {e.benchmark: load_eval_spec(e.benchmark, data_dir) for e in r.evals}
+        self.eval_sets = {e.benchmark: e.spec.load(data_dir) for e in r.evals}
         self.decontam_sets = {
             spec: self.eval_sets.get(spec) or load_eval_spec(spec, data_dir) for spec in r.data.decontaminate or []
         }
         self.pool_hash = records_hash(self.pool)
         self.eval_hashes = {spec: records_hash(rs) for spec, rs in self.eval_sets.items()}
-        self.fewshot = {  # the dev split of each benchmark evaluated few-shot
-            e.benchmark: load_benchmark(e.benchmark.split(":")[0], "dev", data_dir)
-            for e in r.evals
-            if e.config.num_fewshot
-        }
+        self.fewshot = {e.benchmark: e.spec.fewshot_pool(data_dir) for e in r.evals if e.config.num_fewshot}
         self.manifest.update(
             recipe=r.source,
             name=r.name,
@@ -275,7 +280,7 @@ class Study:
             self._stage("select", entry.name, out, inputs, ["train.jsonl", "stats.json"], work)
 
     def _trainings(self) -> None:
-        from .train import train
+        from .train import run as train
 
         for policy in self.recipe.policies:
             out = self.run_dir / "train" / policy.name
@@ -284,27 +289,12 @@ class Study:
             inputs = {"config": without(config, "train_file", "output_dir"), "train_file": file_hash(train_file)}
             final = "adapter" if config.lora or config.qlora else "model"
 
-            def work(config=config, out=out):
-                if config.backend == "verl":  # verl starts its own processes (Ray), never under train.launch
-                    from .verl_backend import train as verl_train
-
-                    verl_train(config, data_dir=self.recipe.data.data_dir)
-                elif self.recipe.train_launch:  # e.g. accelerate launch: one process per GPU, in a child process
-                    import shlex
-
-                    import yaml
-
-                    path = out / "study_train.yaml"
-                    path.write_text(yaml.safe_dump({"train": asdict(config)}, sort_keys=False))
-                    command = [*shlex.split(self.recipe.train_launch), "-m", "medrlvr.cli", "train", "--config"]
-                    self.log(f"[train {config.output_dir}] {' '.join(command)} {path}")
-                    code = subprocess.run([*command, str(path)]).returncode
-                    if code:
-                        raise StageError(
-                            f"training {out.name} failed: `{' '.join(command)} {path}` exited with {code}"
-                        )
+            def work(config=config):
+                # verl starts its own processes (Ray), never under train.launch
+                if self.recipe.train_launch and config.backend != "verl":
+                    launch_training(self.recipe.train_launch, config, self.log)
                 else:
-                    train(config)
+                    train(config, data_dir=self.recipe.data.data_dir)
                 gc.collect()
 
             self._stage("train", policy.name, out, inputs, [final], work)
@@ -328,49 +318,28 @@ class Study:
         return models
 
     def _evaluations(self) -> None:
-        from .engines import get_engine
-        from .evaluate import evaluate
+        from .evaluate import run as evaluate
 
         for name, ref, fingerprint in self._models():
-            with contextlib.ExitStack() as stack:
-                engine_box: dict[str, Any] = {}
 
-                def engine_for(config: EvalConfig, ref=ref, stack=stack, engine_box=engine_box, name=name):
-                    if "engine" not in engine_box:  # loaded once per model, only if some benchmark needs it
-                        log_dir = self.run_dir / "eval" / name
-                        stack.enter_context(self._served(self.recipe.eval_serve, ref, config.engine_options, log_dir))
-                        engine_box["engine"] = get_engine(config.engine, ref, **config.engine_options)
-                        stack.callback(engine_box["engine"].close)
-                    return engine_box["engine"]
+            def serve(config: EvalConfig, ref=ref, name=name):
+                return self._served(self.recipe.eval_serve, ref, config.engine_options, self.run_dir / "eval" / name)
 
-                for entry in self.recipe.evals:
-                    config = EvalConfig(**{**asdict(entry.config), "model": ref})
-                    records = self.eval_sets[entry.benchmark]
-                    shots = self.fewshot.get(entry.benchmark, [])
-                    out = eval_dir(self.run_dir, name, entry.name)
-                    inputs = {
-                        "config": without(config, "model", "engine_options", "chunk_size", "limit", "seed"),
-                        "subsample": {"limit": config.limit, "seed": config.seed},
-                        "model": fingerprint,
-                        "benchmark": entry.benchmark,
-                        "records": self.eval_hashes[entry.benchmark],
-                        "fewshot": records_hash(shots) if shots else None,
-                    }
+            def stage(spec, config: EvalConfig, out: Path, work, name=name, fingerprint=fingerprint):
+                shots = self.fewshot.get(spec.benchmark, [])
+                inputs = {
+                    "config": without(config, "model", "engine_options", "chunk_size", "limit", "seed"),
+                    "subsample": {"limit": config.limit, "seed": config.seed},
+                    "model": fingerprint,
+                    "benchmark": spec.benchmark,
+                    "records": self.eval_hashes[spec.benchmark],
+                    "fewshot": records_hash(shots) if shots else None,
+                }
+                self._stage("eval", f"{name} {spec.label}", out, inputs, ["results.json"], work, ("subsample",))
 
-                    def work(config=config, records=records, out=out, entry=entry, shots=shots, fp=fingerprint):
-                        engine = engine_for(config)
-                        evaluate(
-                            records,
-                            config,
-                            out,
-                            entry.name,
-                            shots,
-                            engine=engine,
-                            progress=self.progress,
-                            fingerprint=fp,
-                        )
-
-                    self._stage("eval", f"{name} {entry.name}", out, inputs, ["results.json"], work, ("subsample",))
+            jobs = [(e.spec, EvalConfig(**{**asdict(e.config), "model": ref})) for e in self.recipe.evals]
+            evaluate(name, jobs, self.run_dir, sets=self.eval_sets, fewshot=self.fewshot, fingerprint=fingerprint,
+                         serve=serve, stage=stage, progress=self.progress)  # fmt: skip
             gc.collect()
 
     def _report(self) -> None:

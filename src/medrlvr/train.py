@@ -29,7 +29,7 @@ from typing import Any, Sequence
 from .config import build, check_ranges, setting
 from .errors import UserError
 from .models import checkpoint_dir
-from .prompts import chat_messages, plain_prompt, with_prefill
+from .prompts import render
 from .rewards import REWARDS
 from .store import write_json
 
@@ -435,10 +435,7 @@ def prompt_text(record, tokenizer, config: TrainConfig) -> str:
     prefill appended. Both rollout engines (TRL's generate, medrlvr's) tokenize this same text."""
     from .modeling import render_prompt
 
-    prompt = (
-        chat_messages(record, config.prompt) if _uses_chat(tokenizer, config) else plain_prompt(record, config.prompt)
-    )
-    return render_prompt(tokenizer, with_prefill(prompt, config.prefill))
+    return render_prompt(tokenizer, render(record, config.prompt, _uses_chat(tokenizer, config), config.prefill))
 
 
 def build_dataset(records, tokenizer, config: TrainConfig):
@@ -461,9 +458,9 @@ def build_dataset(records, tokenizer, config: TrainConfig):
             reasoning = r.explanation or f"The answer is {r.answer}."
             target = f"<think>{reasoning}</think>\n<answer>{r.answer}</answer>"
             if chat:
-                row["messages"] = chat_messages(r, config.prompt) + [{"role": "assistant", "content": target}]
+                row["messages"] = [*render(r, config.prompt, chat), {"role": "assistant", "content": target}]
             else:
-                row["prompt"], row["completion"] = plain_prompt(r, config.prompt), " " + target
+                row["prompt"], row["completion"] = render(r, config.prompt, chat), " " + target
         rows.append(row)
     return Dataset.from_list(rows)
 

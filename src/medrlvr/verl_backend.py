@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import build
 from .errors import StageError, UserError
+from .store import read_jsonl
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -210,6 +211,8 @@ def paths(config: TrainConfig) -> dict[str, Path]:
     }
 
 
+# Over 60 lines on purpose: one table of (verl key, value), one key per line in the order of verl's own config, so
+# that it reads against ``ppo_trainer.yaml`` top to bottom; split into helpers, a key's neighbours would be elsewhere.
 def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
     """The hydra overrides for ``python -m verl.trainer.main_ppo``, in order: data, model, actor, rollout,
     reference, critic, algorithm, reward, trainer, then ``verl.overrides``."""
@@ -454,14 +457,12 @@ def collect(config: TrainConfig, model_path: str) -> Path:
         os.replace(hf, out / "model")
     if p["metrics"].exists():
         rows = []
-        for line in p["metrics"].read_text().splitlines():
-            if line.strip():
-                logged = json.loads(line)
-                data = logged.get("data", {})
-                row = {"step": logged.get("step"), **data}
-                if "critic/score/mean" in data:
-                    row["reward"] = row["rewards/accuracy_reward/mean"] = data["critic/score/mean"]
-                rows.append(row)
+        for logged in read_jsonl(p["metrics"]):
+            data = logged.get("data", {})
+            row = {"step": logged.get("step"), **data}
+            if "critic/score/mean" in data:
+                row["reward"] = row["rewards/accuracy_reward/mean"] = data["critic/score/mean"]
+            rows.append(row)
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return out
 

@@ -34,7 +34,7 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
     from ..data.subjects import expand_subjects
     from ..engines import get_engine
     from ..evaluate import EvalConfig, evaluate
-    from ..store import JsonlStore
+    from ..store import read_jsonl
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # both sides on the device in use, in fp32
     names = sorted(expand_subjects("mmlu", subjects))
@@ -49,7 +49,7 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
         records, EvalConfig(model=model), out / "medrlvr", f"mmlu:{subjects}", engine=engine, progress=False
     )
     our_seconds = time.perf_counter() - start
-    ours = {row["id"]: row["correct"] for row in JsonlStore(out / "medrlvr" / "predictions.jsonl")}
+    ours = {row["id"]: row["correct"] for row in read_jsonl(out / "medrlvr" / "predictions.jsonl")}
     agree = total = 0
     per_subject = {}
     for s in names:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -18,8 +19,9 @@ from .benchmarks import BENCHMARKS, Benchmark, DataError, RowError, read_jsonl
 from .subjects import SUBJECT2CATEGORY, SUBJECT_GROUPS, expand_subjects
 
 __all__ = [
-    "BENCHMARKS", "DataError", "Records", "SUBJECT2CATEGORY", "SUBJECT_GROUPS", "benchmark_files", "get_benchmark",
-    "load_benchmark", "load_eval_spec", "load_pool", "load_records_file", "resolve_data_dir", "test_split_evidence",
+    "BENCHMARKS", "BenchmarkSpec", "DataError", "Records", "SUBJECT2CATEGORY", "SUBJECT_GROUPS", "benchmark_files",
+    "folder_name", "get_benchmark", "load_benchmark", "load_eval_spec", "load_pool", "load_records_file",
+    "resolve_data_dir", "test_split_evidence",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -96,17 +98,7 @@ def load_benchmark(
         split = None  # e.g. MedMCQA's test answers are not public: its evaluation split is dev
     split = _split(bench, split)
     wanted = expand_subjects(name, subjects)
-    if hf_id:
-        if not bench.hf_id:
-            raise DataError(f"{bench.name} has no Hugging Face copy")
-        rows = _hf_rows(bench, split, bench.hf_id if hf_id is True else str(hf_id))
-    else:
-        files = benchmark_files(name, split, data_dir)
-        if not files:
-            root = bench.root or resolve_data_dir(data_dir) / bench.folder
-            raise DataError(f"{bench.name} {split}: no files matching {', '.join(bench.files[split])} under {root}")
-        rows = (located for path in files for located in bench.read(path))
-
+    rows, source = _located_rows(bench, split, data_dir, hf_id)
     records, skipped, seen = Records(), [], {}
     counters: dict[Path, int] = {}
     for path, where, row in rows:
@@ -128,8 +120,7 @@ def load_benchmark(
         if wanted is None or record.subject in wanted:
             records.append(record)
     if not counters:  # not one row: an empty file evaluates to "accuracy 0.000 on 0 questions" otherwise
-        where = ", ".join(str(p) for p in files) if not hf_id else f"the Hub copy of {bench.name}"
-        raise DataError(f"{where}: no questions in {bench.name} {split} (empty file?)")
+        raise DataError(f"{source}: no questions in {bench.name} {split} (empty file?)")
     if wanted is not None and not records and not skipped:
         known = sorted({*SUBJECT_GROUPS.get(name, {})})
         raise DataError(f"{name} {split}: no rows for subjects {sorted(wanted)}; groups: {', '.join(known) or '-'}")
@@ -137,6 +128,19 @@ def load_benchmark(
         log.warning("%s %s: skipped %d malformed rows; first: %s", name, split, len(skipped), skipped[0])
     records.skipped = skipped
     return records
+
+
+def _located_rows(bench: Benchmark, split: str, data_dir, hf_id: str | bool | None):
+    """(file, place, row) of every row of one split, from the data directory or the Hub; and where they come from."""
+    if hf_id:
+        if not bench.hf_id:
+            raise DataError(f"{bench.name} has no Hugging Face copy")
+        return _hf_rows(bench, split, bench.hf_id if hf_id is True else str(hf_id)), f"the Hub copy of {bench.name}"
+    files = benchmark_files(bench.name, split, data_dir)
+    if not files:
+        root = bench.root or resolve_data_dir(data_dir) / bench.folder
+        raise DataError(f"{bench.name} {split}: no files matching {', '.join(bench.files[split])} under {root}")
+    return (located for path in files for located in bench.read(path)), ", ".join(str(p) for p in files)
 
 
 def load_records_file(path: str | os.PathLike, pool: bool = False) -> Records:
@@ -209,10 +213,55 @@ def load_pool(spec: str, data_dir: str | os.PathLike | None = None) -> Records:
     return load_benchmark(name, split, data_dir)
 
 
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """An evaluation set as commands and recipes name it, ``NAME[:SUBJECTS][@MODE]`` (``mmlu:medical``,
+    ``medqa@generate``), parsed here and nowhere else. ``label`` names its results (the report's column; by default
+    the benchmark, with ``@generate`` in generate mode so that both modes sit side by side) and ``folder`` is the
+    folder they go to under RUN/eval/MODEL."""
+
+    name: str
+    subjects: str | None = None
+    mode: str | None = None  # None: the evaluation's own setting
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.benchmark + ("@generate" if self.mode == "generate" else ""))
+
+    @classmethod
+    def parse(cls, text: str, mode: str | None = None, label: str | None = None) -> BenchmarkSpec:
+        """``NAME[:SUBJECTS][@MODE]``; ``mode`` is the mode when the text names none. The mode is checked where it
+        becomes an evaluation's setting (``EvalConfig.mode``), so that any results label parses."""
+        base, _, given = text.strip().partition("@")
+        name, _, subjects = base.partition(":")
+        return cls(name.strip(), subjects.strip() or None, given or mode, label or "")
+
+    @property
+    def benchmark(self) -> str:
+        """``NAME[:SUBJECTS]``: which questions, whatever the mode."""
+        return self.name + (f":{self.subjects}" if self.subjects else "")
+
+    @property
+    def folder(self) -> str:
+        return folder_name(self.label)
+
+    def load(self, data_dir: str | os.PathLike | None = None, split: str = "test") -> Records:
+        return load_benchmark(self.name, split, data_dir, self.subjects)
+
+    def fewshot_pool(self, data_dir: str | os.PathLike | None = None) -> Records:
+        """The dev split, where few-shot examples come from (every subject: the examples are picked per subject)."""
+        return load_benchmark(self.name, "dev", data_dir)
+
+
+def folder_name(label: str) -> str:
+    """The folder an evaluation's results go to: its label with ``:`` (not allowed in Windows paths) as ``_``."""
+    return label.replace(":", "_")
+
+
 def load_eval_spec(spec: str, data_dir: str | os.PathLike | None = None, split: str = "test") -> Records:
     """An evaluation set ``NAME[:SUBJECTS]`` (e.g. ``mmlu:medical``), the test split unless told otherwise."""
-    name, _, subjects = spec.partition(":")
-    return load_benchmark(name, split, data_dir, subjects or None)
+    return BenchmarkSpec.parse(spec).load(data_dir, split)
 
 
 def _hf_rows(bench: Benchmark, split: str, hf_id: str):

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..records import LETTERS, Record
 from ..errors import UserError
+from ..records import LETTERS, Record
+from ..store import jsonl_lines
 
 Row = Any
 # (file, location inside the file for error messages, row)
@@ -99,18 +100,13 @@ def _undecoded_field(row: Any, name: str = "<row>") -> tuple[str, str] | None:
 
 
 def read_jsonl(path: Path) -> Iterator[Located]:
-    with path.open(encoding="utf-8", errors="surrogateescape") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                row = RowError("<json>", f"not valid JSON ({e.msg})")  # raised by the loader, which may skip it
-            else:
-                bad = _undecoded_field(row)
-                row = RowError(*bad) if bad else row
-            yield path, f"line {lineno}", row
+    for lineno, row, error in jsonl_lines(path, encoding_errors="surrogateescape"):
+        if error:
+            row = RowError("<json>", error)  # raised by the loader, which may skip it
+        else:
+            bad = _undecoded_field(row)
+            row = RowError(*bad) if bad else row
+        yield path, f"line {lineno}", row
 
 
 def read_csv(path: Path, header: bool) -> Iterator[Located]:

@@ -11,8 +11,11 @@ chat template, or sent to a chat endpoint).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, Union
+
+from ..config import setting
 
 Prompt = Union[str, list[dict[str, str]]]
 
@@ -78,22 +81,32 @@ def takes_chat(engine: object) -> bool:
     return bool(getattr(engine, "chat", True))
 
 
-ENGINES = ("transformers", "llamacpp", "openai")
+# name -> (module of this package, class). A new engine: its own module here, a class taking (model, **options)
+# with the methods of ``Engine``, one line in this dict, a test in tests/test_engines.py on a fake or tiny model.
+ENGINES: dict[str, tuple[str, str]] = {
+    "transformers": ("hf", "TransformersEngine"),
+    "llamacpp": ("llamacpp", "LlamaCppEngine"),
+    "openai": ("openai_api", "OpenAIEngine"),
+}
+
+
+@dataclass
+class EngineSettings:
+    """The settings every stage that runs a model has first (the filter's and the evaluation's)."""
+
+    model: str = setting(help="model reference: packaged name, .gguf file, checkpoint dir (a LoRA adapter directory "
+                         "loads its base under it), hub id, or served name")  # fmt: skip
+    engine: str = setting("transformers", choices=ENGINES, help="what runs the model")
+    engine_options: dict[str, Any] = setting(
+        default_factory=dict, help="engine keyword arguments, as JSON or key=value (openai: base_url, ...)"
+    )
 
 
 def get_engine(name: str, model: str | None = None, **options: Any) -> Engine:
     """An engine by name. ``model`` is any model reference (see :mod:`medrlvr.models`); for ``openai`` it is the
-    served model's name and ``base_url`` says where the server is."""
-    if name == "transformers":
-        from .hf import TransformersEngine
-
-        return TransformersEngine(model, **options)
-    if name == "llamacpp":
-        from .llamacpp import LlamaCppEngine
-
-        return LlamaCppEngine(model, **options)
-    if name == "openai":
-        from .openai_api import OpenAIEngine
-
-        return OpenAIEngine(model, **options)
-    raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    served model's name and ``base_url`` says where the server is. Its module is imported only now (torch,
+    llama-cpp-python and httpx load with the engine that needs them)."""
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    module, cls = ENGINES[name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(model, **options)

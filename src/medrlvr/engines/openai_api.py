@@ -21,8 +21,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-from . import Completion, Prompt, Sampling, truncate_at_stop
 from ..errors import UserError
+from . import Completion, Prompt, Sampling, truncate_at_stop
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}

@@ -12,6 +12,7 @@ import html
 import io
 from pathlib import Path
 
+from ..data import folder_name
 from . import arms as arm_sections
 from . import trust
 from .charts import TRAINING_HEADER, bars, radar, training_summary
@@ -90,7 +91,7 @@ def report(
         sections.append(("pass@k (unbiased estimator; bootstrap interval over questions)", arm_sections.PASS_HEADER,
                          pass_rows))  # fmt: skip
     for bench in header[1:]:
-        stem = bench.replace(":", "_")
+        stem = folder_name(bench)
         figures += [(f"radar_{stem}", radar(table, bench)), (f"categories_{stem}", bars(table, bench))]
     svgs = _save_figures(figures, out) + [(f"dynamics_{p}", (out / f"dynamics_{p}.svg").read_text()) for p in found]
     _write_html(out / "index.html", title, run_dir, sections, extra, svgs)

@@ -1,0 +1,77 @@
+"""``medrlvr bench ...``: the subcommands and what each prints."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def add_bench_commands(commands, data: argparse.ArgumentParser) -> None:
+    """The ``bench`` command and its subcommands (``data``: the shared ``--data-dir`` parent)."""
+    bench = commands.add_parser("bench", help="throughput benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    rewards = bench_commands.add_parser("rewards", help="time to score 100 KB adversarial completions")
+    rewards.add_argument("--size", type=int, default=100_000, help="characters per completion")
+    rewards.set_defaults(func=_bench_rewards)
+    generate = bench_commands.add_parser(
+        "generate", parents=[data], help="tokens/s of each engine against a naive baseline"
+    )
+    generate.add_argument("--model", default="smollm2-135m-instruct")
+    generate.add_argument("--prompts", type=int, default=64, help="MedQA test questions to use")
+    generate.add_argument("--max-new-tokens", type=int, default=128)
+    generate.add_argument("--engines", default="transformers,llamacpp", help="comma-separated")
+    generate.set_defaults(func=_bench_generate)
+    train_bench = bench_commands.add_parser(
+        "train",
+        parents=[data],
+        help="seconds per GRPO step: TRL's own generation against medrlvr's rollouts, same settings",
+    )
+    train_bench.add_argument("--recipe", default="recipes/demo-cpu.yaml", help="the train settings to use")
+    train_bench.add_argument("overrides", nargs="*", help="section.key=value over the recipe, e.g. train.model=M")
+    train_bench.add_argument("--steps", type=int, default=4, help="GRPO steps per row (the first is warm-up)")
+    train_bench.add_argument("--json", help="also write the measurements to this file")
+    train_bench.set_defaults(func=_bench_train)
+    lmeval = bench_commands.add_parser(
+        "lmeval", parents=[data], help="loglik accuracy against lm-evaluation-harness (pip install lm-eval)"
+    )
+    lmeval.add_argument("--model", default="smollm2-135m-instruct")
+    lmeval.add_argument("--subjects", default="medical", help="MMLU subjects or a group")
+    lmeval.add_argument("--out", default="runs/lmeval")
+    lmeval.set_defaults(func=_bench_lmeval)
+
+
+def _bench_generate(args: argparse.Namespace) -> None:
+    from . import bench_generate, print_generate
+
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    rows = bench_generate(args.model, args.data_dir, args.prompts, args.max_new_tokens, engines=engines)
+    print_generate(rows, args.model)
+
+
+def _bench_train(args: argparse.Namespace) -> None:
+    import json
+
+    from . import bench_train, print_train
+
+    if args.steps < 2:
+        raise UserError(f"--steps must be at least 2 (the first step is warm-up), got {args.steps}")
+    result = bench_train(args.recipe, args.data_dir, args.steps, args.overrides)
+    print_train(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def _bench_lmeval(args: argparse.Namespace) -> None:
+    import json
+
+    from . import bench_lmeval
+
+    print(json.dumps(bench_lmeval(args.model, args.data_dir, args.subjects, args.out), indent=2))
+
+
+def _bench_rewards(args: argparse.Namespace) -> None:
+    from . import bench_rewards, print_rewards
+
+    print_rewards(bench_rewards(args.size))
