@@ -113,3 +113,33 @@ def without(config: Any, *names: str) -> dict[str, Any]:
     for name in names:
         values.pop(name, None)
     return values
+
+
+def machine() -> dict[str, Any]:
+    """What decides speed here: the device, the CPU's vector capability as torch sees it, whether it has native
+    bf16 (AVX512-BF16/AMX), the dtype medrlvr computes in by default, and the threads. Every figure medrlvr prints
+    (bench rows, the study's estimate and manifest) says which machine it is about."""
+    import torch
+
+    from .modeling import cpu_supports_bf16, pick_dtype
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    facts: dict[str, Any] = {
+        "device": device,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_supports_bf16(),
+        "dtype": str(pick_dtype("auto", device)).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
+    }
+    if device == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name(0)
+    return facts
+
+
+def machine_line(facts: dict[str, Any] | None = None) -> str:
+    """``CPU AVX512, native bf16: yes, computing in bfloat16, 2 threads`` (or the GPU's name)."""
+    f = facts or machine()
+    if f["device"] == "cuda":
+        return f"GPU {f.get('gpu', '?')}, computing in {f['dtype']}"
+    bf16 = "yes" if f["native_bf16"] else "no"
+    return f"CPU {f['cpu_capability']}, native bf16: {bf16}, computing in {f['dtype']}, {f['threads']} threads"
