@@ -47,6 +47,7 @@ from . import stagedirs
 from .commands import DEFAULT_BASE_URL, commands_trusted, launch_training, recipe_commands, trust_commands
 from .data import DataError, load_eval_spec, load_pool, resolve_data_dir
 from .errors import CommandsNotAllowed, RecipeError, StageError
+from .eta import announce
 from .evaluate import EvalConfig, eval_dir
 from .provenance import (
     file_hash,
@@ -418,6 +419,7 @@ class Study:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._load_data()
         self._write_manifest()
+        self.log(announce(self))  # the machine and what the stages left will take on it (medrlvr.eta)
         self._filters()
         self._selections()
         self._trainings()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from ..provenance import machine_line
 from .common import isolated
 
 
@@ -137,3 +138,4 @@ def print_generate(rows: list[dict], model: str) -> None:
             f"{r['peak_rss_mb']:.0f}",
         )
     Console(width=160).print(table)
+    Console().print(f"machine: {machine_line()}")  # every figure is about this CPU/GPU and dtype

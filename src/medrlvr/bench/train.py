@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ..provenance import machine_line
 from .common import isolated, load_recipe
 
 
@@ -59,7 +60,8 @@ def _grpo_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
     trainer.add_callback(_step_timer(step_times))
     trainer.train()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return {"steps": steps, "step_seconds": step_times, "generate_seconds": generating, "device": device}
+    return {"steps": steps, "step_seconds": step_times, "generate_seconds": generating,
+            "device": _device_label(device)}  # fmt: skip
 
 
 def _plain_trl_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
@@ -108,7 +110,7 @@ def _plain_trl_steps(settings: dict, train_file: str, out: str, steps: int) -> d
     )
     trainer.train()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return {"steps": steps, "step_seconds": step_times, "generate_seconds": [], "device": device}
+    return {"steps": steps, "step_seconds": step_times, "generate_seconds": [], "device": _device_label(device)}
 
 
 def bench_train(recipe: str, data_dir: str | None, steps: int = 4, overrides: list[str] | None = None) -> dict:
@@ -182,6 +184,7 @@ def print_train(result: dict) -> None:
         table.add_row(label, r["device"], str(r["steps"]), f"{step:.2f}", f"{gen:.2f}", f"{step - gen:.2f}",
                       f"{r['step_seconds'][0]:.1f}", f"{r['peak_rss_mb']:.0f}")  # fmt: skip
     Console(width=160).print(table)
+    Console().print(f"machine: {machine_line()}")  # every figure is about this CPU/GPU and dtype
     done = {r["rollouts"]: r for r in rows if "mean_step_seconds" in r}
     if "trl" in done and "medrlvr" in done:
         trl, ours = done["trl"], done["medrlvr"]
@@ -195,3 +198,11 @@ def print_train(result: dict) -> None:
             Console().print(
                 f"medrlvr train against plain TRL GRPOTrainer: {plain / ours['mean_step_seconds']:.2f}x per step"
             )
+
+
+def _device_label(device: str) -> str:
+    """``cpu AVX512 bfloat16``: the row's device, vector capability and compute dtype (rows differ by CPU)."""
+    from ..provenance import machine
+
+    facts = machine()
+    return f"{device} {facts['cpu_capability']} {facts['dtype']}" if device == "cpu" else f"{device} {facts['dtype']}"

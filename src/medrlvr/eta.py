@@ -1,0 +1,143 @@
+"""How long a study will take on this machine, said before it starts.
+
+A short calibration (about a third of a second) times the matrix products a small model's decoding is made of, in
+the dtype medrlvr computes in here, and compares them with the same products on the reference machine: the CPU
+the demo's figures were measured on (2 cores, AVX512-BF16, bf16). Each unfinished stage's work -- tokens a filter
+or an evaluation generates, questions scored by log-likelihood, GRPO steps of rollout tokens -- is priced at the
+reference machine's measured cost for a 135M-parameter model, scaled by the model's size (read from its name or its
+converted checkpoint) and by the calibration ratio. It is an estimate: the note beside the figure says so, and the
+stages print their own progress and time left as they run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+# Seconds on the reference machine for a 135M model, from the demo's stages (README, "The demo"): a filter token
+# (120 questions x 128 tokens in 29 s), an evaluation token (150 x 64 in about 30 s, long prompts included), a
+# log-likelihood question (150 in 6 s), a GRPO rollout token with its share of the loss (2 x 8 x 64 per 5.5 s step),
+# and loading a model for a stage.
+REFERENCE = {"filter_token": 1.9e-3, "eval_token": 3.0e-3, "loglik_question": 0.04, "train_token": 5.4e-3,
+             "load": 8.0}  # fmt: skip
+REFERENCE_GFLOPS = 180.0  # calibrate() on the reference machine (AVX512-BF16, bf16, 2 threads)
+REFERENCE_PARAMS = 135e6
+
+
+def calibrate(seconds: float = 0.3) -> float:
+    """GFLOP/s of a decode-shaped matrix product (16 rows x 576 -> 1536, a 135M model's MLP) in the dtype medrlvr
+    computes in on this device."""
+    import torch
+
+    from .modeling import pick_dtype
+
+    dtype = pick_dtype("auto", "cpu")
+    x, w = torch.randn(16, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
+    with torch.inference_mode():
+        for _ in range(5):
+            x @ w
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for _ in range(20):
+                x @ w
+            n += 20
+        elapsed = time.perf_counter() - start
+    return 2 * 16 * 576 * 1536 * n / elapsed / 1e9
+
+
+def model_params(reference: str) -> float | None:
+    """Parameters from a model's name (``...-135m-...``, ``Qwen2.5-3B``), or None."""
+    match = re.search(r"(\d+(?:\.\d+)?)\s*([mb])(?![a-z])", reference.lower())
+    if not match:
+        return None
+    return float(match.group(1)) * (1e6 if match.group(2) == "m" else 1e9)
+
+
+def _scale(model: str, speed: float) -> float | None:
+    params = model_params(model)
+    return None if params is None else params / REFERENCE_PARAMS / speed
+
+
+def estimate(work: list[dict[str, Any]], gflops: float | None = None) -> dict[str, Any]:
+    """Seconds per stage kind for ``work``: rows ``{"stage": "filter"|"train"|"eval", "model": ref, and
+    "tokens" (generated), "questions" (log-likelihood) or "train_tokens"}``. Stages whose model size is unknown
+    are counted in ``unknown``."""
+    speed = (gflops or calibrate()) / REFERENCE_GFLOPS
+    totals: dict[str, float] = {}
+    unknown = []
+    for row in work:
+        scale = _scale(row["model"], speed)
+        if scale is None:
+            unknown.append(f"{row['stage']} {row['model']}")
+            continue
+        cost = REFERENCE["load"] / speed
+        cost += row.get("tokens", 0) * REFERENCE["eval_token" if row["stage"] == "eval" else "filter_token"] * scale
+        cost += row.get("questions", 0) * REFERENCE["loglik_question"] * scale
+        cost += row.get("train_tokens", 0) * REFERENCE["train_token"] * scale
+        totals[row["stage"]] = totals.get(row["stage"], 0.0) + cost
+    return {"seconds": totals, "total": sum(totals.values()), "speed": speed, "unknown": unknown}
+
+
+def describe(result: dict[str, Any], machine: str) -> str:
+    """``estimate: filter 1 min, train 9 min, eval 4 min; about 14 min on this machine (...)``."""
+
+    def minutes(s: float) -> str:
+        return f"{s / 60:.0f} min" if s >= 90 else f"{s:.0f} s"
+
+    parts = ", ".join(f"{k} {minutes(v)}" for k, v in result["seconds"].items())
+    text = (f"estimate: {parts or 'nothing left to run'}; about {minutes(result['total'])} on this machine "
+            f"({machine}; {result['speed']:.2f}x the reference CPU's speed)")  # fmt: skip
+    if result["unknown"]:
+        text += f"; not estimated (model size unknown): {', '.join(result['unknown'])}"
+    return text
+
+
+def _done(folder) -> bool:
+    from .stagedirs import finished, marker
+
+    return finished(marker(folder))
+
+
+def study_work(study) -> list[dict[str, Any]]:
+    """The unfinished stages of a :class:`medrlvr.study.Study` whose data is loaded, as :func:`estimate` rows."""
+    from .evaluate import eval_dir
+
+    r, run = study.recipe, study.run_dir
+    work = [{"stage": "filter", "model": f.config.model,
+             "tokens": len(study.pool) * f.config.max_new_tokens * f.config.k}
+            for f in r.filters if not _done(run / "filter" / f.name)]  # fmt: skip
+    for p in r.policies:
+        c = p.config
+        if c.method != "grpo" or c.backend != "trl" or _done(run / "train" / p.name):
+            continue
+        steps = c.max_steps if c.max_steps > 0 else None
+        if steps is None:  # epochs: the selection's size is not known before it runs; its config gives it
+            entry = next(s for s in r.selections if s.name == p.selection)
+            size = entry.config.n if entry.config.strategy != "ratio" else entry.config.hard + entry.config.easy
+            steps = int(c.num_train_epochs * size / (c.batch_size * c.gradient_accumulation_steps)) or 1
+        tokens = steps * c.batch_size * c.gradient_accumulation_steps * c.num_generations * c.max_completion_length
+        work.append({"stage": "train", "model": c.model, "train_tokens": tokens})
+    models = [("base", r.base_model)] * r.eval_base + [(p.name, p.config.model) for p in r.policies]
+    for name, model in models:
+        for e in r.evals:
+            if _done(eval_dir(run, name, e.name)):
+                continue
+            n = min(len(study.eval_sets[e.benchmark]), e.config.limit or 10**9)
+            if e.config.mode == "generate":
+                tokens = n * e.config.max_new_tokens * e.config.samples
+                work.append({"stage": "eval", "model": model, "tokens": tokens})
+            else:
+                work.append({"stage": "eval", "model": model, "questions": n})
+    return work
+
+
+def announce(study) -> str:
+    """The line a study prints before its first stage: this machine and what the stages left will take on it;
+    the machine's facts and the estimate also go into the study's manifest."""
+    from .provenance import machine, machine_line
+
+    facts = machine()
+    result = estimate(study_work(study))
+    study.manifest.update(machine=facts, estimate_seconds=round(result["total"]))
+    return describe(result, machine_line(facts))
