@@ -421,12 +421,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run one command. A mistake the user can fix is one line and exit 2; anything else is a bug in medrlvr and
     keeps its traceback."""
-    from .train import TrainError  # until it subclasses UserError (train.py)
-
     args = parse_args(argv)
     try:
         args.func(args)
-    except (UserError, TrainError) as e:
+    except UserError as e:
         print(f"medrlvr: error: {e}", file=sys.stderr)
         return 2
     except Exception:

@@ -22,9 +22,12 @@ importance sampling (token or sequence level: Yao et al., "Your efficient RL fra
 off-policy RL training", 2025; TRL's ``vllm_importance_sampling_*``), but only for vLLM (``self.use_vllm``).
 medrlvr's rollouts report log-probabilities too (bf16 sampling, fp32 or bf16 training), so
 :class:`MedrlvrGRPOTrainer` runs TRL's own code for them: ``use_vllm`` reads True while TRL scores a batch
-(outside generation), so TRL computes the trainer's log-probabilities, the ratio and the ``sampling/*`` metrics; and
-while TRL computes the loss only when a correction is asked for (``rollout_importance_sampling``), so the loss
-is weighted exactly as TRL weights vLLM's. TRL's own generate reports no log-probabilities: nothing is logged.
+(outside generation) and while it computes the loss only when a correction is asked for
+(``rollout_importance_sampling``): TRL then computes the trainer's log-probabilities in an extra no-grad pass, the
+ratio and the ``sampling/*`` metrics, and weights the loss exactly as it weights vLLM's. Without a correction the
+same metrics come from the loss's own forward pass at no extra cost (one iteration per batch: its log-probabilities
+are those TRL's extra pass would compute; measured on the CPU demo, the extra pass cost about 2-3 s per step).
+TRL's own generate reports no log-probabilities: nothing is logged.
 """
 
 from __future__ import annotations
@@ -49,9 +52,7 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
     @property
     def use_vllm(self) -> bool:
         """TRL's flag, as TRL's importance-sampling code reads it: see the module docstring."""
-        if self._phase == "score":
-            return self.sampler_logprobs
-        if self._phase == "loss":
+        if self._phase in ("score", "loss"):
             return self.correct_sampling
         return self.__dict__.get("_use_vllm", False)
 
@@ -76,8 +77,32 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
             return super()._generate(prompts)
 
     def _compute_loss(self, model, inputs):
+        # Without a correction the sampler/trainer gap is read off the loss's own forward pass (one iteration per
+        # batch: the trainer's log-probs there are the ones TRL would compute in an extra no-grad pass first)
+        self._sampling = None
+        if self.sampler_logprobs and not self.correct_sampling and inputs.get("sampling_per_token_logps") is not None:
+            self._sampling = (inputs["sampling_per_token_logps"], inputs["completion_mask"])
         with self._in_phase("loss"):
             return super()._compute_loss(model, inputs)
+
+    def _log_sampling_gap(self, logps) -> None:
+        """TRL's ``sampling/*`` metrics, as it logs them for vLLM, from the trainer's log-probs of the loss."""
+        sampling, mask = self._sampling
+        self._sampling = None
+        if sampling.shape != logps.shape:
+            return
+        mask = mask.bool()
+        diff = (logps.detach().float() - sampling.float())[mask]
+        if not diff.numel():
+            return
+        ratio = diff.exp()
+        mode = "train" if self.model.training else "eval"
+        for key, value in (("sampling/sampling_logp_difference/mean", diff.abs().mean()),
+                           ("sampling/sampling_logp_difference/max", diff.abs().max()),
+                           ("sampling/importance_sampling_ratio/min", ratio.min()),
+                           ("sampling/importance_sampling_ratio/mean", ratio.mean()),
+                           ("sampling/importance_sampling_ratio/max", ratio.max())):  # fmt: skip
+            self._metrics[mode][key].append(self.accelerator.gather(value).mean().item())
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # Dynamic sampling's replacing groups carry their own prompt in their rows (rollout_func's extra fields,
@@ -99,6 +124,14 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
         compute_aux_loss=False,
         **multimodal,
     ):
+        logps, entropies, aux = self._completion_logps(model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                                       compute_entropy, compute_aux_loss, **multimodal)  # fmt: skip
+        if self._phase == "loss" and getattr(self, "_sampling", None) is not None:
+            self._log_sampling_gap(logps)
+        return logps, entropies, aux
+
+    def _completion_logps(self, model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
+                          compute_aux_loss, **multimodal):  # fmt: skip
         # TRL's fused head is compact (completion positions only) where Triton runs; elsewhere ours is
         if (
             self.accelerator.device.type in ("cuda", "xpu")

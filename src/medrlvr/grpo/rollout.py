@@ -67,7 +67,9 @@ def _low_rank_linear_class():
     class LowRankLinear(torch.nn.Module):
         """``base_layer(x) + x A^T B^T`` with ``B`` already scaled: LoRA as PEFT runs it in the policy (the
         adapter in its own dtype, fp32, added to the base layer's output and rounded once), not merged into a
-        bf16 weight, where an update smaller than half a bf16 step rounds back to the base."""
+        bf16 weight, where an update smaller than half a bf16 step rounds back to the base. (The adapter in bf16
+        too was measured: cosine 0.98 instead of 1.00 to the policy's change after one step, for no speed gained
+        at decode batch sizes, where these products are tiny.)"""
 
         def __init__(self, base_layer):
             super().__init__()

@@ -11,6 +11,7 @@ import csv
 import html
 import io
 from pathlib import Path
+from typing import Any
 
 from ..data import folder_name
 from . import arms as arm_sections
@@ -68,17 +69,7 @@ def report(
     ]  # fmt: skip
     for name, head, body in ((n, h, b) for n, h, b in sections[1:] if b):
         (out / f"{_STEMS[head[-1]]}.md").write_text(to_markdown(head, body))
-    training_rows, training_fig = training_summary(run_dir, models)
-    if training_rows:
-        (out / "training.md").write_text(to_markdown(TRAINING_HEADER, training_rows))
-        sections.append(("Training", TRAINING_HEADER, training_rows))
-    found = trust.dynamics(run_dir, out, models)
-    extra = ""
-    if found:
-        (out / "dynamics.md").write_text(trust.dynamics_markdown(found, to_markdown))
-        sections.append(("Training dynamics: stages by the rules of medrlvr.dynamics", trust.DYNAMICS_HEADER,
-                         trust.dynamics_rows(found)))  # fmt: skip
-        extra = "<h3>Completions of each stage, verbatim</h3>" + trust.dynamics_html(found)
+    training_fig, found, extra = _training_sections(out, run_dir, models, sections)
     figures = [("training", training_fig)]
     arms = arm_sections.load_arms(run_dir)
     if arms and any(len(a["policies"]) > 1 or a.get("control") or a.get("sweep") for a in arms.values()):
@@ -99,6 +90,23 @@ def report(
 
 
 FLAG_HEADER = ["Model", "Flag", "Benchmark", "Why"]
+
+
+def _training_sections(out: Path, run_dir, models, sections: list) -> tuple[Any, dict, str]:
+    """The training table and reward chart, and each policy's dynamics (stages, chart, verbatim completions);
+    adds their tables to ``sections`` and returns the reward chart, the dynamics and the page's extra HTML."""
+    training_rows, training_fig = training_summary(run_dir, models)
+    if training_rows:
+        (out / "training.md").write_text(to_markdown(TRAINING_HEADER, training_rows))
+        sections.append(("Training", TRAINING_HEADER, training_rows))
+    found = trust.dynamics(run_dir, out, models)
+    extra = ""
+    if found:
+        (out / "dynamics.md").write_text(trust.dynamics_markdown(found, to_markdown))
+        sections.append(("Training dynamics: stages by the rules of medrlvr.dynamics", trust.DYNAMICS_HEADER,
+                         trust.dynamics_rows(found)))  # fmt: skip
+        extra = "<h3>Completions of each stage, verbatim</h3>" + trust.dynamics_html(found)
+    return training_fig, found, extra
 
 
 def _arm_sections(out: Path, run_dir, table, arms) -> list[tuple[str, list[str], list[list[str]]]]:

@@ -15,7 +15,8 @@ from ..baselines import gain_verdict
 from ..dynamics import analyze_training, flag_predictions, plot_dynamics
 
 TRIVIAL_HEADER = ["Model", "Benchmark", "n", "Accuracy [95% CI]", "Chance", "Best constant", "Own top letter",
-                  "Always own top letter", "Answer / gold entropy (bits)", "McNemar p vs own letter", "Verdict"]  # fmt: skip
+                  "Always own top letter", "Answer / gold entropy (bits)", "McNemar p vs own letter",
+                  "Verdict"]  # fmt: skip
 DYNAMICS_HEADER = ["Policy", "Stage", "From step", "To step"]
 
 

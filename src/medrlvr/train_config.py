@@ -1,0 +1,211 @@
+"""Training settings: every setting of ``medrlvr train`` and a recipe's ``train`` section, defined once (help,
+choices and ranges are the CLI's and the checks'). The defaults are the paper's (Open-Medical-R1 section 3.1, and
+TRL 0.15's GRPO defaults it ran with: see the comments); :mod:`medrlvr.train` trains with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import check_ranges, setting
+from .errors import UserError
+from .rewards import REWARDS
+
+ROLLOUT_ENGINES = ("auto", "medrlvr", "trl", "vllm")
+
+
+@dataclass
+class TrainConfig:
+    model: str = setting("smollm2-135m-instruct", help="any model reference")
+    train_file: str = setting("", help="train.jsonl written by `medrlvr select`")
+    output_dir: str = setting("runs/default/train/ratio", help="where the adapter, checkpoints and metrics go")
+    method: str = setting("grpo", help="grpo (RL with verifiable rewards) or sft", choices=("grpo", "sft"))
+    rewards: dict[str, float] = setting(
+        default_factory=lambda: {"format": 1.0, "accuracy": 1.0, "xml_count": 1.0},
+        help="reward name -> weight, as JSON or key=value (format, accuracy, xml_count, ...)",
+    )
+    prompt: str = setting("r1_zero", help="the training prompt (r1_zero: <think>/<answer>)")
+    chat: bool | None = setting(None, help="use the chat template (default: if the tokenizer has one)")
+    # LoRA by default; full fine-tuning with lora: false; QLoRA (4-bit base, GPU + bitsandbytes) with qlora: true
+    lora: bool = setting(True, help="train a LoRA adapter (off: full fine-tuning)")
+    lora_r: int = setting(16, help="LoRA rank", ge=1)
+    lora_alpha: int = setting(32, help="LoRA scaling alpha", gt=0)
+    lora_dropout: float = setting(0.05, help="LoRA dropout", ge=0, lt=1)
+    lora_target_modules: str | list[str] = setting(
+        "all-linear", help="modules LoRA adapts (all-linear, or a list of names)"
+    )
+    qlora: bool = setting(False, help="QLoRA: a 4-bit base (GPU + bitsandbytes)")
+    learning_rate: float = setting(2e-5, help="optimizer learning rate", gt=0)
+    lr_scheduler_type: str = setting("cosine", help="learning-rate schedule (a transformers scheduler name)")
+    batch_size: int = setting(3, help="questions per device step", ge=1)
+    num_generations: int = setting(3, help="rollouts per question", ge=1)
+    gradient_accumulation_steps: int = setting(4, help="device steps per optimizer step", ge=1)
+    num_train_epochs: float = setting(1.0, help="passes over the training set (when max_steps is -1)", gt=0)
+    max_steps: int = setting(-1, help="optimizer steps; -1: num_train_epochs decides")
+    max_completion_length: int = setting(256, help="tokens per rollout at most", ge=1)
+    # GRPO settings the paper ran with without printing them: the defaults of TRL 0.15, which Unsloth's GRPO used
+    # in April 2025. They are set here and passed to TRL every time, never inherited: TRL has changed most of them
+    # since (1.16 defaults to loss_type dapo, 0.19 to beta 0.0, 1.x to temperature 1.0).
+    loss_type: str = setting(
+        "grpo", help="per-sequence token mean, then the batch mean (dapo/bnpo/dr_grpo: other normalisers)"
+    )
+    beta: float = setting(
+        0.04, help="KL coefficient against the reference (the base model: LoRA disabled); 0 skips that pass", ge=0
+    )
+    scale_rewards: str = setting(
+        "group",
+        help='advantages divided by the group\'s reward std ("none": Dr. GRPO; "batch")',
+        choices=("group", "none", "batch"),
+    )
+    epsilon: float = setting(0.2, help="PPO-style clip range (inactive with one iteration per batch)", ge=0)
+    epsilon_high: float | None = setting(None, help="upper clip bound; None: epsilon; DAPO's clip-higher: 0.28", ge=0)
+    num_iterations: int = setting(1, help="optimisation passes over each generated batch", ge=1)
+    mask_truncated_completions: bool = setting(
+        False, help="True (DAPO): completions cut at max_completion_length give no loss"
+    )
+    temperature: float = setting(0.9, help="sampling temperature of the rollouts", ge=0)
+    top_p: float = setting(1.0, help="rollouts: nucleus sampling mass", gt=0, le=1)
+    top_k: int = setting(
+        0, help="0: no top-k (vLLM's and TRL 1.x's default; transformers' generate would apply 50)", ge=0
+    )
+    # Who samples the rollouts: "medrlvr" (medrlvr's engine on a live bf16 copy of the policy: see
+    # medrlvr.rollout), "trl" (TRL's own transformers generate), "vllm" (TRL's vLLM integration). "auto": vllm on a
+    # GPU where vLLM is installed, else medrlvr (2.7x faster generation than TRL's generate on this project's CPU:
+    # medrlvr bench train).
+    rollout_engine: str = setting(
+        "auto", help="who samples the rollouts: medrlvr, trl, vllm, or auto", choices=ROLLOUT_ENGINES
+    )
+    rollout_dtype: str = setting(
+        "auto",
+        help="medrlvr rollouts: auto (bf16 where the hardware has it), fp32, bf16, fp16",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    )
+    rollout_batch_size: int = setting(64, help="medrlvr rollouts: rows decoded together", ge=1)
+    vllm_mode: str = setting(
+        "colocate",
+        help='rollout_engine vllm: "colocate" or "server" (trl vllm-serve on other GPUs)',
+        choices=("colocate", "server"),
+    )
+    # Text the completion starts with, written after the prompt (R1-Zero replications prefill "<think>"): the
+    # rewards and the evaluation read it as part of the completion; it is not trained on.
+    prefill: str | None = setting(None, help='text each completion starts with (e.g. "<think>"); not trained on')
+    # DAPO dynamic sampling (off in the papers): drop groups whose rollouts all earn the same reward and refill the
+    # batch with groups of further questions, at most max_resample extra generation rounds per step
+    # (rollout_engine medrlvr; backend verl: verl's filter_groups).
+    dynamic_sampling: bool = setting(
+        False, help="DAPO dynamic sampling: refill groups whose rollouts all earn the same reward"
+    )
+    max_resample: int = setting(3, help="dynamic sampling: extra generation rounds per step at most", ge=0)
+    logging_steps: int = setting(1, help="optimizer steps between log lines", ge=1)
+    save_steps: int = setting(10, help="optimizer steps between checkpoints", ge=1)
+    save_total_limit: int = setting(2, help="checkpoints kept", ge=1)
+    seed: int = setting(0, help="training seed")
+    control: str | None = setting(
+        None, help="random_reward: train on coin flips with the real rewards' mean (a control arm)",
+        choices=("random_reward",),
+    )  # fmt: skip
+    report_to: str | list[str] = setting(
+        "none", help="where transformers reports metrics (none, wandb, tensorboard, ...)"
+    )
+    merge: bool = setting(False, help="also write a merged model (base + LoRA) that `medrlvr eval` loads directly")
+    sample_completions: int = setting(
+        64, help="completions per generation step written to completions.jsonl (the dynamics report reads them)", ge=0
+    )
+    # Recompute activations in the backward pass instead of keeping them: less memory, a slower step (measured
+    # here on a CPU: 6.2 s instead of ~3.5 s of backward per demo step). None: on a GPU (memory is what runs out
+    # there), off on a CPU. TRL's own default is on.
+    gradient_checkpointing: bool | None = setting(
+        None, help="recompute activations in the backward pass (default: on a GPU only)"
+    )
+    # bf16 mixed precision. None: on a GPU, and on a CPU with native bf16 (AVX512-BF16/AMX; measured on the
+    # demo: 23 s per GRPO step against 31 s in fp32, the same rewards and completions)
+    bf16: bool | None = setting(None, help="bf16 mixed precision (default: on a GPU, and on a CPU with native bf16)")
+    trust_remote_code: bool = setting(False, help="run the code that comes with the model repository")
+    extra: dict[str, Any] = setting(
+        default_factory=dict, help="passed to GRPOConfig / SFTConfig as is (JSON or key=value)"
+    )
+    backend: str = setting(
+        "trl",
+        help="trl, or verl (PPO, GRPO, DAPO on GPUs and many nodes: medrlvr.verl_backend)",
+        choices=("trl", "verl"),
+    )
+    verl: dict[str, Any] = setting(
+        default_factory=dict, help="backend verl: verl_backend.VerlSettings (JSON or key=value)"
+    )
+
+    def __post_init__(self) -> None:
+        from .grpo import apply_variant
+
+        apply_variant(self)  # a named GRPO variant's settings, where none is given explicitly
+        if self.method not in ("grpo", "sft"):
+            raise UserError(f"method must be grpo or sft, got {self.method!r}")
+        if self.rollout_engine not in ROLLOUT_ENGINES:
+            raise UserError(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {self.rollout_engine!r}")
+        if self.dynamic_sampling and self.rollout_engine not in ("auto", "medrlvr"):
+            raise UserError(
+                "dynamic_sampling needs rollout_engine medrlvr (TRL's own generation cannot refill a batch)"
+            )
+        for name in ("batch_size", "num_generations", "gradient_accumulation_steps", "max_completion_length"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.method == "grpo" and self.num_generations < 2:
+            raise UserError("num_generations must be at least 2: GRPO compares rollouts within a group")
+        if self.max_resample < 0:
+            raise UserError(f"max_resample must be >= 0, got {self.max_resample}")
+        unknown = [name for name in self.rewards if name not in REWARDS]
+        if unknown:
+            raise UserError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")
+        if self.backend not in ("trl", "verl"):
+            raise UserError(f"backend must be trl or verl, got {self.backend!r}")
+        if self.control and (self.method != "grpo" or self.backend != "trl"):
+            raise UserError("setting 'control': random_reward needs method grpo and backend trl")
+        if self.control and self.dynamic_sampling:
+            raise UserError("setting 'control': random_reward with dynamic_sampling would refill on coin flips; "
+                            "turn one off")  # fmt: skip
+        if self.backend == "verl":  # checked here, so a recipe's --plan already catches a bad verl setting
+            from .verl_backend import settings
+
+            settings(self)
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise UserError(
+                f"setting 'max_steps' must be -1 (train num_train_epochs) or at least 1, got {self.max_steps}"
+            )
+        check_ranges(self)
+
+    # --- GRPO variants, and the rollouts' importance-sampling correction (medrlvr.grpo: VARIANTS) ---------------
+    variant: str | None = setting(
+        None,
+        choices=("grpo", "dr_grpo", "dapo", "gspo", "cispo"),
+        help="a named GRPO variant: sets its paper's settings (medrlvr.grpo.VARIANTS) wherever the recipe leaves "
+        "them at medrlvr's default; a setting given another value wins. None: the settings as given",
+    )
+    importance_sampling_level: str = setting(
+        "token",
+        choices=("token", "sequence"),
+        help="the policy ratio per token (GRPO) or per sequence, the length-normalised sum (GSPO, arXiv 2507.18071)",
+    )
+    top_entropy_quantile: float = setting(
+        1.0, gt=0.0, le=1.0,
+        help="train only on the highest-entropy share of each batch's tokens (arXiv 2506.01939: 0.2); 1.0: all",
+    )  # fmt: skip
+    overlong_buffer: int | None = setting(
+        None, ge=0,
+        help="DAPO's soft overlong punishment: a reward falling linearly from 0 to -1 over the last overlong_buffer "
+        "tokens before max_completion_length (TRL's get_soft_overlong_punishment). None or 0: off",
+    )  # fmt: skip
+    rollout_importance_sampling: str | None = setting(
+        None,
+        choices=("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"),
+        help="correct the gap between the sampler's and the trainer's log-probs (medrlvr or vLLM rollouts): "
+        "truncate the ratio at the bounds, or mask tokens/sequences outside them (TRL's "
+        "vllm_importance_sampling_mode). None: no correction (the gap is still logged)",
+    )
+    rollout_importance_sampling_max: float = setting(
+        3.0, gt=0.0,
+        help="upper bound of the rollout importance-sampling ratio (TRL's vllm_importance_sampling_clip_max)",
+    )  # fmt: skip
+    rollout_importance_sampling_min: float | None = setting(
+        None, ge=0.0,
+        help="lower bound of that ratio (masked modes; TRL's vllm_importance_sampling_clip_min). None: no bound",
+    )  # fmt: skip
