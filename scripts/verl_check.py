@@ -53,6 +53,12 @@ CASES = {  # name -> (recipe, policy, recipe overrides)
     "grpo": ("recipes/open-medical-r1/study.yaml", "random", GRPO),
     "dapo": ("recipes/med-rlvr/study.yaml", "rlvr", DAPO),
     **VARIANT_CASES,
+    # truncated importance sampling of the rollouts: medrlvr's setting -> algorithm.rollout_correction (TIS)
+    "rollout_is": ("recipes/med-rlvr/study.yaml", "rlvr", [
+        "train.policies.rlvr.verl.algorithm=grpo",
+        "train.policies.rlvr.rollout_importance_sampling=token_truncate",
+        "train.policies.rlvr.rollout_importance_sampling_max=2.0",
+    ]),
 }
 # Sections verl's trainer and workers turn into its typed config classes (through their _target_); validate_config
 # converts the actor and the critic itself. The model section loads the model's config and tokenizer.

@@ -360,3 +360,18 @@ def test_variant_settings_verl_lacks_are_errors(train_file, tmp_path):
         _config(train_file, tmp_path / "out", variant="dapo", verl={"algorithm": "grpo"})
     with pytest.raises(ValueError, match="backend verl: top_entropy_quantile is not mapped"):
         _config(train_file, tmp_path / "out", top_entropy_quantile=0.2, verl={"algorithm": "grpo"})
+
+
+def test_truncated_rollout_importance_sampling_reaches_verl_and_masks_are_errors(train_file, tmp_path):
+    """token/sequence truncation -> verl's algorithm.rollout_correction (TIS at the same cap); verl's rejection
+    sampling bounds another statistic, so the masked modes and a lower bound are one-line errors."""
+    config = _config(train_file, tmp_path / "out", rollout_importance_sampling="sequence_truncate",
+                     rollout_importance_sampling_max=2.5, verl={"algorithm": "grpo"})  # fmt: skip
+    written = verl_backend.overrides(config, "/models/tiny")
+    assert "algorithm.rollout_correction.rollout_is=sequence" in written
+    assert "algorithm.rollout_correction.rollout_is_threshold=2.5" in written
+    with pytest.raises(ValueError, match="rollout_importance_sampling token_mask is not mapped"):
+        _config(train_file, tmp_path / "out", rollout_importance_sampling="token_mask", verl={"algorithm": "grpo"})
+    with pytest.raises(ValueError, match="unset rollout_importance_sampling_min"):
+        _config(train_file, tmp_path / "out", rollout_importance_sampling="token_truncate",
+                rollout_importance_sampling_min=0.5, verl={"algorithm": "grpo"})  # fmt: skip

@@ -24,6 +24,8 @@ LOSS_AGG_MODES = {
     "dr_grpo": "seq-mean-token-sum-norm",  # token sums / (completions x max_completion_length): loss_scale_factor
     "cispo": "token-mean",  # TRL's cispo normalises as dapo does; verl's policy_loss.loss_mode cispo
 }
+# rollout_importance_sampling -> verl's algorithm.rollout_correction.rollout_is (truncated: ratio capped from above)
+ROLLOUT_IS = {"token_truncate": "token", "sequence_truncate": "sequence"}
 SCALE_REWARDS = {"group": True, "none": False}  # -> algorithm.norm_adv_by_std_in_grpo
 # VerlSettings keys that became shared train settings: a recipe still using one is told where it went
 MOVED = {
@@ -126,10 +128,18 @@ def settings(config: TrainConfig) -> VerlSettings:
     for name, off, why in (
         ("top_entropy_quantile", 1.0, "verl 0.9 has no top-entropy token selection"),
         ("overlong_buffer", None, "verl 0.9's trainer config has no overlong shaping (DAPO recipe's reward manager)"),
-        ("rollout_importance_sampling", None, "map it through verl.overrides algorithm.rollout_correction.*"),
     ):  # fmt: skip
         if getattr(config, name) not in (off, 0):
             raise ValueError(f"backend verl: {name} is not mapped ({why}): unset it")
+    if config.rollout_importance_sampling not in (None, *ROLLOUT_IS):
+        raise ValueError(
+            f"backend verl: rollout_importance_sampling {config.rollout_importance_sampling} is not mapped (verl's "
+            "rejection sampling, algorithm.rollout_correction.rollout_rs, bounds another statistic): use "
+            "token_truncate or sequence_truncate"
+        )
+    if config.rollout_importance_sampling and config.rollout_importance_sampling_min:
+        raise ValueError("backend verl truncates the rollout importance ratio from above only (TIS): unset "
+                         "rollout_importance_sampling_min")  # fmt: skip
     if config.rollout_engine != "auto":
         raise ValueError(
             f"backend verl samples with verl.rollout (vllm | sglang): set rollout_engine: auto, "
@@ -298,6 +308,9 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
     # DAPO's dynamic sampling: groups whose rewards are all equal are dropped and the batch refilled. verl 0.9's
     # trainer (trainer.use_v1) logs that it ignores max_num_gen_batches and refills until the batch is full.
     items.append(("algorithm.filter_groups.enable", config.dynamic_sampling))
+    if config.rollout_importance_sampling:  # truncated importance sampling of the rollouts (TIS) at the same cap
+        items += [("algorithm.rollout_correction.rollout_is", ROLLOUT_IS[config.rollout_importance_sampling]),
+                  ("algorithm.rollout_correction.rollout_is_threshold", config.rollout_importance_sampling_max)]
     if config.dynamic_sampling:
         items += [
             ("algorithm.filter_groups.metric", "reward"),
