@@ -403,8 +403,14 @@ def plot_dynamics(steps: Sequence[dict] | dict[str, Any], path: str | Path, titl
     axes[0].set_ylabel("share")
     axes[1].plot(x, [r.get("mean_tokens") or float("nan") for r in rows], color="tab:purple")
     axes[1].set_ylabel("mean length (tokens)")
-    axes[2].plot(x, [r.get("entropy", float("nan")) for r in rows], color="tab:gray")
+    axes[2].plot(x, [r.get("entropy", float("nan")) for r in rows], color="tab:gray", label="entropy")
     axes[2].set_ylabel("entropy")
+    gap = [r.get("sampling/sampling_logp_difference/mean", float("nan")) for r in rows]
+    if any(g == g for g in gap):  # the sampler/trainer log-prob gap, where the rollouts reported log-probs
+        twin = axes[2].twinx()
+        twin.plot(x, gap, color="tab:red", linestyle="--", label="sampler/trainer |log-prob gap|")
+        twin.set_ylabel("mean |log-prob gap|", color="tab:red")
+        twin.legend(fontsize=7, loc="upper right")
     axes[2].set_xlabel("step")
     for ax in axes:
         for seg in stages["segments"]:

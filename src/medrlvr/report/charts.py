@@ -54,7 +54,9 @@ def training_summary(run_dir: str | Path, models: list[str] | None = None) -> tu
         mean_fmt = f"{sum(fmt) / len(fmt):.3f}" if fmt else "-"
         mean_acc = f"{sum(acc) / len(acc):.3f}" if acc else "-"
         first, last = points[0], points[-1]
-        summary.append([name, key, str(last[0]), f"{first[1]:.3f}", f"{last[1]:.3f}", mean_fmt, mean_acc])
+        gap = [r[GAP] for r in rows if r.get(GAP) is not None]
+        gap_text = f"{min(gap):.4f}-{max(gap):.4f}" if gap else "-"
+        summary.append([name, key, str(last[0]), f"{first[1]:.3f}", f"{last[1]:.3f}", mean_fmt, mean_acc, gap_text])
     axes[0][0].set_ylabel("mean reward per step")
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle("training: each reward's mean per step (GRPO)", fontsize=10)
@@ -62,7 +64,9 @@ def training_summary(run_dir: str | Path, models: list[str] | None = None) -> tu
     return summary, fig
 
 
-TRAINING_HEADER = ["Policy", "Metric", "Last step", "First", "Last", "Mean format reward", "Mean accuracy reward"]
+TRAINING_HEADER = ["Policy", "Metric", "Last step", "First", "Last", "Mean format reward", "Mean accuracy reward",
+                   "Sampler/trainer log-prob gap (per-step mean, range)"]  # fmt: skip
+GAP = "sampling/sampling_logp_difference/mean"
 
 
 def radar(table: dict[str, dict[str, dict]], benchmark: str, key: str = "by_subject"):
