@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import build
+from .errors import UserError
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -74,55 +75,70 @@ class VerlSettings:
 
     def __post_init__(self) -> None:
         if self.algorithm == "dapo":
-            raise ValueError(
+            raise UserError(
                 "algorithm dapo is grpo with shared settings: set verl.algorithm: grpo, dynamic_sampling: true, "
                 "epsilon_high: 0.28, loss_type: dapo"
             )
         for name, value, allowed in (("algorithm", self.algorithm, ALGORITHMS), ("rollout", self.rollout, ROLLOUTS)):
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(str(a) for a in allowed)}, got {value!r}")
+                raise UserError(f"{name} must be one of {', '.join(str(a) for a in allowed)}, got {value!r}")
         for name in ("nnodes", "n_gpus_per_node", "rollout_tensor_parallel", "micro_batch_size_per_gpu", "val_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 def settings(config: TrainConfig) -> VerlSettings:
-    """The verl settings of a train config, checked against the shared ones; one-line ValueError naming the key."""
+    """The verl settings of a train config, checked against the shared ones; a one-line UserError naming the key."""
     moved = next((k for k in MOVED if k in (config.verl or {})), None)
     if moved:
-        raise ValueError(f"verl.{moved} is now the shared train setting {MOVED[moved]}: set that instead")
+        raise UserError(f"verl.{moved} is now the shared train setting {MOVED[moved]}: set that instead")
     s = build(VerlSettings, dict(config.verl or {}), "verl")
+    _check_shared(config)
+    if s.algorithm != "ppo" and config.num_generations < 2:
+        raise UserError(f"verl algorithm {s.algorithm} compares rollouts in a group: num_generations must be >= 2")
+    gpus = s.nnodes * s.n_gpus_per_node
+    sequences = config.batch_size * config.gradient_accumulation_steps * config.num_generations
+    if sequences % gpus:
+        raise UserError(
+            f"backend verl splits batch_size x gradient_accumulation_steps x num_generations = {sequences} "
+            f"sequences over verl.nnodes x verl.n_gpus_per_node = {gpus} GPUs: make it a multiple"
+        )
+    return s
+
+
+def _check_shared(config: TrainConfig) -> None:
+    """The shared train settings verl cannot honour, each a one-line error naming the setting."""
     if config.method != "grpo":
-        raise ValueError(f"backend verl trains RL policies (method grpo); method {config.method} stays with trl")
+        raise UserError(f"backend verl trains RL policies (method grpo); method {config.method} stays with trl")
     if config.qlora:
-        raise ValueError("backend verl has no QLoRA: set qlora: false (lora: true trains verl's FSDP LoRA)")
+        raise UserError("backend verl has no QLoRA: set qlora: false (lora: true trains verl's FSDP LoRA)")
     if set(config.rewards) != {"accuracy"} or float(config.rewards["accuracy"]) != 1.0:
-        raise ValueError(
+        raise UserError(
             "backend verl scores with medrlvr.rewards.compute_score (accuracy only): set rewards: {accuracy: 1.0}"
         )
     if config.prompt != "r1_zero":
-        raise ValueError(f"backend verl trains on the r1_zero prompt (select.verl_rows), got prompt {config.prompt!r}")
+        raise UserError(f"backend verl trains on the r1_zero prompt (select.verl_rows), got prompt {config.prompt!r}")
     if config.lr_scheduler_type not in ("constant", "cosine"):
-        raise ValueError(
+        raise UserError(
             f"backend verl: lr_scheduler_type must be constant or cosine, got {config.lr_scheduler_type!r}"
         )
     if float(config.num_train_epochs) != int(config.num_train_epochs):
-        raise ValueError(f"backend verl counts whole epochs: num_train_epochs {config.num_train_epochs}")
+        raise UserError(f"backend verl counts whole epochs: num_train_epochs {config.num_train_epochs}")
     if config.extra:
-        raise ValueError("train.extra is passed to TRL; for backend verl put verl settings in verl.overrides")
+        raise UserError("train.extra is passed to TRL; for backend verl put verl settings in verl.overrides")
     if config.loss_type not in LOSS_AGG_MODES:
-        raise ValueError(
+        raise UserError(
             f"backend verl: loss_type must be one of {', '.join(LOSS_AGG_MODES)} (verl's loss_agg_mode), "
             f"got {config.loss_type!r}"
         )
     if config.scale_rewards not in SCALE_REWARDS:
-        raise ValueError(
+        raise UserError(
             f"backend verl: scale_rewards must be group or none (verl has no batch std), got {config.scale_rewards!r}"
         )
     if config.prefill:
-        raise ValueError("backend verl has no prefill (verl renders the prompt and samples from it): unset prefill")
+        raise UserError("backend verl has no prefill (verl renders the prompt and samples from it): unset prefill")
     if config.mask_truncated_completions:
-        raise ValueError(
+        raise UserError(
             "backend verl trains on truncated completions (verl 0.9 has no mask_truncated_completions): set it false"
         )
     for name, off, why in (
@@ -130,31 +146,21 @@ def settings(config: TrainConfig) -> VerlSettings:
         ("overlong_buffer", None, "verl 0.9's trainer config has no overlong shaping (DAPO recipe's reward manager)"),
     ):  # fmt: skip
         if getattr(config, name) not in (off, 0):
-            raise ValueError(f"backend verl: {name} is not mapped ({why}): unset it")
+            raise UserError(f"backend verl: {name} is not mapped ({why}): unset it")
     if config.rollout_importance_sampling not in (None, *ROLLOUT_IS):
-        raise ValueError(
+        raise UserError(
             f"backend verl: rollout_importance_sampling {config.rollout_importance_sampling} is not mapped (verl's "
             "rejection sampling, algorithm.rollout_correction.rollout_rs, bounds another statistic): use "
             "token_truncate or sequence_truncate"
         )
     if config.rollout_importance_sampling and config.rollout_importance_sampling_min:
-        raise ValueError("backend verl truncates the rollout importance ratio from above only (TIS): unset "
+        raise UserError("backend verl truncates the rollout importance ratio from above only (TIS): unset "
                          "rollout_importance_sampling_min")  # fmt: skip
     if config.rollout_engine != "auto":
-        raise ValueError(
+        raise UserError(
             f"backend verl samples with verl.rollout (vllm | sglang): set rollout_engine: auto, "
             f"got {config.rollout_engine!r}"
         )
-    if s.algorithm != "ppo" and config.num_generations < 2:
-        raise ValueError(f"verl algorithm {s.algorithm} compares rollouts in a group: num_generations must be >= 2")
-    gpus = s.nnodes * s.n_gpus_per_node
-    sequences = config.batch_size * config.gradient_accumulation_steps * config.num_generations
-    if sequences % gpus:
-        raise ValueError(
-            f"backend verl splits batch_size x gradient_accumulation_steps x num_generations = {sequences} "
-            f"sequences over verl.nnodes x verl.n_gpus_per_node = {gpus} GPUs: make it a multiple"
-        )
-    return s
 
 
 def _value(value: Any) -> str:
