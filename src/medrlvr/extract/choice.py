@@ -117,7 +117,7 @@ def _unspaced_finder(alternation: str) -> re.Pattern:
 
 
 def _finder(opts: Options, text: str) -> re.Pattern:
-    """The options' finder for ``text``: without kana, ideographs or Hangul in it, ``\w`` boundaries are the same
+    """The options' finder for ``text``: without kana, ideographs or Hangul in it, ``\\w`` boundaries are the same
     boundaries and far cheaper to compile."""
     return _unspaced_finder(opts.alternation) if _UNSPACED.search(text) else opts.finder
 
