@@ -167,3 +167,16 @@ def test_plot_writes_png_and_svg(tmp_path):
     paths = plot_dynamics(result["stages"], tmp_path / "charts" / "dynamics-random", title="random")
     assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in paths)
     assert plot_dynamics(result["steps"], tmp_path / "from-table")[0].exists()
+
+
+def test_an_answer_named_by_its_option_text_is_well_formed_as_the_evaluator_read_it():
+    """The evaluator reads answers with the question's own options ("<answer> Clot solubility.</answer>" is B);
+    letters alone cannot: the row's ``answer`` and ``well_formed`` decide, so such a policy is no format failure."""
+    from medrlvr.dynamics import flag_predictions
+
+    text = "<think> the clot dissolves in urea</think><answer> Clot solubility.</answer>"
+    rows = [{"id": f"q{i}", "gold": "ABCD"[i % 4], "response": text, "answer": "ABCD"[(i // 2) % 4],
+             "well_formed": True} for i in range(40)]  # fmt: skip
+    assert [f["flag"] for f in flag_predictions(rows)] == []
+    bare = [{k: v for k, v in r.items() if k not in ("answer", "well_formed")} for r in rows]
+    assert "format_failure" in [f["flag"] for f in flag_predictions(bare)]  # letters alone read nothing there

@@ -2,7 +2,7 @@
 
 import pytest
 
-from medrlvr.eta import describe, estimate, model_params
+from medrlvr.eta import REFERENCE, REFERENCE_GFLOPS, describe, estimate, model_params
 from medrlvr.provenance import machine, machine_line
 
 
@@ -18,13 +18,14 @@ def test_estimate_scales_with_work_model_size_and_machine_speed():
             {"stage": "train", "model": "smollm2-135m-instruct", "train_tokens": 32 * 1024},
             {"stage": "eval", "model": "gemma-3-270m", "questions": 150},
             {"stage": "eval", "model": "my-adapter", "tokens": 1000}]  # fmt: skip
-    ref = estimate(work, gflops=180.0)
-    # the reference machine's demo figures: a 120-question filter about 29 s, 32 steps about 3 minutes
-    assert ref["seconds"]["filter"] == pytest.approx(8 + 120 * 128 * 1.9e-3, rel=1e-6)
-    assert 170 < ref["seconds"]["train"] < 190
-    assert ref["seconds"]["eval"] == pytest.approx(8 + 150 * 0.04 * 2, rel=1e-6)  # twice the parameters
+    ref = estimate(work, gflops=REFERENCE_GFLOPS)
+    # the reference machine's demo figures: a 120-question filter about 76 s, 32 steps 4.7-8.5 minutes
+    assert ref["seconds"]["filter"] == pytest.approx(8 + 120 * 128 * REFERENCE["filter_token"], rel=1e-6)
+    assert 60 < ref["seconds"]["filter"] < 90 and 280 < ref["seconds"]["train"] < 520
+    load = REFERENCE["load"]
+    assert ref["seconds"]["eval"] == pytest.approx(load + 150 * REFERENCE["loglik_question"] * 2, rel=1e-6)  # 270M
     assert ref["unknown"] == ["eval my-adapter"]
-    slow = estimate(work, gflops=45.0)  # a CPU four times slower (fp32 on AVX2)
+    slow = estimate(work, gflops=REFERENCE_GFLOPS / 4)  # a CPU four times slower (fp32 on AVX2)
     assert slow["total"] == pytest.approx(4 * ref["total"], rel=1e-6)
     text = describe(slow, "CPU AVX2, native bf16: no, computing in float32, 2 threads")
     assert "about" in text and "AVX2" in text and "0.25x" in text and "my-adapter" in text

@@ -15,13 +15,15 @@ import re
 import time
 from typing import Any
 
-# Seconds on the reference machine for a 135M model, from the demo's stages (README, "The demo"): a filter token
-# (120 questions x 128 tokens in 29 s), an evaluation token (150 x 64 in about 30 s, long prompts included), a
-# log-likelihood question (150 in 6 s), a GRPO rollout token with its share of the loss (2 x 8 x 64 per 5.5 s step),
-# and loading a model for a stage.
-REFERENCE = {"filter_token": 1.9e-3, "eval_token": 3.0e-3, "loglik_question": 0.04, "train_token": 5.4e-3,
+# Seconds on the reference machine for a 135M model: this project's CPU on 2026-12-01 (2 cores, AVX512-BF16, bf16;
+# calibrate() 157-175 GFLOP/s), from the demo's manifest (34 min 39 s in all): a filter token (120 questions x 128
+# tokens in 76 s), an evaluation token (150 x 64 in 59-108 s), a log-likelihood question (150 in 29-46 s, 100 MedQA
+# in 29-43 s), a GRPO rollout token with its share of the loss (2 x 8 x 64 per step: 283-507 s for 32 steps), and
+# loading a model for a stage. The previous session measured the same demo at 14 min 54 s on a machine of this kind:
+# machines of one kind differ, which is why the estimate calibrates.
+REFERENCE = {"filter_token": 4.4e-3, "eval_token": 8.4e-3, "loglik_question": 0.24, "train_token": 11.5e-3,
              "load": 8.0}  # fmt: skip
-REFERENCE_GFLOPS = 180.0  # calibrate() on the reference machine (AVX512-BF16, bf16, 2 threads)
+REFERENCE_GFLOPS = 163.0  # calibrate() on the reference machine (median of three)
 REFERENCE_PARAMS = 135e6
 
 

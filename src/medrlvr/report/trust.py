@@ -73,7 +73,7 @@ def trivial_table(run_dir, table, baseline: str | None = None) -> tuple[list[lis
             rows.append([model, bench, str(b["n"]), f"{b['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]", f"{b['chance']:.3f}",
                          f"{b['best_constant']['accuracy']:.3f} ({b['best_constant']['letter']})", top,
                          f"{b['own_constant']['accuracy']:.3f}",
-                         f"{b['answer_entropy_bits'] + 0.0:.2f} / {b['gold_entropy_bits'] + 0.0:.2f}",
+                         f"{max(0.0, b['answer_entropy_bits']):.2f} / {max(0.0, b['gold_entropy_bits']):.2f}",
                          "-" if own["letter"] is None else f"{own['p_value']:.3g}", verdict])  # fmt: skip
     return rows, verdicts
 
