@@ -57,7 +57,7 @@ def paired_table(run_dir: str | Path, table: dict[str, dict[str, dict]], baselin
                     r = {**r, "p_value": float("nan")}
                 rows.append([model, bench, label, str(r["questions"]), f"{per[bench][summary_key]:.3f}",
                              diff, str(r["only_second_correct"]), str(r["only_first_correct"]),
-                             f"{r['p_value']:.3g}"])  # fmt: skip
+                             "-" if r["p_value"] != r["p_value"] else f"{r['p_value']:.3g}"])  # fmt: skip
     return rows
 
 
