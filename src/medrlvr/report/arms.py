@@ -85,8 +85,8 @@ def _paired_p(run_dir, a: dict, b: dict, bench: str, field: str) -> float | None
 
 
 def _pairs(arms: dict[str, dict]) -> list[tuple[str, str]]:
-    """Which arms to compare: in a sweep, adjacent grid points and each point against random selection of its size;
-    otherwise every arm against the random-reward control and against the first arm."""
+    """Which arms to compare: in a sweep, adjacent grid points, each point against random selection of its size and
+    against the random-reward control; otherwise every arm against the control and against the first arm."""
     names = list(arms)
     pairs = []
     sweeps = {a.get("sweep") for a in arms.values() if a.get("sweep")}
@@ -100,6 +100,8 @@ def _pairs(arms: dict[str, dict]) -> list[tuple[str, str]]:
                 pairs.append((n, randoms[size]))
     rest = [n for n in names if not arms[n].get("sweep")]
     controls = [n for n in rest if arms[n].get("control")]
+    for sweep in sweeps:  # each grid point against the control as well: what the rewards add to training itself
+        pairs += [(n, c) for n in names if arms[n].get("sweep") == sweep for c in controls]
     for n in rest:
         pairs += [(n, c) for c in controls if c != n]
         if rest and n != rest[0] and n not in controls and (n, rest[0]) not in pairs:
