@@ -120,11 +120,11 @@ def compare_rows(run_dir, table, arms) -> list[list[str]]:
                     continue
                 c = compare_seeds(va, vb)
                 w, perm = c["welch"], c["permutation"]
-                welch = f"{w['t']:.2f} ({w['df']:.1f}), {w['p']:.3g}" if len(va) > 1 and len(vb) > 1 else "-"
+                welch = f"{w['t']:.2f} ({w['df']:.1f}), {w['p_value']:.3g}" if len(va) > 1 and len(vb) > 1 else "-"
                 field = "correct" if key == "accuracy" else "well_formed"
                 p = _paired_p(run_dir, arms[a], arms[b], bench, field)
                 rows.append([a, b, bench, label, f"{c['difference']:+.3f}", welch,
-                             f"{perm['p']:.3g}" if len(va) > 1 and len(vb) > 1 else "-",
+                             f"{perm['p_value']:.3g}" if len(va) > 1 and len(vb) > 1 else "-",
                              "-" if p is None else f"{p:.3g}"])  # fmt: skip
     return rows
 
