@@ -61,7 +61,7 @@ def test_recorded_hacks_are_flagged_and_no_gain_over_a_constant_letter(tmp_path)
     table1 = (out / "table1.md").read_text()
     for name in HACKS:
         line = next(line for line in table1.splitlines() if line.startswith(f"| {name}"))
-        assert "⚠" in line and "collapsed" in line, line
+        assert "⚠" in line and "collapsed" in line, line  # the Flags column
     assert "hacking" in next(line for line in table1.splitlines() if line.startswith("| smollm2-filter"))
     assert "format failure" in next(line for line in table1.splitlines() if line.startswith("| base"))
 

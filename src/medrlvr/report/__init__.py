@@ -51,8 +51,10 @@ def report(
     out.mkdir(parents=True, exist_ok=True)
     flags = trust.flags(run_dir, table)
     header, rows = table1(table)
-    for row in rows:
-        row[0] += trust.flag_label(flags.get(row[0], []))
+    benches = header[1:]
+    if flags:  # a column of its own: the model's name stays its name (CSV, LaTeX and scripts read it)
+        header = [*header, "Flags"]
+        rows = [[*row, trust.flag_label(flags.get(row[0], [])).strip() or "-"] for row in rows]
     (out / "table1.md").write_text(to_markdown(header, rows))
     (out / "table1.tex").write_text(to_latex(header, rows))
     _write_csv(out / "table1.csv", table)
@@ -81,7 +83,7 @@ def report(
         (out / "pass_at_k.md").write_text(to_markdown(arm_sections.PASS_HEADER, pass_rows))
         sections.append(("pass@k (unbiased estimator; bootstrap interval over questions)", arm_sections.PASS_HEADER,
                          pass_rows))  # fmt: skip
-    for bench in header[1:]:
+    for bench in benches:
         stem = folder_name(bench)
         figures += [(f"radar_{stem}", radar(table, bench)), (f"categories_{stem}", bars(table, bench))]
     svgs = _save_figures(figures, out) + [(f"dynamics_{p}", (out / f"dynamics_{p}.svg").read_text()) for p in found]
