@@ -15,6 +15,8 @@ import re
 import time
 from typing import Any
 
+from .stagedirs import is_finished
+
 # Seconds on the reference machine for a 135M model: this project's CPU on 2026-12-01 (2 cores, AVX512-BF16, bf16;
 # calibrate() 157-175 GFLOP/s), from the demo's manifest (34 min 39 s in all): a filter token (120 questions x 128
 # tokens in 76 s), an evaluation token (150 x 64 in 59-108 s), a log-likelihood question (150 in 29-46 s, 100 MedQA
@@ -95,12 +97,6 @@ def describe(result: dict[str, Any], machine: str) -> str:
     return text
 
 
-def _done(folder) -> bool:
-    from .stagedirs import finished, marker
-
-    return finished(marker(folder))
-
-
 def study_work(study) -> list[dict[str, Any]]:
     """The unfinished stages of a :class:`medrlvr.study.Study` whose data is loaded, as :func:`estimate` rows."""
     from .evaluate import eval_dir
@@ -108,10 +104,10 @@ def study_work(study) -> list[dict[str, Any]]:
     r, run = study.recipe, study.run_dir
     work = [{"stage": "filter", "model": f.config.model,
              "tokens": len(study.pool) * f.config.max_new_tokens * f.config.k}
-            for f in r.filters if not _done(run / "filter" / f.name)]  # fmt: skip
+            for f in r.filters if not is_finished(run / "filter" / f.name)]  # fmt: skip
     for p in r.policies:
         c = p.config
-        if c.method != "grpo" or c.backend != "trl" or _done(run / "train" / p.name):
+        if c.method != "grpo" or c.backend != "trl" or is_finished(run / "train" / p.name):
             continue
         steps = c.max_steps if c.max_steps > 0 else None
         if steps is None:  # epochs: the selection's size is not known before it runs; its config gives it
@@ -123,7 +119,7 @@ def study_work(study) -> list[dict[str, Any]]:
     models = [("base", r.base_model)] * r.eval_base + [(p.name, p.config.model) for p in r.policies]
     for name, model in models:
         for e in r.evals:
-            if _done(eval_dir(run, name, e.name)):
+            if is_finished(eval_dir(run, name, e.name)):
                 continue
             n = min(len(study.eval_sets[e.benchmark]), e.config.limit or 10**9)
             if e.config.mode == "generate":

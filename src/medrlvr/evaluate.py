@@ -216,8 +216,8 @@ def prediction_settings(config: EvalConfig, fingerprint: str | None = None) -> d
     return settings
 
 
-def _strict(prefill: str, completion: str, record: Record, prompt: str) -> str | None:
-    text = prefill + completion
+def _strict(text: str, record: Record, prompt: str) -> str | None:
+    """The answer read only in the prompted format (the answer tag, or \\boxed{} for the filter prompt)."""
     if record.options:
         return extract_choice(text, dict(record.options), STRICT[prompt]).answer
     return extract_answer(text, strict=True)
@@ -352,11 +352,8 @@ def _generate_rows(chunk: Sequence[Record], guard: ContextGuard, config: EvalCon
     rows = []
     for r, (completion, *others) in zip(chunk, outputs):
         text = (config.prefill or "") + completion.text  # the prefill is part of the answer, as in training
-        if r.options:
-            strict = extract_choice(text, dict(r.options), STRICT[config.prompt]).answer
-            flexible = extract_choice(text, dict(r.options)).answer
-        else:
-            strict, flexible = extract_answer(text, strict=True), extract_answer(text)
+        strict = _strict(text, r, config.prompt)
+        flexible = extract_choice(text, dict(r.options)).answer if r.options else extract_answer(text)
         gold = r.answer if r.options else extract_answer(f"#### {r.answer}")
         # the prompt's format: <think>...</think><answer>...</answer> (r1_zero) or a \boxed{} answer (filter)
         format_ok = format_reward([text])[0] == 1.0 if config.prompt == "r1_zero" else bool(boxed_blocks(text))
@@ -380,7 +377,7 @@ def _generate_rows(chunk: Sequence[Record], guard: ContextGuard, config: EvalCon
         if others:  # pass@k: how many of the samples are right (strict reading)
             rows[-1]["samples"] = 1 + len(others)
             rows[-1]["samples_correct"] = int(rows[-1]["correct"]) + sum(
-                _strict(config.prefill or "", o.text, r, config.prompt) == gold for o in others
+                _strict((config.prefill or "") + o.text, r, config.prompt) == gold for o in others
             )
     for i, tokens in guard.too_long.items():  # held back: an empty completion, scored as unanswered
         rows[i]["too_long"] = tokens

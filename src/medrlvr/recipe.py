@@ -345,9 +345,9 @@ def load_recipe(
 
 def _cached(folder: Path) -> str:
     """' (finished: reused if its settings are unchanged)' for a stage folder a run already finished."""
-    from .stagedirs import finished, marker
+    from .stagedirs import is_finished
 
-    return " (finished: reused if its settings are unchanged)" if finished(marker(folder)) else ""
+    return " (finished: reused if its settings are unchanged)" if is_finished(folder) else ""
 
 
 def _arm_lines(recipe: Recipe) -> list[str]:

@@ -22,6 +22,11 @@ def finished(marker: dict[str, Any] | None, key: str | None = None) -> bool:
     return bool(marker) and marker.get("status") == "done" and (key is None or marker.get("key") == key)
 
 
+def is_finished(folder: Path) -> bool:
+    """Whether a run finished this stage folder (whatever its settings were)."""
+    return finished(marker(folder))
+
+
 def set_aside(out: Path, kept: Path) -> None:
     """Move a finished stage folder to ``kept`` (a rename: nothing is copied), replacing an older one there."""
     if kept.exists():

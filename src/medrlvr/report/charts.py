@@ -3,9 +3,10 @@ per-category bars with 95% intervals (its Fig. 4-15)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from ..store import read_jsonl
 
 REWARD_CURVES = (
     ("rewards/format_reward/mean", "format"),
@@ -23,7 +24,7 @@ def training_summary(run_dir: str | Path, models: list[str] | None = None) -> tu
     for path in sorted(Path(run_dir).glob("train/*/metrics.jsonl")):
         if models is not None and path.parent.name not in models:
             continue
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = list(read_jsonl(path))
         rows = [r for r in rows if "reward" in r or "loss" in r]
         if rows:
             runs[path.parent.name] = rows

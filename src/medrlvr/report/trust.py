@@ -7,12 +7,12 @@ Reads prediction and training files only (``RUN/eval/MODEL/BENCH/predictions.jso
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..baselines import gain_verdict
 from ..dynamics import analyze_training, flag_predictions, plot_dynamics
+from ..store import read_jsonl
 
 TRIVIAL_HEADER = ["Model", "Benchmark", "n", "Accuracy [95% CI]", "Chance", "Best constant", "Own top letter",
                   "Always own top letter", "Answer / gold entropy (bits)", "McNemar p vs own letter",
@@ -27,7 +27,7 @@ def predictions(run_dir: str | Path, model: str, bench: str) -> list[dict] | Non
     path = eval_dir(run_dir, model, bench) / "predictions.jsonl"
     if not path.is_file():
         return None
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return list(read_jsonl(path))
 
 
 def _letter_golds(rows: list[dict]) -> bool:
