@@ -50,6 +50,35 @@ def test_fast_path_matches_transformers_generate(engine):
     assert [c[0].text for c in plain.generate(PROMPTS, sampling=greedy)] == expected
 
 
+def test_a_shared_prefix_is_prefilled_once_with_the_same_output(engine, monkeypatch):
+    """Prompts that share a long prefix (the R1-Zero system prompt) prefill it once; greedy text and sampled
+    log-probabilities are those of prefilling every prompt whole, and transformers' own generate."""
+    import medrlvr.engines.hf as hf
+
+    head = "A conversation between user and assistant. The assistant thinks first, then answers. "
+    prompts = [head + "Question: a 45-year-old man has chest pain.", head + "Q: fever?", head + "Which nerve?" * 3]
+    ids = engine._encode([engine.render(p) for p in prompts])
+    assert engine._shared_prefix(ids) >= hf.MIN_SHARED_PREFIX
+    greedy = Sampling(max_new_tokens=16, temperature=0)
+    shared = engine.generate(prompts, sampling=greedy)
+    sampled = engine.generate_ids(ids, n=3, sampling=Sampling(max_new_tokens=12, temperature=1.0, seed=5),
+                                  logprobs=True)  # fmt: skip
+    monkeypatch.setattr(hf, "MIN_SHARED_PREFIX", 10**9)
+    assert engine._shared_prefix(ids) == 0
+    assert [c[0].text for c in engine.generate(prompts, sampling=greedy)] == [c[0].text for c in shared]
+    whole = engine.generate_ids(ids, n=3, sampling=Sampling(max_new_tokens=12, temperature=1.0, seed=5),
+                                logprobs=True)  # fmt: skip
+    for a, b in zip(sum(sampled, []), sum(whole, [])):
+        assert a.token_ids == b.token_ids
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4)
+    tok = engine.tokenizer
+    enc = tok([engine.render(p) for p in prompts], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        ref = engine.model.generate(**enc, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert [c[0].text for c in shared] == [tok.decode(r[enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                                          for r in ref]  # fmt: skip
+
+
 def test_stop_strings(engine):
     out = engine.generate(["The patient has"], n=4, sampling=Sampling(max_new_tokens=40, temperature=1.5, seed=1))
     text = out[0][0].text

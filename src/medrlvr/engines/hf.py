@@ -6,7 +6,10 @@ CPUs with AVX512-BF16 or AMX. Decoding is many small steps, and transformers' de
 ``torch.cat`` every step, re-copying the whole cache: with batch 64 that copy was two thirds of a decode step.
 :func:`medrlvr.modeling.growing_cache` preallocates and writes in place, and
 :func:`medrlvr.modeling.decode_attention` reads it without copying. Prompts are sorted by length before batching
-so that a batch pads little.
+so that a batch pads little, and a prefix every prompt of a batch shares (the R1-Zero system prompt: 112 of a demo
+prompt's ~170 tokens) is prefilled once. In fp32 (CPUs without bf16) decoding is bound by reading the weights
+(540 MB per step for SmolLM2-135M): wide decode batches pay for themselves, which is why the demo decodes a
+filter's whole pool at once.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from ..models import ModelError, checkpoint_dir, resolve
 from . import Completion, Prompt, Sampling, truncate_at_stop
 
 log = logging.getLogger(__name__)
+
+MIN_SHARED_PREFIX = 16  # tokens: a shorter common prefix is prefilled with each prompt
 
 
 @dataclass
@@ -175,7 +180,8 @@ class TransformersEngine:
 
         width = max(map(len, batch))
         B = len(batch)
-        ids, mask, positions = self._left_pad(batch)
+        shared = self._shared_prefix(batch) if self.growing_cache else 0
+        ids, mask, positions = self._left_pad(batch, shared)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         eos = self._eos_ids()
         out: list[list[int]] = [[] for _ in range(B)]
@@ -183,7 +189,7 @@ class TransformersEngine:
         finished = [False] * B
         rows = torch.arange(B, device=self.device)  # which original row each live row is
         with torch.inference_mode():
-            cache = self._prefill(batch, width, width + sampling.max_new_tokens) if self.growing_cache else None
+            cache = self._prefill(batch, width, width + sampling.max_new_tokens, shared) if self.growing_cache else None
             if cache is None:  # one padded prefill with transformers' own cache
                 from transformers import DynamicCache
 
@@ -229,29 +235,57 @@ class TransformersEngine:
                     finished_since_compact = 0
         return [Rollout(out[r], logps[r] if want_logprobs else None) for r in range(B)]
 
-    def _prefill(self, batch: list[list[int]], width: int, capacity: int = 0):
+    def _shared_prefix(self, batch: list[list[int]]) -> int:
+        """The length of the prefix every prompt of ``batch`` starts with (all but each prompt's last token), when
+        it is long enough to be worth prefilling once (:data:`MIN_SHARED_PREFIX`), else 0."""
+        first, shortest = batch[0], min(map(len, batch)) - 1
+        n = 0
+        while n < shortest and all(seq[n] == first[n] for seq in batch):
+            n += 1
+        return n if n >= MIN_SHARED_PREFIX else 0
+
+    def _prefill(self, batch: list[list[int]], width: int, capacity: int = 0, shared: int = 0):
         """Fill a growing cache with every prompt but its last token, in length-sorted micro-batches.
 
         A decode batch wants to be wide, but prefilling one wide batch pads every prompt to the longest: on
         MedQA prompts half of that compute is padding. Micro-batches of similar length pad little; their caches
         are then laid side by side, left-padded to the common width, and decoding goes on from the last token.
         Positions come from each prompt's own mask, so they match a single padded prefill. A prompt that several
-        rows share (GRPO's group of rollouts, a filter's k samples) is prefilled once and copied to each row."""
+        rows share (GRPO's group of rollouts, a filter's k samples) is prefilled once and copied to each row.
+
+        A prefix all prompts share (``shared`` tokens: the R1-Zero system prompt is 112 of a demo prompt's ~170)
+        runs once too: the cache holds it in its first ``shared`` columns for every row, then each row's rest,
+        left-padded (the layout :meth:`_left_pad` gives the decode mask)."""
         import torch
 
         cache = growing_cache(self.model, capacity)
         if cache is None or width < 2:
             return None
+        head = None
+        if shared:
+            head = growing_cache(self.model, shared)
+            ids = torch.tensor([batch[0][:shared]], device=self.device)
+            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(shared, device=self.device)[None],
+                       use_cache=True, logits_to_keep=1, **{self._cache_arg: head})  # fmt: skip
         rows_of: dict[tuple[int, ...], list[int]] = {}
         for r, seq in enumerate(batch):
-            rows_of.setdefault(tuple(seq[:-1]), []).append(r)
+            rows_of.setdefault(tuple(seq[shared:-1]), []).append(r)
         distinct = sorted(rows_of, key=len)
         for start in range(0, len(distinct), self.prefill_batch_size):
             keys = distinct[start : start + self.prefill_batch_size]
             seqs = [list(key) for key in keys]
             w = max(map(len, seqs))
+            if w == 0:  # every prompt of this micro-batch is the shared prefix and its last token
+                continue
             ids, mask, positions = self._left_pad(seqs)
-            part = growing_cache(self.model, w)
+            part = growing_cache(self.model, shared + w)
+            if head is not None:
+                for grown, cached in zip(part.layers, head.layers):
+                    grown.reserve(cached.keys, cached.values, len(keys), shared)
+                    grown._k[:, :, :shared] = cached.keys
+                    grown._v[:, :, :shared] = cached.values
+                mask = torch.cat([torch.ones(len(keys), shared, dtype=mask.dtype, device=self.device), mask], dim=1)
+                positions = positions + shared
             self.model(
                 input_ids=ids,
                 attention_mask=mask,
@@ -267,19 +301,28 @@ class TransformersEngine:
             for grow, cached in zip(cache.layers, part.layers):
                 if not grow.is_initialized:
                     grow.reserve(cached.keys, cached.values, len(batch), width - 1)
-                grow._k[target_index, :, width - 1 - w : width - 1] = cached.keys[source_index]
-                grow._v[target_index, :, width - 1 - w : width - 1] = cached.values[source_index]
+                grow._k[target_index, :, width - 1 - w : width - 1] = cached.keys[source_index, :, -w:]
+                grow._v[target_index, :, width - 1 - w : width - 1] = cached.values[source_index, :, -w:]
+        if head is not None:
+            for grow, cached in zip(cache.layers, head.layers):
+                if not grow.is_initialized:
+                    grow.reserve(cached.keys, cached.values, len(batch), width - 1)
+                grow._k[:, :, :shared] = cached.keys
+                grow._v[:, :, :shared] = cached.values
         return cache
 
-    def _left_pad(self, seqs: list[list[int]]):
+    def _left_pad(self, seqs: list[list[int]], shared: int = 0):
         """Token ids, attention mask and position ids for left-padded rows. Positions count each row's own
-        tokens from 0, as ``generate`` computes them, so a row's numbers do not depend on its batch."""
+        tokens from 0, as ``generate`` computes them, so a row's numbers do not depend on its batch. With
+        ``shared``, the padding goes after the first ``shared`` tokens (all rows' common prefix, which
+        :meth:`_prefill` lays in the cache's first columns)."""
         import torch
 
         width = max(map(len, seqs))
         pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(q)) + q for q in seqs], device=self.device)
-        mask = torch.tensor([[0] * (width - len(q)) + [1] * len(q) for q in seqs], device=self.device)
+        ids = torch.tensor([q[:shared] + [pad] * (width - len(q)) + q[shared:] for q in seqs], device=self.device)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(q)) + [1] * (len(q) - shared) for q in seqs],
+                            device=self.device)  # fmt: skip
         return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
     def _eos_ids(self) -> set[int]:
