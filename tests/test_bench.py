@@ -41,3 +41,43 @@ def test_generation_is_timed_through_a_trainer_subclass(tmp_path, engine):
     assert len(steps) == 2 and len(generating) == 2  # one generation per optimizer step (steps_per_generation)
     assert all(0 < g <= s for g, s in zip(generating, steps))
     assert GRPOTrainer._generate is original  # TRL's class is left as it was
+
+
+def test_the_study_table_matches_stages_across_runs(tmp_path, capsys):
+    """``medrlvr bench study``: stages matched by kind and name across runs, cached stages not counted as 0 s,
+    per-kind totals, each run's machine, and one-line errors for a folder without a manifest or a broken one."""
+    import json
+
+    from medrlvr.bench.study import print_stage_table, stage_table
+    from medrlvr.errors import UserError
+
+    cpu = {"device": "cpu", "cpu_capability": "AVX2", "native_bf16": False, "dtype": "float32", "threads": 2}
+    runs = {
+        "before": [("filter", "smollm2", "ran", 200.0), ("train", "random", "ran", 550.0),
+                   ("eval", "base mmlu:medical", "ran", 58.0), ("eval", "base medqa", "ran", 60.0)],
+        "after": [("filter", "smollm2", "cached", 0.0), ("train", "random", "ran", 170.0),
+                  ("eval", "base medqa", "ran", 40.0)],
+    }  # fmt: skip
+    for name, stages in runs.items():
+        (tmp_path / name).mkdir()
+        manifest = {"recipe": "recipes/demo-cpu.yaml", "commit": {"sha": "abc123" * 5, "dirty": name == "after"},
+                    "status": "finished", "wall_seconds": sum(s[3] for s in stages) + 10, "peak_rss_mb": 5000,
+                    "machine": cpu, "stages": [{"stage": k, "name": n, "status": st, "seconds": s, "peak_rss_mb": 900}
+                                               for k, n, st, s in stages]}  # fmt: skip
+        (tmp_path / name / "manifest.json").write_text(json.dumps(manifest))
+    result = stage_table([tmp_path / "before", tmp_path / "after"])
+    rows = {(r["stage"], r["name"]): r for r in result["rows"]}
+    assert rows[("train", "random")]["seconds"] == [550.0, 170.0]
+    assert rows[("filter", "smollm2")]["seconds"] == [200.0, None] and rows[("filter", "smollm2")]["cached"][1]
+    assert rows[("eval", "base mmlu:medical")]["seconds"] == [58.0, None]
+    assert result["totals"] == {"filter": [200.0, None], "train": [550.0, 170.0], "eval": [118.0, 40.0]}
+    assert [r["stage"] for r in result["rows"]] == ["filter", "train", "eval", "eval"]
+    print_stage_table(result)
+    out = capsys.readouterr().out
+    assert "cached" in out and "3.24x" in out and "CPU AVX2, native bf16: no, computing in float32" in out
+    assert "with uncommitted changes" in out
+    with pytest.raises(UserError, match="no manifest"):
+        stage_table([tmp_path])
+    (tmp_path / "manifest.json").write_text("{")
+    with pytest.raises(UserError, match=r"manifest.json: not JSON"):
+        stage_table([tmp_path])

@@ -5,14 +5,16 @@ never by timed unit tests.
 - :mod:`.generate` -- engines' tokens/s against transformers' generate (``medrlvr bench generate``)
 - :mod:`.train`    -- seconds per GRPO step, medrlvr's rollouts against TRL's (``medrlvr bench train``)
 - :mod:`.lmeval`   -- agreement with lm-evaluation-harness on MMLU (``medrlvr bench lmeval``)
+- :mod:`.study`    -- each stage's seconds and peak memory in finished studies, side by side (``medrlvr bench study``)
 """
 
 from .generate import bench_generate, print_generate
 from .lmeval import bench_lmeval
 from .rewards import ADVERSARIAL_UNITS, bench_rewards, print_rewards
+from .study import print_stage_table, stage_table
 from .train import bench_train, print_train
 
 __all__ = [
     "ADVERSARIAL_UNITS", "bench_generate", "bench_lmeval", "bench_rewards", "bench_train", "print_generate",
-    "print_rewards", "print_train",
+    "print_rewards", "print_stage_table", "print_train", "stage_table",
 ]  # fmt: skip

@@ -40,6 +40,12 @@ def add_bench_commands(commands, data: argparse.ArgumentParser) -> None:
     lmeval.add_argument("--subjects", default="medical", help="MMLU subjects or a group")
     lmeval.add_argument("--out", default="runs/lmeval")
     lmeval.set_defaults(func=_bench_lmeval)
+    study = bench_commands.add_parser(
+        "study", help="seconds and peak memory per stage of finished studies, side by side (before/after)"
+    )
+    study.add_argument("run_dirs", nargs="+", help="study run directories (each has a manifest.json)")
+    study.add_argument("--json", help="also write the table to this file")
+    study.set_defaults(func=_bench_study)
 
 
 def _bench_generate(args: argparse.Namespace) -> None:
@@ -69,6 +75,17 @@ def _bench_lmeval(args: argparse.Namespace) -> None:
     from . import bench_lmeval
 
     print(json.dumps(bench_lmeval(args.model, args.data_dir, args.subjects, args.out), indent=2))
+
+
+def _bench_study(args: argparse.Namespace) -> None:
+    import json
+
+    from . import print_stage_table, stage_table
+
+    result = stage_table(args.run_dirs)
+    print_stage_table(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
 
 
 def _bench_rewards(args: argparse.Namespace) -> None:
