@@ -31,26 +31,34 @@ def _trainer(tmp_path):
     return trainer
 
 
-def _batch(pad_id):
+def _batch(pad_id, head: int = 0):
     """TRL's layout: [left-padded prompt | right-padded completion]; prompts of two lengths, each shared by two rows
-    (a group), rows in shuffled order."""
+    (a group), rows in shuffled order; with ``head``, both prompts start with the same ``head`` tokens (a system
+    prompt)."""
     g = torch.Generator().manual_seed(1)
-    prompts = [torch.randint(10, 100, (7,), generator=g), torch.randint(10, 100, (4,), generator=g)]
+    common = torch.randint(10, 100, (head,), generator=g)
+    prompts = [torch.cat([common, torch.randint(10, 100, (n,), generator=g)]) for n in (7, 4)]
     rows, masks = [], []
     for p, completion_length in [(0, 6), (1, 3), (0, 4), (1, 6)]:
         prompt = prompts[p]
         completion = torch.randint(10, 100, (completion_length,), generator=g)
-        left, right = 7 - len(prompt), 6 - completion_length
+        left, right = 7 + head - len(prompt), 6 - completion_length
         rows.append(torch.cat([torch.full((left,), pad_id), prompt, completion, torch.full((right,), pad_id)]))
         masks.append(torch.cat([torch.zeros(left), torch.ones(len(prompt) + completion_length), torch.zeros(right)]))
     return torch.stack(rows), torch.stack(masks).long()
 
 
-@pytest.mark.parametrize("share", [False, True])
-def test_completion_logprobs_entropies_and_gradients_equal_trls(tmp_path, share):
+@pytest.mark.parametrize("share, head", [(False, 0), (True, 0), (True, 20)], ids=["whole", "shared", "shared-head"])
+def test_completion_logprobs_entropies_and_gradients_equal_trls(tmp_path, share, head, monkeypatch):
+    import medrlvr.grpo.loss as loss
+
     trainer = _trainer(tmp_path)
     trainer.share_prompts = share
-    ids, mask = _batch(trainer.processing_class.pad_token_id)
+    ids, mask = _batch(trainer.processing_class.pad_token_id, head)
+    heads = []  # the common prefix the shared path found (it runs once, before the prompts' own tokens)
+    from medrlvr.modeling import common_prefix
+
+    monkeypatch.setattr(loss, "common_prefix", lambda seqs: heads.append(common_prefix(seqs)) or heads[-1])
     completion_mask = mask[:, -6:].float()
     lora = [p for n, p in trainer.model.named_parameters() if p.requires_grad]
 
@@ -67,6 +75,7 @@ def test_completion_logprobs_entropies_and_gradients_equal_trls(tmp_path, share)
     assert torch.allclose(ours[1], theirs[1], atol=1e-4)
     assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-3) for a, b in zip(ours[2], theirs[2]))
     assert any(float(g.abs().sum()) > 0 for g in ours[2])
+    assert len(heads) == share and (not share or (heads[0] >= 16) == (head > 0))  # the paths this case is about
     # the entropies keep their gradient (TRL's entropy bonus, entropy_coef, differentiates them)
     ours, theirs = run(trainer._get_per_token_logps_and_entropies, 0.5), run(trl_own, 0.5)
     assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-3) for a, b in zip(ours[2], theirs[2]))

@@ -76,6 +76,17 @@ def pick_dtype(dtype: str, device: str):
 
 # --- the KV cache -------------------------------------------------------------------------------------------
 
+MIN_SHARED_PREFIX = 16  # tokens every prompt of a batch starts with before that prefix runs once for all of them
+
+
+def common_prefix(seqs) -> int:
+    """The number of leading tokens all of ``seqs`` share."""
+    first, shortest = seqs[0], min(map(len, seqs))
+    n = 0
+    while n < shortest and all(seq[n] == first[n] for seq in seqs):
+        n += 1
+    return n
+
 
 def cache_argument(model) -> str:
     """The keyword a model's forward takes its KV cache by: ``cache`` (transformers 5.x renamed it and deprecates

@@ -21,13 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..modeling import cache_argument, growing_cache, pick_dtype, register_decode_attention, render_prompt
+from ..modeling import (
+    MIN_SHARED_PREFIX,
+    cache_argument,
+    common_prefix,
+    growing_cache,
+    pick_dtype,
+    register_decode_attention,
+    render_prompt,
+)
 from ..models import ModelError, checkpoint_dir, resolve
 from . import Completion, Prompt, Sampling, truncate_at_stop
 
 log = logging.getLogger(__name__)
-
-MIN_SHARED_PREFIX = 16  # tokens: a shorter common prefix is prefilled with each prompt
 
 
 @dataclass
@@ -238,10 +244,7 @@ class TransformersEngine:
     def _shared_prefix(self, batch: list[list[int]]) -> int:
         """The length of the prefix every prompt of ``batch`` starts with (all but each prompt's last token), when
         it is long enough to be worth prefilling once (:data:`MIN_SHARED_PREFIX`), else 0."""
-        first, shortest = batch[0], min(map(len, batch)) - 1
-        n = 0
-        while n < shortest and all(seq[n] == first[n] for seq in batch):
-            n += 1
+        n = min(common_prefix(batch), min(map(len, batch)) - 1)
         return n if n >= MIN_SHARED_PREFIX else 0
 
     def _prefill(self, batch: list[list[int]], width: int, capacity: int = 0, shared: int = 0):

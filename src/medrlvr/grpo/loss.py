@@ -10,7 +10,8 @@ backward per step. Here the head runs on the completion positions only: the same
 Rollouts sharing a prompt (GRPO's group) also share its forward pass: the prompt runs once per distinct prompt,
 its keys and values are handed to each rollout of the group (autograd adds their gradients), and only the
 completions run per rollout. With groups of G rollouts that removes (G-1)/G of the prompt's forward and backward
-work. It needs a model whose layers all attend fully and no activation checkpointing (transformers drops the cache
+work; a head every prompt of the batch starts with (the R1-Zero system prompt, 112 of a demo prompt's ~170 tokens)
+runs once before them. It needs a model whose layers all attend fully and no activation checkpointing (transformers drops the cache
 under it); otherwise every row runs whole, as in TRL.
 
 Anything this does not cover (images, MoE auxiliary losses) goes to TRL's own method. This module imports torch and
@@ -37,7 +38,7 @@ from contextlib import contextmanager
 import torch
 from trl import GRPOTrainer
 
-from ..modeling import cache_argument, supports_growing_cache
+from ..modeling import MIN_SHARED_PREFIX, cache_argument, common_prefix, supports_growing_cache
 
 
 class MedrlvrGRPOTrainer(GRPOTrainer):
@@ -180,16 +181,29 @@ def completion_logits(model, ids, mask, keep: int, share: bool):
 def shared_prefix_logits(model, ids, mask, prompt_width: int, keep: int, prompts: list, distinct: list):
     """Rows are [left-padded prompt | right-padded completion]. A prefix pass fills a cache for each distinct
     prompt (all but its last token); each row then runs [its prompt's last token | its completion] over its
-    prompt's cache, expanded to the group with ``index_select`` (autograd sums the rows' gradients)."""
+    prompt's cache, expanded to the group with ``index_select`` (autograd sums the rows' gradients). A head all
+    distinct prompts share (the R1-Zero system prompt) runs once before them, expanded the same way."""
     from transformers import DynamicCache
 
     device = ids.device
     where = {p: k for k, p in enumerate(distinct)}
     index = torch.tensor([where[p] for p in prompts], device=device)
-    prefix, prefix_mask = _left_padded(distinct, ids.dtype, mask.dtype, device)
+    head = min(common_prefix(distinct), min(map(len, distinct)) - 2)  # every prompt keeps >= 1 token of its own
+    head = head if len(distinct) > 1 and head >= MIN_SHARED_PREFIX else 0
     cache = DynamicCache()
     key = cache_argument(model)
-    positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+    if head:
+        head_ids = torch.tensor([distinct[0][:head]], dtype=ids.dtype, device=device)
+        model(input_ids=head_ids, attention_mask=torch.ones_like(head_ids, dtype=mask.dtype),
+              position_ids=torch.arange(head, device=device)[None], use_cache=True, logits_to_keep=1,
+              **{key: cache})  # fmt: skip
+        for layer in cache.layers:
+            layer.keys = layer.keys.expand(len(distinct), -1, -1, -1)
+            layer.values = layer.values.expand(len(distinct), -1, -1, -1)
+    prefix, prefix_mask = _left_padded([p[head:] for p in distinct], ids.dtype, mask.dtype, device)
+    positions = head + (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+    if head:
+        prefix_mask = torch.cat([torch.ones(len(distinct), head, dtype=mask.dtype, device=device), prefix_mask], 1)
     model(input_ids=prefix, attention_mask=prefix_mask, position_ids=positions, use_cache=True, logits_to_keep=1,
           **{key: cache})  # fmt: skip
     for layer in cache.layers:
