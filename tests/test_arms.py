@@ -93,7 +93,7 @@ def test_a_recipe_extends_another_and_its_seeds_and_controls_become_policies(tmp
     recipe = load_recipe(child, data_dir=str(tmp_path))
     assert [p.name for p in recipe.policies] == ["random-seed0", "random-seed1", "control-seed0", "control-seed1"]
     assert recipe.policies[1].config.seed == 1 and recipe.policies[2].config.control == "random_reward"
-    assert recipe.policies[0].config.learning_rate == 5e-4  # the demo's settings, inherited
+    assert recipe.policies[0].config.learning_rate == 1e-3  # the demo's settings, inherited
     assert {s.name for s in recipe.selections} >= {"random", "smollm2-filter"}  # mappings merge
     assert recipe.arms["control"]["policies"] == ["control-seed0", "control-seed1"]
     lines = plan(recipe)

@@ -67,7 +67,8 @@ def estimate(work: list[dict[str, Any]], gflops: float | None = None) -> dict[st
     """Seconds per stage kind for ``work``: rows ``{"stage": "filter"|"train"|"eval", "model": ref, and
     "tokens" (generated), "questions" (log-likelihood) or "train_tokens"}``. Stages whose model size is unknown
     are counted in ``unknown``."""
-    speed = (gflops or calibrate()) / REFERENCE_GFLOPS
+    gflops = gflops or calibrate()
+    speed = gflops / REFERENCE_GFLOPS
     totals: dict[str, float] = {}
     unknown = []
     for row in work:
@@ -80,7 +81,7 @@ def estimate(work: list[dict[str, Any]], gflops: float | None = None) -> dict[st
         cost += row.get("questions", 0) * REFERENCE["loglik_question"] * scale
         cost += row.get("train_tokens", 0) * REFERENCE["train_token"] * scale
         totals[row["stage"]] = totals.get(row["stage"], 0.0) + cost
-    return {"seconds": totals, "total": sum(totals.values()), "speed": speed, "unknown": unknown}
+    return {"seconds": totals, "total": sum(totals.values()), "speed": speed, "gflops": gflops, "unknown": unknown}
 
 
 def describe(result: dict[str, Any], machine: str) -> str:
@@ -137,5 +138,6 @@ def announce(study) -> str:
 
     facts = machine()
     result = estimate(study_work(study))
-    study.manifest.update(machine=facts, estimate_seconds=round(result["total"]))
+    study.manifest.update(machine=facts, estimate_seconds=round(result["total"]),
+                          calibration_gflops=round(result["gflops"], 1))  # fmt: skip
     return describe(result, machine_line(facts))
