@@ -14,7 +14,7 @@ def test_model_size_from_its_name():
 
 
 def test_estimate_scales_with_work_model_size_and_machine_speed():
-    work = [{"stage": "filter", "model": "smollm2-135m-instruct", "tokens": 120 * 128},
+    work = [{"stage": "filter", "model": "smollm2-135m-instruct", "tokens": 120 * 128, "label": "filter smollm2"},
             {"stage": "train", "model": "smollm2-135m-instruct", "train_tokens": 32 * 1024},
             {"stage": "eval", "model": "gemma-3-270m", "questions": 150},
             {"stage": "eval", "model": "my-adapter", "tokens": 1000}]  # fmt: skip
@@ -25,6 +25,7 @@ def test_estimate_scales_with_work_model_size_and_machine_speed():
     load = REFERENCE["load"]
     assert ref["seconds"]["eval"] == pytest.approx(load + 150 * REFERENCE["loglik_question"] * 2, rel=1e-6)  # 270M
     assert ref["unknown"] == ["eval my-adapter"]
+    assert ref["by_label"] == {"filter smollm2": ref["seconds"]["filter"]}  # the stage says it when it starts
     slow = estimate(work, gflops=REFERENCE_GFLOPS / 4)  # a CPU four times slower (fp32 on AVX2)
     assert slow["total"] == pytest.approx(4 * ref["total"], rel=1e-6)
     text = describe(slow, "CPU AVX2, native bf16: no, computing in float32, 2 threads")

@@ -65,11 +65,13 @@ def _scale(model: str, speed: float) -> float | None:
 
 def estimate(work: list[dict[str, Any]], gflops: float | None = None) -> dict[str, Any]:
     """Seconds per stage kind for ``work``: rows ``{"stage": "filter"|"train"|"eval", "model": ref, and
-    "tokens" (generated), "questions" (log-likelihood) or "train_tokens"}``. Stages whose model size is unknown
-    are counted in ``unknown``."""
+    "tokens" (generated), "questions" (log-likelihood) or "train_tokens"}`` (and a ``label``: the stage as the
+    study names it, whose own estimate goes in ``by_label``). Stages whose model size is unknown are counted in
+    ``unknown``."""
     gflops = gflops or calibrate()
     speed = gflops / REFERENCE_GFLOPS
     totals: dict[str, float] = {}
+    by_label: dict[str, float] = {}
     unknown = []
     for row in work:
         scale = _scale(row["model"], speed)
@@ -81,15 +83,19 @@ def estimate(work: list[dict[str, Any]], gflops: float | None = None) -> dict[st
         cost += row.get("questions", 0) * REFERENCE["loglik_question"] * scale
         cost += row.get("train_tokens", 0) * REFERENCE["train_token"] * scale
         totals[row["stage"]] = totals.get(row["stage"], 0.0) + cost
-    return {"seconds": totals, "total": sum(totals.values()), "speed": speed, "gflops": gflops, "unknown": unknown}
+        if "label" in row:
+            by_label[row["label"]] = cost
+    return {"seconds": totals, "total": sum(totals.values()), "speed": speed, "gflops": gflops, "unknown": unknown,
+            "by_label": by_label}  # fmt: skip
+
+
+def minutes(seconds: float) -> str:
+    """``14 min`` from 90 s up, else ``75 s``."""
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def describe(result: dict[str, Any], machine: str) -> str:
     """``estimate: filter 1 min, train 9 min, eval 4 min; about 14 min on this machine (...)``."""
-
-    def minutes(s: float) -> str:
-        return f"{s / 60:.0f} min" if s >= 90 else f"{s:.0f} s"
-
     parts = ", ".join(f"{k} {minutes(v)}" for k, v in result["seconds"].items())
     text = (f"estimate: {parts or 'nothing left to run'}; about {minutes(result['total'])} on this machine "
             f"({machine}; {result['speed']:.2f}x the reference CPU's speed)")  # fmt: skip
@@ -103,7 +109,7 @@ def study_work(study) -> list[dict[str, Any]]:
     from .evaluate import eval_dir
 
     r, run = study.recipe, study.run_dir
-    work = [{"stage": "filter", "model": f.config.model,
+    work = [{"stage": "filter", "model": f.config.model, "label": f"filter {f.name}",
              "tokens": len(study.pool) * f.config.max_new_tokens * f.config.k}
             for f in r.filters if not is_finished(run / "filter" / f.name)]  # fmt: skip
     for p in r.policies:
@@ -116,18 +122,19 @@ def study_work(study) -> list[dict[str, Any]]:
             size = entry.config.n if entry.config.strategy != "ratio" else entry.config.hard + entry.config.easy
             steps = int(c.num_train_epochs * size / (c.batch_size * c.gradient_accumulation_steps)) or 1
         tokens = steps * c.batch_size * c.gradient_accumulation_steps * c.num_generations * c.max_completion_length
-        work.append({"stage": "train", "model": c.model, "train_tokens": tokens})
+        work.append({"stage": "train", "model": c.model, "label": f"train {p.name}", "train_tokens": tokens})
     models = [("base", r.base_model)] * r.eval_base + [(p.name, p.config.model) for p in r.policies]
     for name, model in models:
         for e in r.evals:
             if is_finished(eval_dir(run, name, e.name)):
                 continue
             n = min(len(study.eval_sets[e.benchmark]), e.config.limit or 10**9)
+            label = f"eval {name} {e.name}"
             if e.config.mode == "generate":
                 tokens = n * e.config.max_new_tokens * e.config.samples
-                work.append({"stage": "eval", "model": model, "tokens": tokens})
+                work.append({"stage": "eval", "model": model, "label": label, "tokens": tokens})
             else:
-                work.append({"stage": "eval", "model": model, "questions": n})
+                work.append({"stage": "eval", "model": model, "label": label, "questions": n})
     return work
 
 
@@ -138,6 +145,7 @@ def announce(study) -> str:
 
     facts = machine()
     result = estimate(study_work(study))
+    study.stage_estimates = result["by_label"]  # each stage says its own when it starts
     study.manifest.update(machine=facts, estimate_seconds=round(result["total"]),
                           calibration_gflops=round(result["gflops"], 1))  # fmt: skip
     return describe(result, machine_line(facts))

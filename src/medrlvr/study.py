@@ -48,6 +48,7 @@ from .commands import DEFAULT_BASE_URL, commands_trusted, launch_training, recip
 from .data import DataError, load_eval_spec, load_pool, resolve_data_dir
 from .errors import CommandsNotAllowed, RecipeError, StageError
 from .eta import announce
+from .eta import minutes as eta_text
 from .evaluate import EvalConfig, eval_dir
 from .provenance import (
     file_hash,
@@ -88,6 +89,7 @@ class Study:
         self.progress = progress
         self.log = log or (lambda line: print(line, flush=True))
         self.stages: list[dict[str, Any]] = []
+        self.stage_estimates: dict[str, float] = {}  # label -> seconds on this machine (medrlvr.eta.announce)
         self.manifest: dict[str, Any] = {}
         self.started = time.perf_counter()
 
@@ -130,7 +132,9 @@ class Study:
         out.mkdir(parents=True, exist_ok=True)
         state = {"stage": kind, "name": name, "key": key, "store_key": store_key, "inputs": inputs}
         write_json(marker, {**state, "status": "running", "started": now()})
-        self.log(f"[{label}] {'continuing' if resumed else 'running'} -> {out}")
+        guess = self.stage_estimates.get(label)
+        about = f" (estimate: {eta_text(guess)} on this machine)" if guess else ""
+        self.log(f"[{label}] {'continuing' if resumed else 'running'} -> {out}{about}")
         started = time.perf_counter()
         try:
             fn()
