@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medrlvr.engines import Completion, Sampling
+from medrlvr.engines import Completion, Sampling, truncate_at_stop
 
 
 class ScriptedEngine:
@@ -32,7 +32,9 @@ class ScriptedEngine:
         out = []
         for p in prompts:
             responses = self._lookup(p)
-            out.append([Completion(responses[j % len(responses)], 10 + j, "stop", 5) for j in range(n)])
+            texts = [truncate_at_stop(responses[j % len(responses)], sampling.stop, sampling.include_stop)[0]
+                     for j in range(n)]  # as the engines end an answer at a stop string  # fmt: skip
+            out.append([Completion(text, 10 + j, "stop", 5) for j, text in enumerate(texts)])
         return out
 
     def loglikelihood(self, pairs):

@@ -89,6 +89,17 @@ def test_stop_strings(engine):
     )
     assert cut[0][0].text == text[: text.index(stop)] and cut[0][0].finish_reason == "stop"
     assert truncate_at_stop("abc</answer>tail", ["</answer>", "zz"]) == ("abc", True)
+    assert truncate_at_stop("abc</answer>tail", ["</answer>", "zz"], include=True) == ("abc</answer>", True)
+    assert truncate_at_stop("a</b></bc>", ["</bc>", "</b>"], include=True) == ("a</b>", True)
+    keep = Sampling(max_new_tokens=40, temperature=1.5, seed=1, stop=(stop,), include_stop=True)
+    kept = engine.generate(["The patient has"], n=4, sampling=keep)
+    assert kept[0][0].text == text[: text.index(stop) + len(stop)] and kept[0][0].finish_reason == "stop"
+    # GRPO rollouts (token ids): the completion ends with the token that completes the stop string
+    ids = engine._encode(["The patient has"])
+    rollout = engine.generate_ids(ids, n=4, sampling=Sampling(max_new_tokens=40, temperature=1.5, seed=1,
+                                                              stop=(stop,), include_stop=True))[0][0]  # fmt: skip
+    decoded = engine.tokenizer.decode(rollout.token_ids, skip_special_tokens=True)
+    assert stop in decoded and stop not in engine.tokenizer.decode(rollout.token_ids[:-1], skip_special_tokens=True)
 
 
 def test_loglikelihood_matches_a_full_forward(engine):

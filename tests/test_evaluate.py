@@ -52,6 +52,19 @@ def test_generate_strict_flexible_and_failures(tmp_path):
     assert res["extraction_failure_rate"] == pytest.approx(6 / 10)
 
 
+def test_generate_ends_answers_at_a_stop_string_that_stays_in_the_answer(tmp_path):
+    """``stop: ["</answer>"]`` (as the demo's rollouts): the answer keeps the tag and loses what a policy that never
+    learned to end its turn writes after it, so the format is read as training's rewards read it."""
+    script = {f"Question {i}?": [f"r</think><answer>{RECS[i].answer}</answer><junk>A</junk>"] for i in range(10)}
+    runs = {}
+    for stop in ([], ["</answer>"]):
+        config = EvalConfig(model="fake", mode="generate", prefill="<think>", stop=stop)
+        runs[bool(stop)] = evaluate(RECS, config, tmp_path / str(bool(stop)), "mmlu", engine=ScriptedEngine(script),
+                                    progress=False)  # fmt: skip
+    assert runs[False]["format_rate"] == 0.0 and runs[True]["format_rate"] == 1.0
+    assert runs[True]["accuracy"] == 1.0 and runs[True]["prediction_key"] != runs[False]["prediction_key"]
+
+
 def test_resume_skips_done_questions(tmp_path):
     engine = LetterEngine({})
     with pytest.raises(KeyboardInterrupt):

@@ -260,6 +260,8 @@ def test_dynamic_sampling_in_training_logs_and_trains(tmp_path, tiny_checkpoint,
 def test_dynamic_sampling_needs_our_rollouts():
     with pytest.raises(ValueError, match="dynamic_sampling needs rollout_engine medrlvr"):
         TrainConfig(dynamic_sampling=True, rollout_engine="trl")
+    with pytest.raises(ValueError, match="stop ends medrlvr's rollouts; rollout_engine trl does not apply it"):
+        TrainConfig(stop=["</answer>"], rollout_engine="trl")
 
 
 def test_settings_our_rollouts_cannot_honour_are_errors(tmp_path, length_rewards):

@@ -160,6 +160,7 @@ def test_lora_plain_prompt_and_extra_overrides(train_file, tmp_path):
         ({"loss_type": "sapo"}, "backend verl: loss_type must be one of grpo, dapo, bnpo, dr_grpo, cispo"),
         ({"scale_rewards": "batch"}, "backend verl: scale_rewards must be group or none .* got 'batch'"),
         ({"prefill": "<think>"}, "backend verl has no prefill"),
+        ({"stop": ["</answer>"]}, "backend verl: stop is medrlvr's rollouts' setting"),
         ({"mask_truncated_completions": True}, "verl 0.9 has no mask_truncated_completions.*set it false"),
         ({"rollout_engine": "vllm"}, "backend verl samples with verl.rollout .*set rollout_engine: auto, got 'vllm'"),
         ({"rewards": {"format": 1.0, "accuracy": 1.0}}, r"set rewards: \{accuracy: 1.0\}"),

@@ -71,6 +71,10 @@ class EvalConfig(EngineSettings):
         "answer is the first sample"
     )  # fmt: skip
     temperature: float = setting(1.0, gt=0, help="generate mode with samples > 1: the sampling temperature")
+    stop: list[str] = setting(
+        default_factory=list, help='generate mode: an answer ends where one of these ends (e.g. "</answer>", as '
+        "training's rollouts did); the string stays in the answer"
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         # 0 or a negative number used to mean "all" or "all but N" through Python's slicing: refused by the ranges
@@ -213,6 +217,8 @@ def prediction_settings(config: EvalConfig, fingerprint: str | None = None) -> d
         )
         if config.samples > 1:  # only then: greedy predictions keep the keys they were written under
             settings.update(samples=config.samples, temperature=config.temperature)
+        if config.stop:  # likewise
+            settings["stop"] = list(config.stop)
     return settings
 
 
@@ -347,7 +353,8 @@ def _generate_rows(chunk: Sequence[Record], guard: ContextGuard, config: EvalCon
     many sampled answers, and how many of them are right), read strictly and flexibly."""
     prompts = [render(r, config.prompt, chat, config.prefill) for r in chunk]
     temperature = config.temperature if config.samples > 1 else 0.0
-    sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=temperature, seed=config.seed)
+    sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=temperature, seed=config.seed,
+                        stop=tuple(config.stop), include_stop=True)  # fmt: skip
     outputs = guard.generate(prompts, n=config.samples, sampling=sampling)
     rows = []
     for r, (completion, *others) in zip(chunk, outputs):

@@ -90,6 +90,10 @@ class TrainConfig:
     # Text the completion starts with, written after the prompt (R1-Zero replications prefill "<think>"): the
     # rewards and the evaluation read it as part of the completion; it is not trained on.
     prefill: str | None = setting(None, help='text each completion starts with (e.g. "<think>"); not trained on')
+    stop: list[str] = setting(
+        default_factory=list, help='medrlvr rollouts: a completion ends where one of these ends (e.g. "</answer>", '
+        "as R1-Zero replications sample); the string stays in the completion"
+    )  # fmt: skip
     # DAPO dynamic sampling (off in the papers): drop groups whose rollouts all earn the same reward and refill the
     # batch with groups of further questions, at most max_resample extra generation rounds per step
     # (rollout_engine medrlvr; backend verl: verl's filter_groups).
@@ -142,6 +146,9 @@ class TrainConfig:
             raise UserError(f"method must be grpo or sft, got {self.method!r}")
         if self.rollout_engine not in ROLLOUT_ENGINES:
             raise UserError(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {self.rollout_engine!r}")
+        if self.stop and self.rollout_engine not in ("auto", "medrlvr"):
+            raise UserError(f"stop ends medrlvr's rollouts; rollout_engine {self.rollout_engine} does not apply it: "
+                            "unset stop or use rollout_engine medrlvr")  # fmt: skip
         if self.dynamic_sampling and self.rollout_engine not in ("auto", "medrlvr"):
             raise UserError(
                 "dynamic_sampling needs rollout_engine medrlvr (TRL's own generation cannot refill a batch)"

@@ -135,6 +135,10 @@ def _check_shared(config: TrainConfig) -> None:
         raise UserError(
             f"backend verl: scale_rewards must be group or none (verl has no batch std), got {config.scale_rewards!r}"
         )
+    if config.stop:
+        raise UserError(
+            "backend verl: stop is medrlvr's rollouts' setting (verl samples with its own engine): unset stop"
+        )
     if config.prefill:
         raise UserError("backend verl has no prefill (verl renders the prompt and samples from it): unset prefill")
     if config.mask_truncated_completions:

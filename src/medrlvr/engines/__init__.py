@@ -23,7 +23,8 @@ Prompt = Union[str, list[dict[str, str]]]
 @dataclass(frozen=True)
 class Sampling:
     """How to sample. ``temperature=0`` is greedy; ``top_k=0`` and ``top_p=1`` keep the whole vocabulary. ``seed``
-    makes a call repeatable on the same engine."""
+    makes a call repeatable on the same engine. ``stop`` ends a completion at the first stop string, which is cut
+    off (as OpenAI-compatible servers do) unless ``include_stop``: then it ends the text (R1-Zero's ``</answer>``)."""
 
     max_new_tokens: int = 256
     temperature: float = 0.7
@@ -31,6 +32,7 @@ class Sampling:
     stop: tuple[str, ...] = ()
     seed: int = 0
     top_k: int = 0
+    include_stop: bool = False
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -69,11 +71,14 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """Cut ``text`` before the first stop string, as OpenAI-compatible servers do. Returns the text and whether
-    a stop string was found."""
-    cut = min((i for i in (text.find(s) for s in stop if s) if i != -1), default=-1)
-    return (text[:cut], True) if cut != -1 else (text, False)
+def truncate_at_stop(text: str, stop: Sequence[str], include: bool = False) -> tuple[str, bool]:
+    """Cut ``text`` before the first stop string, as OpenAI-compatible servers do (``include``: after it). Returns
+    the text and whether a stop string was found."""
+    found = [(i, s) for s in stop if s for i in [text.find(s)] if i != -1]
+    if not found:
+        return text, False
+    cut, first = min(found, key=lambda f: (f[0], -len(f[1])))
+    return text[: cut + len(first) if include else cut], True
 
 
 def takes_chat(engine: object) -> bool:

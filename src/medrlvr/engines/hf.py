@@ -195,7 +195,8 @@ class TransformersEngine:
         finished = [False] * B
         rows = torch.arange(B, device=self.device)  # which original row each live row is
         with torch.inference_mode():
-            cache = self._prefill(batch, width, width + sampling.max_new_tokens, shared) if self.growing_cache else None
+            capacity = width + sampling.max_new_tokens
+            cache = self._prefill(batch, width, capacity, shared) if self.growing_cache else None
             if cache is None:  # one padded prefill with transformers' own cache
                 from transformers import DynamicCache
 
@@ -268,8 +269,9 @@ class TransformersEngine:
         if shared:
             head = growing_cache(self.model, shared)
             ids = torch.tensor([batch[0][:shared]], device=self.device)
-            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(shared, device=self.device)[None],
-                       use_cache=True, logits_to_keep=1, **{self._cache_arg: head})  # fmt: skip
+            positions = torch.arange(shared, device=self.device)[None]
+            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions, use_cache=True,
+                       logits_to_keep=1, **{self._cache_arg: head})  # fmt: skip
         rows_of: dict[tuple[int, ...], list[int]] = {}
         for r, seq in enumerate(batch):
             rows_of.setdefault(tuple(seq[shared:-1]), []).append(r)
@@ -340,7 +342,7 @@ class TransformersEngine:
         end = next((i for i, t in enumerate(new) if t in eos), None)
         tokens = new[:end] if end is not None else new
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        text, stopped = truncate_at_stop(text, sampling.stop)
+        text, stopped = truncate_at_stop(text, sampling.stop, sampling.include_stop)
         finish = "stop" if end is not None or stopped else "length"
         return Completion(text, len(tokens) + (end is not None), finish, prompt_tokens)
 

@@ -57,7 +57,7 @@ class LlamaCppEngine:
                     min_p=0.0,
                     repeat_penalty=1.0,
                     seed=seed,
-                    stop=list(sampling.stop) or None,
+                    stop=None if sampling.include_stop else list(sampling.stop) or None,  # kept: cut here
                 )
                 if isinstance(prompt, str):
                     out = self.llm.create_completion(prompt, **kwargs)
@@ -65,7 +65,7 @@ class LlamaCppEngine:
                 else:
                     out = self.llm.create_chat_completion(messages=prompt, **kwargs)
                     text = out["choices"][0]["message"]["content"] or ""
-                text, _ = truncate_at_stop(text, sampling.stop)
+                text, _ = truncate_at_stop(text, sampling.stop, sampling.include_stop)
                 reason = "length" if out["choices"][0]["finish_reason"] == "length" else "stop"
                 usage = out.get("usage", {})
                 completions.append(

@@ -118,7 +118,7 @@ class OpenAIEngine:
         payload: dict[str, Any] = dict(
             max_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p, n=n, seed=seed
         )
-        if sampling.stop:
+        if sampling.stop and not sampling.include_stop:  # servers drop the stop string: kept, it is cut here
             payload["stop"] = list(sampling.stop)
         if isinstance(prompt, str):
             out = self._choices("/completions", {"prompt": prompt, **payload})
@@ -131,7 +131,7 @@ class OpenAIEngine:
         per = max(1, len(choices))
         completions = []
         for text, choice in zip(texts, choices):
-            text, _ = truncate_at_stop(text, sampling.stop)
+            text, _ = truncate_at_stop(text, sampling.stop, sampling.include_stop)
             reason = "length" if choice.get("finish_reason") == "length" else "stop"
             completions.append(
                 Completion(text, usage.get("completion_tokens", 0) // per, reason, usage.get("prompt_tokens", 0))

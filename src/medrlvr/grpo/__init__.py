@@ -117,6 +117,8 @@ def check_engine_settings(config: TrainConfig, engine: str) -> None:
             raise ValueError(f"extra.{ignored} is not applied by rollout_engine medrlvr: unset it or use trl/vllm")
         if config.qlora:
             raise ValueError("rollout_engine medrlvr cannot sample from a 4-bit (QLoRA) policy: use trl or vllm")
+    if config.stop and engine != "medrlvr":
+        raise ValueError(f"stop ends medrlvr's rollouts; rollout_engine {engine} does not apply it: unset stop")
     if config.dynamic_sampling and engine != "medrlvr":
         raise ValueError(f"dynamic_sampling needs rollout_engine medrlvr, got {engine}")
     if config.rollout_importance_sampling and engine == "trl":
@@ -286,6 +288,8 @@ def _medrlvr_rollouts(config: TrainConfig, args, dataset, tokenizer, scored, wei
             temperature=args.temperature,
             top_p=args.top_p,
             top_k=args.top_k or 0,
+            stop=tuple(config.stop),
+            include_stop=True,
         ),
         num_generations=args.num_generations,
         rows={row["prompt"]: dict(row) for row in dataset},

@@ -10,9 +10,9 @@ backward per step. Here the head runs on the completion positions only: the same
 Rollouts sharing a prompt (GRPO's group) also share its forward pass: the prompt runs once per distinct prompt,
 its keys and values are handed to each rollout of the group (autograd adds their gradients), and only the
 completions run per rollout. With groups of G rollouts that removes (G-1)/G of the prompt's forward and backward
-work; a head every prompt of the batch starts with (the R1-Zero system prompt, 112 of a demo prompt's ~170 tokens)
-runs once before them. It needs a model whose layers all attend fully and no activation checkpointing (transformers drops the cache
-under it); otherwise every row runs whole, as in TRL.
+work; a head every prompt of the batch starts with (the R1-Zero system prompt, 112 of a demo prompt's ~170
+tokens) runs once before them. It needs a model whose layers all attend fully and no activation checkpointing
+(transformers drops the cache under it); otherwise every row runs whole, as in TRL.
 
 Anything this does not cover (images, MoE auxiliary losses) goes to TRL's own method. This module imports torch and
 TRL at the top: :mod:`medrlvr.grpo` imports it only when it builds a trainer.
