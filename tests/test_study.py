@@ -85,6 +85,7 @@ def test_study_runs_end_to_end_then_skips_what_is_done(recipe, tmp_path):
     assert manifest["data"]["eval"]["demo"]["questions"] == 40
     assert {"python", "torch", "transformers", "trl", "peft"} <= set(manifest["versions"])
     assert "commit" in manifest and manifest["resolved"]["train"]["max_steps"] == 1
+    assert manifest["data"]["identical_selections"] == []  # random and hard pick different questions
     assert manifest["peak_rss_mb"] > 0
     table = (run_dir / "report" / "table1.md").read_text()
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["base", "grpo", "sft"]
@@ -433,3 +434,22 @@ def test_a_recipe_cannot_send_the_api_key_to_an_address_it_chose(recipe, monkeyp
     # no base_url in the recipe: the user's --base-url is used, with the key
     options = load_recipe(recipe, served, base_url="http://mine.example/v1").filters[0].config.engine_options
     assert options == {"base_url": "http://mine.example/v1"}
+
+
+def test_selections_holding_the_same_questions_are_said(tmp_path):
+    """Two filters that label every question alike give one selection twice: the study says so and the manifest
+    keeps it (the demo's two filters label all 64 pool questions hard)."""
+    from types import SimpleNamespace
+
+    from medrlvr.study import Study
+
+    for name, text in (("a", "q1\nq2\n"), ("b", "q1\nq2\n"), ("c", "q3\n")):
+        (tmp_path / "select" / name).mkdir(parents=True)
+        (tmp_path / "select" / name / "train.jsonl").write_text(text)
+    lines: list[str] = []
+    study = SimpleNamespace(recipe=SimpleNamespace(selections=[SimpleNamespace(name=n) for n in "abc"]),
+                            run_dir=tmp_path, log=lines.append, manifest={"data": {}})  # fmt: skip
+    Study._say_identical_selections(study)
+    assert study.manifest["data"]["identical_selections"] == [["a", "b"]]
+    assert lines == ["[select] a and b hold the same questions: policies trained on them with the same settings are "
+                     "one policy trained twice"]  # fmt: skip

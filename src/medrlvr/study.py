@@ -283,6 +283,19 @@ class Study:
                 run_selection(self.pool, labels, config, out, parquet=parquet, eval_sets=self.decontam_sets)
 
             self._stage("select", entry.name, out, inputs, ["train.jsonl", "stats.json"], work)
+        self._say_identical_selections()
+
+    def _say_identical_selections(self) -> None:
+        """Selections that hold the same questions (filters that label every question alike pick alike): said
+        once, and kept in the manifest, so that two identical rows of the report are read as one."""
+        same: dict[str | None, list[str]] = {}
+        for entry in self.recipe.selections:
+            same.setdefault(file_hash(self.run_dir / "select" / entry.name / "train.jsonl"), []).append(entry.name)
+        groups = [names for digest, names in same.items() if digest and len(names) > 1]
+        for names in groups:
+            self.log(f"[select] {' and '.join(names)} hold the same questions: policies trained on them with the "
+                     "same settings are one policy trained twice")  # fmt: skip
+        self.manifest["data"]["identical_selections"] = groups
 
     def _trainings(self) -> None:
         from .train import run as train
