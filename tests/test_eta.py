@@ -2,7 +2,7 @@
 
 import pytest
 
-from medrlvr.eta import REFERENCE, REFERENCE_GFLOPS, describe, estimate, model_params
+from medrlvr.eta import REFERENCE, describe, estimate, model_params
 from medrlvr.provenance import machine, machine_line
 
 
@@ -18,16 +18,22 @@ def test_estimate_scales_with_work_model_size_and_machine_speed():
             {"stage": "train", "model": "smollm2-135m-instruct", "train_tokens": 32 * 1024},
             {"stage": "eval", "model": "gemma-3-270m", "questions": 150},
             {"stage": "eval", "model": "my-adapter", "tokens": 1000}]  # fmt: skip
-    ref = estimate(work, gflops=REFERENCE_GFLOPS)
-    # the reference machine's demo figures: a 120-question filter about 76 s, 32 steps 4.7-8.5 minutes
-    assert ref["seconds"]["filter"] == pytest.approx(8 + 120 * 128 * REFERENCE["filter_token"], rel=1e-6)
-    assert 60 < ref["seconds"]["filter"] < 90 and 280 < ref["seconds"]["train"] < 520
-    load = REFERENCE["load"]
-    assert ref["seconds"]["eval"] == pytest.approx(load + 150 * REFERENCE["loglik_question"] * 2, rel=1e-6)  # 270M
+    table = REFERENCE["bfloat16"]
+    ref = estimate(work, gflops=table["gflops"], dtype="bfloat16")
+    # the reference machine's demo figures: a 64-question filter of 96 tokens about 20 s of filtering, 16 steps of
+    # 2 x 8 x 40 tokens 109-145 s
+    assert ref["seconds"]["filter"] == pytest.approx(8 + 120 * 128 * table["filter_token"], rel=1e-6)
+    assert 40 < ref["seconds"]["filter"] < 70 and 300 < ref["seconds"]["train"] < 500
+    load = table["load"]
+    assert ref["seconds"]["eval"] == pytest.approx(load + 150 * table["loglik_question"] * 2, rel=1e-6)  # 270M
     assert ref["unknown"] == ["eval my-adapter"]
     assert ref["by_label"] == {"filter smollm2": ref["seconds"]["filter"]}  # the stage says it when it starts
-    slow = estimate(work, gflops=REFERENCE_GFLOPS / 4)  # a CPU four times slower (fp32 on AVX2)
+    slow = estimate(work, gflops=table["gflops"] / 4, dtype="bfloat16")  # a CPU four times slower
     assert slow["total"] == pytest.approx(4 * ref["total"], rel=1e-6)
+    # fp32 (a CPU without bf16) has its own table: not bf16's figures scaled by one factor
+    fp32 = estimate(work, gflops=REFERENCE["float32"]["gflops"], dtype="float32")
+    assert fp32["seconds"]["filter"] == pytest.approx(8 + 120 * 128 * REFERENCE["float32"]["filter_token"])
+    assert 1 < fp32["seconds"]["train"] / ref["seconds"]["train"] < 2
     text = describe(slow, "CPU AVX2, native bf16: no, computing in float32, 2 threads")
     assert "about" in text and "AVX2" in text and "0.25x" in text and "my-adapter" in text
 

@@ -1,8 +1,9 @@
 """How long a study will take on this machine, said before it starts.
 
 A short calibration (about a third of a second) times the matrix products a small model's decoding is made of, in
-the dtype medrlvr computes in here, and compares them with the same products on the reference machine: the CPU
-the demo's figures were measured on (2 cores, AVX512-BF16, bf16). Each unfinished stage's work -- tokens a filter
+the dtype medrlvr computes in here, and compares them with the same products on the reference machine in that
+dtype: the CPU the demo's figures were measured on (2 cores, AVX512-BF16), in bf16 and in fp32 restricted to AVX2.
+Each unfinished stage's work -- tokens a filter
 or an evaluation generates, questions scored by log-likelihood, GRPO steps of rollout tokens -- is priced at the
 reference machine's measured cost for a 135M-parameter model, scaled by the model's size (read from its name or its
 converted checkpoint) and by the calibration ratio. It is an estimate: the note beside the figure says so, and the
@@ -17,15 +18,20 @@ from typing import Any
 
 from .stagedirs import is_finished
 
-# Seconds on the reference machine for a 135M model: this project's CPU on 2026-12-01 (2 cores, AVX512-BF16, bf16;
-# calibrate() 157-175 GFLOP/s), from the demo's manifest (34 min 39 s in all): a filter token (120 questions x 128
-# tokens in 76 s), an evaluation token (150 x 64 in 59-108 s), a log-likelihood question (150 in 29-46 s, 100 MedQA
-# in 29-43 s), a GRPO rollout token with its share of the loss (2 x 8 x 64 per step: 283-507 s for 32 steps), and
-# loading a model for a stage. The previous session measured the same demo at 14 min 54 s on a machine of this kind:
-# machines of one kind differ, which is why the estimate calibrates.
-REFERENCE = {"filter_token": 4.4e-3, "eval_token": 8.4e-3, "loglik_question": 0.24, "train_token": 11.5e-3,
-             "load": 8.0}  # fmt: skip
-REFERENCE_GFLOPS = 163.0  # calibrate() on the reference machine (median of three)
+# Seconds on the reference machine for a 135M model, in each dtype medrlvr computes in on a CPU: this project's CPU
+# (2 cores AMD EPYC, AVX512-BF16) on 2026-12-01 running the demo from a fresh clone (``bench study``): in bf16 as it
+# is, and in fp32 with AVX2 only (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2),
+# with what calibrate() measured at the time. Per unit: a filter token (64 questions x 96 tokens, one decode batch),
+# an evaluation token (80 x 40), a log-likelihood question (MMLU 0.18 s, MedQA 0.31-0.38 s: their mean), a GRPO
+# rollout token with its share of the loss (2 x 8 x 40 per step), and loading a model for a stage. One table per
+# dtype because the dtypes do not differ by one factor: fp32 on AVX2 filtered 2.2x slower than bf16 here but
+# evaluated as fast and trained 1.3x slower, while the matrix product calibrate() times is 3.2x slower.
+REFERENCE = {
+    "bfloat16": {"filter_token": 3.2e-3, "eval_token": 8.4e-3, "loglik_question": 0.24, "train_token": 12.2e-3,
+                 "load": 8.0, "gflops": 216.4},
+    "float32": {"filter_token": 7.0e-3, "eval_token": 8.5e-3, "loglik_question": 0.28, "train_token": 15.6e-3,
+                "load": 8.0, "gflops": 68.6},
+}  # fmt: skip
 REFERENCE_PARAMS = 135e6
 
 
@@ -63,13 +69,24 @@ def _scale(model: str, speed: float) -> float | None:
     return None if params is None else params / REFERENCE_PARAMS / speed
 
 
-def estimate(work: list[dict[str, Any]], gflops: float | None = None) -> dict[str, Any]:
+def reference(dtype: str | None = None) -> dict[str, float]:
+    """The reference machine's costs in ``dtype`` (default: the dtype medrlvr computes in here; fp16 and anything
+    else read as bf16, the half-precision table)."""
+    if dtype is None:
+        from .modeling import pick_dtype
+
+        dtype = str(pick_dtype("auto", "cpu")).removeprefix("torch.")
+    return REFERENCE["float32" if dtype == "float32" else "bfloat16"]
+
+
+def estimate(work: list[dict[str, Any]], gflops: float | None = None, dtype: str | None = None) -> dict[str, Any]:
     """Seconds per stage kind for ``work``: rows ``{"stage": "filter"|"train"|"eval", "model": ref, and
     "tokens" (generated), "questions" (log-likelihood) or "train_tokens"}`` (and a ``label``: the stage as the
     study names it, whose own estimate goes in ``by_label``). Stages whose model size is unknown are counted in
     ``unknown``."""
+    ref = reference(dtype)
     gflops = gflops or calibrate()
-    speed = gflops / REFERENCE_GFLOPS
+    speed = gflops / ref["gflops"]
     totals: dict[str, float] = {}
     by_label: dict[str, float] = {}
     unknown = []
@@ -78,10 +95,10 @@ def estimate(work: list[dict[str, Any]], gflops: float | None = None) -> dict[st
         if scale is None:
             unknown.append(f"{row['stage']} {row['model']}")
             continue
-        cost = REFERENCE["load"] / speed
-        cost += row.get("tokens", 0) * REFERENCE["eval_token" if row["stage"] == "eval" else "filter_token"] * scale
-        cost += row.get("questions", 0) * REFERENCE["loglik_question"] * scale
-        cost += row.get("train_tokens", 0) * REFERENCE["train_token"] * scale
+        cost = ref["load"] / speed
+        cost += row.get("tokens", 0) * ref["eval_token" if row["stage"] == "eval" else "filter_token"] * scale
+        cost += row.get("questions", 0) * ref["loglik_question"] * scale
+        cost += row.get("train_tokens", 0) * ref["train_token"] * scale
         totals[row["stage"]] = totals.get(row["stage"], 0.0) + cost
         if "label" in row:
             by_label[row["label"]] = cost
