@@ -53,18 +53,19 @@ def test_fast_path_matches_transformers_generate(engine):
 def test_a_shared_prefix_is_prefilled_once_with_the_same_output(engine, monkeypatch):
     """Prompts that share a long prefix (the R1-Zero system prompt) prefill it once; greedy text and sampled
     log-probabilities are those of prefilling every prompt whole, and transformers' own generate."""
-    import medrlvr.engines.hf as hf
+    import medrlvr.modeling as modeling
 
     head = "A conversation between user and assistant. The assistant thinks first, then answers. "
     prompts = [head + "Question: a 45-year-old man has chest pain.", head + "Q: fever?", head + "Which nerve?" * 3]
     ids = engine._encode([engine.render(p) for p in prompts])
-    assert engine._shared_prefix(ids) >= hf.MIN_SHARED_PREFIX
+    assert modeling.shared_prefix(ids) >= modeling.MIN_SHARED_PREFIX
+    assert modeling.shared_prefix([ids[0]] * 3) == 0  # one prompt sampled n times: nothing to share across
     greedy = Sampling(max_new_tokens=16, temperature=0)
     shared = engine.generate(prompts, sampling=greedy)
     sampled = engine.generate_ids(ids, n=3, sampling=Sampling(max_new_tokens=12, temperature=1.0, seed=5),
                                   logprobs=True)  # fmt: skip
-    monkeypatch.setattr(hf, "MIN_SHARED_PREFIX", 10**9)
-    assert engine._shared_prefix(ids) == 0
+    monkeypatch.setattr(modeling, "MIN_SHARED_PREFIX", 10**9)
+    assert modeling.shared_prefix(ids) == 0
     assert [c[0].text for c in engine.generate(prompts, sampling=greedy)] == [c[0].text for c in shared]
     whole = engine.generate_ids(ids, n=3, sampling=Sampling(max_new_tokens=12, temperature=1.0, seed=5),
                                 logprobs=True)  # fmt: skip

@@ -56,9 +56,9 @@ def test_completion_logprobs_entropies_and_gradients_equal_trls(tmp_path, share,
     trainer.share_prompts = share
     ids, mask = _batch(trainer.processing_class.pad_token_id, head)
     heads = []  # the common prefix the shared path found (it runs once, before the prompts' own tokens)
-    from medrlvr.modeling import common_prefix
+    from medrlvr.modeling import shared_prefix
 
-    monkeypatch.setattr(loss, "common_prefix", lambda seqs: heads.append(common_prefix(seqs)) or heads[-1])
+    monkeypatch.setattr(loss, "shared_prefix", lambda seqs, keep: heads.append(shared_prefix(seqs, keep)) or heads[-1])
     completion_mask = mask[:, -6:].float()
     lora = [p for n, p in trainer.model.named_parameters() if p.requires_grad]
 

@@ -79,13 +79,17 @@ def pick_dtype(dtype: str, device: str):
 MIN_SHARED_PREFIX = 16  # tokens every prompt of a batch starts with before that prefix runs once for all of them
 
 
-def common_prefix(seqs) -> int:
-    """The number of leading tokens all of ``seqs`` share."""
-    first, shortest = seqs[0], min(map(len, seqs))
+def shared_prefix(seqs, keep: int = 1) -> int:
+    """How many leading tokens of ``seqs`` to run once for all of them (the engine's prefill, the GRPO loss): the
+    prefix they all share, leaving each at least ``keep`` tokens of its own; 0 when it is shorter than
+    :data:`MIN_SHARED_PREFIX` or when the sequences are all one (nothing to share across)."""
+    first, shortest = seqs[0], min(map(len, seqs)) - keep
+    if all(seq == first for seq in seqs):
+        return 0
     n = 0
     while n < shortest and all(seq[n] == first[n] for seq in seqs):
         n += 1
-    return n
+    return n if n >= MIN_SHARED_PREFIX else 0
 
 
 def cache_argument(model) -> str:

@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..modeling import (
-    MIN_SHARED_PREFIX,
     cache_argument,
-    common_prefix,
     growing_cache,
     pick_dtype,
     register_decode_attention,
     render_prompt,
+    shared_prefix,
 )
 from ..models import ModelError, checkpoint_dir, resolve
 from . import Completion, Prompt, Sampling, truncate_at_stop
@@ -186,7 +185,7 @@ class TransformersEngine:
 
         width = max(map(len, batch))
         B = len(batch)
-        shared = self._shared_prefix(batch) if self.growing_cache else 0
+        shared = shared_prefix(batch) if self.growing_cache else 0  # every prompt keeps its last token
         ids, mask, positions = self._left_pad(batch, shared)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         eos = self._eos_ids()
@@ -242,12 +241,6 @@ class TransformersEngine:
                     finished_since_compact = 0
         return [Rollout(out[r], logps[r] if want_logprobs else None) for r in range(B)]
 
-    def _shared_prefix(self, batch: list[list[int]]) -> int:
-        """The length of the prefix every prompt of ``batch`` starts with (all but each prompt's last token), when
-        it is long enough to be worth prefilling once (:data:`MIN_SHARED_PREFIX`), else 0."""
-        n = min(common_prefix(batch), min(map(len, batch)) - 1)
-        return n if n >= MIN_SHARED_PREFIX else 0
-
     def _prefill(self, batch: list[list[int]], width: int, capacity: int = 0, shared: int = 0):
         """Fill a growing cache with every prompt but its last token, in length-sorted micro-batches.
 
@@ -266,12 +259,16 @@ class TransformersEngine:
         if cache is None or width < 2:
             return None
         head = None
-        if shared:
+        if shared:  # the shared prefix, once, into the first columns of every row
             head = growing_cache(self.model, shared)
             ids = torch.tensor([batch[0][:shared]], device=self.device)
             positions = torch.arange(shared, device=self.device)[None]
             self.model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions, use_cache=True,
                        logits_to_keep=1, **{self._cache_arg: head})  # fmt: skip
+            for grow, cached in zip(cache.layers, head.layers):
+                grow.reserve(cached.keys, cached.values, len(batch), width - 1)
+                grow._k[:, :, :shared] = cached.keys
+                grow._v[:, :, :shared] = cached.values
         rows_of: dict[tuple[int, ...], list[int]] = {}
         for r, seq in enumerate(batch):
             rows_of.setdefault(tuple(seq[shared:-1]), []).append(r)
@@ -308,12 +305,6 @@ class TransformersEngine:
                     grow.reserve(cached.keys, cached.values, len(batch), width - 1)
                 grow._k[target_index, :, width - 1 - w : width - 1] = cached.keys[source_index, :, -w:]
                 grow._v[target_index, :, width - 1 - w : width - 1] = cached.values[source_index, :, -w:]
-        if head is not None:
-            for grow, cached in zip(cache.layers, head.layers):
-                if not grow.is_initialized:
-                    grow.reserve(cached.keys, cached.values, len(batch), width - 1)
-                grow._k[:, :, :shared] = cached.keys
-                grow._v[:, :, :shared] = cached.values
         return cache
 
     def _left_pad(self, seqs: list[list[int]], shared: int = 0):

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 import torch
 from trl import GRPOTrainer
 
-from ..modeling import MIN_SHARED_PREFIX, cache_argument, common_prefix, supports_growing_cache
+from ..modeling import cache_argument, shared_prefix, supports_growing_cache
 
 
 class MedrlvrGRPOTrainer(GRPOTrainer):
@@ -188,8 +188,7 @@ def shared_prefix_logits(model, ids, mask, prompt_width: int, keep: int, prompts
     device = ids.device
     where = {p: k for k, p in enumerate(distinct)}
     index = torch.tensor([where[p] for p in prompts], device=device)
-    head = min(common_prefix(distinct), min(map(len, distinct)) - 2)  # every prompt keeps >= 1 token of its own
-    head = head if len(distinct) > 1 and head >= MIN_SHARED_PREFIX else 0
+    head = shared_prefix(distinct, keep=2)  # each keeps a token of its own before its last one
     cache = DynamicCache()
     key = cache_argument(model)
     if head:
