@@ -42,7 +42,7 @@ DAPO = [
     "train.policies.rlvr.loss_type=dapo",
     "train.policies.rlvr.beta=0.0",
 ]
-# The named GRPO variants verl has (medrlvr.grpo.VARIANTS): Dr. GRPO, GSPO (policy_loss gspo), CISPO (cispo).
+# The named GRPO variants verl has (medrlvr.train.grpo.VARIANTS): Dr. GRPO, GSPO (policy_loss gspo), CISPO (cispo).
 VARIANT_CASES = {
     name: ("recipes/med-rlvr/study.yaml", "rlvr", ["train.policies.rlvr.verl.algorithm=grpo",
                                                    f"train.policies.rlvr.variant={name}"])
@@ -54,11 +54,15 @@ CASES = {  # name -> (recipe, policy, recipe overrides)
     "dapo": ("recipes/med-rlvr/study.yaml", "rlvr", DAPO),
     **VARIANT_CASES,
     # truncated importance sampling of the rollouts: medrlvr's setting -> algorithm.rollout_correction (TIS)
-    "rollout_is": ("recipes/med-rlvr/study.yaml", "rlvr", [
-        "train.policies.rlvr.verl.algorithm=grpo",
-        "train.policies.rlvr.rollout_importance_sampling=token_truncate",
-        "train.policies.rlvr.rollout_importance_sampling_max=2.0",
-    ]),
+    "rollout_is": (
+        "recipes/med-rlvr/study.yaml",
+        "rlvr",
+        [
+            "train.policies.rlvr.verl.algorithm=grpo",
+            "train.policies.rlvr.rollout_importance_sampling=token_truncate",
+            "train.policies.rlvr.rollout_importance_sampling_max=2.0",
+        ],
+    ),
 }
 # Sections verl's trainer and workers turn into its typed config classes (through their _target_); validate_config
 # converts the actor and the critic itself. The model section loads the model's config and tokenizer.
@@ -91,7 +95,7 @@ def _one_line(error: Exception) -> str:
 
 
 def train_config(case: str, work: Path):
-    from medrlvr.study import load_recipe
+    from medrlvr.study.runner import load_recipe
     from medrlvr.train import TrainConfig
 
     recipe_path, policy, overrides = CASES[case]
@@ -125,7 +129,7 @@ def check_config(case: str, config, model_path: str) -> list[str]:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass, validate_config
 
-    from medrlvr import verl_backend
+    from medrlvr.train.verl import launch as verl_backend
 
     failures = []
     overrides = verl_backend.overrides(config, model_path)
@@ -196,7 +200,7 @@ def check_the_check(config, model_path: str) -> list[str]:
 def check_prompt(case: str, config, model_path: str, rows) -> list[str]:
     from jinja2 import Environment
 
-    from medrlvr import verl_backend
+    from medrlvr.train.verl import launch as verl_backend
     from medrlvr.prompts import plain_prompt
     from medrlvr.records import Record
 
@@ -216,7 +220,7 @@ def check_reward(case: str, config, model_path: str) -> tuple[list[str], int]:
     import datasets
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    from medrlvr import verl_backend
+    from medrlvr.train.verl import launch as verl_backend
 
     fn = get_custom_reward_fn(compose(verl_backend.overrides(config, model_path)))
     if fn is None:
@@ -251,7 +255,7 @@ def main() -> int:
     import datasets
     import verl
 
-    from medrlvr import verl_backend
+    from medrlvr.train.verl import launch as verl_backend
     from medrlvr.data import load_benchmark
     from medrlvr.store import write_jsonl
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from medrlvr.arms import expand, point_name
 from medrlvr.errors import UserError
+from medrlvr.study.arms import expand, point_name
 
 BASE = {
     "filter": [{"model": "smollm2-135m-instruct"}],
@@ -81,7 +81,7 @@ def test_bad_sweeps_are_one_line_errors(sweep, message):
 def test_a_recipe_extends_another_and_its_seeds_and_controls_become_policies(tmp_path):
     from pathlib import Path
 
-    from medrlvr.recipe import load_recipe, plan
+    from medrlvr.study.recipe import load_recipe, plan
 
     demo = Path(__file__).parent.parent / "recipes" / "demo-cpu.yaml"
     child = tmp_path / "child.yaml"
@@ -103,7 +103,7 @@ def test_a_recipe_extends_another_and_its_seeds_and_controls_become_policies(tmp
 
 def test_a_recipe_that_extends_itself_is_an_error(tmp_path):
     from medrlvr.errors import RecipeError
-    from medrlvr.recipe import load_recipe
+    from medrlvr.study.recipe import load_recipe
 
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("extends: b.yaml\n")

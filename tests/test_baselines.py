@@ -7,19 +7,8 @@ from itertools import combinations
 
 import pytest
 
-from medrlvr.baselines import (
-    compare_seeds,
-    entropy_bits,
-    gain_is_trivial,
-    gain_verdict,
-    letter_baselines,
-    pass_at_k,
-    pass_at_k_summary,
-    permutation_test,
-    t_two_sided_p,
-    vs_constant,
-    welch_t,
-)
+from medrlvr.report.baselines import entropy_bits, gain_is_trivial, gain_verdict, letter_baselines, vs_constant
+from medrlvr.stats import compare_seeds, pass_at_k, pass_at_k_summary, permutation_test, t_two_sided_p, welch_t
 
 # The demo's 150 MMLU medical questions had 46 D golds; the rest are spread over A-C.
 GOLDS = ["D"] * 46 + ["A"] * 40 + ["B"] * 34 + ["C"] * 30

@@ -14,7 +14,7 @@ def test_generation_is_timed_through_a_trainer_subclass(tmp_path, engine):
     from trl import GRPOTrainer
 
     from medrlvr.bench.train import _step_timer, timed_generation
-    from medrlvr.grpo.loss import MedrlvrGRPOTrainer
+    from medrlvr.train.grpo.loss import MedrlvrGRPOTrainer
 
     original = GRPOTrainer._generate
     records = [

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from medrlvr.grpo.control import RandomRewardControl
+from medrlvr.train.grpo.control import RandomRewardControl
 
 
 def _right(completions, answer=None, **kw):

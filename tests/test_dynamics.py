@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from medrlvr.dynamics import (
+from medrlvr.report.dynamics import (
     analyze_training,
     detect,
     find_stages,
@@ -172,7 +172,7 @@ def test_plot_writes_png_and_svg(tmp_path):
 def test_an_answer_named_by_its_option_text_is_well_formed_as_the_evaluator_read_it():
     """The evaluator reads answers with the question's own options ("<answer> Clot solubility.</answer>" is B);
     letters alone cannot: the row's ``answer`` and ``well_formed`` decide, so such a policy is no format failure."""
-    from medrlvr.dynamics import flag_predictions
+    from medrlvr.report.dynamics import flag_predictions
 
     text = "<think> the clot dissolves in urea</think><answer> Clot solubility.</answer>"
     rows = [{"id": f"q{i}", "gold": "ABCD"[i % 4], "response": text, "answer": "ABCD"[(i // 2) % 4],

@@ -53,7 +53,7 @@ def test_fast_path_matches_transformers_generate(engine):
 def test_a_shared_prefix_is_prefilled_once_with_the_same_output(engine, monkeypatch):
     """Prompts that share a long prefix (the R1-Zero system prompt) prefill it once; greedy text and sampled
     log-probabilities are those of prefilling every prompt whole, and transformers' own generate."""
-    import medrlvr.modeling as modeling
+    import medrlvr.engines.cache as modeling
 
     head = "A conversation between user and assistant. The assistant thinks first, then answers. "
     prompts = [head + "Question: a 45-year-old man has chest pain.", head + "Q: fever?", head + "Which nerve?" * 3]

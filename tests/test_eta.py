@@ -2,8 +2,8 @@
 
 import pytest
 
-from medrlvr.eta import REFERENCE, describe, estimate, model_params
-from medrlvr.provenance import machine, machine_line
+from medrlvr.study.eta import REFERENCE, describe, estimate, model_params
+from medrlvr.study.provenance import machine, machine_line
 
 
 def test_model_size_from_its_name():

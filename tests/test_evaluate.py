@@ -5,8 +5,10 @@ import json
 import pytest
 from fakes import ScriptedEngine
 
-from medrlvr.evaluate import EvalConfig, evaluate, loglik_context, mcnemar, paired, subsample, wilson
+from medrlvr.evaluate import EvalConfig, evaluate, loglik_context, subsample
 from medrlvr.records import Record
+from medrlvr.report.tables import paired
+from medrlvr.stats import mcnemar, wilson
 
 RECS = [Record(id=f"e{i}", question=f"Question {i}?", options={"A": "x", "B": "y", "C": "z"}, answer="ABC"[i % 3],
                subject="anatomy" if i < 6 else "astronomy", source="mmlu") for i in range(10)]  # fmt: skip
@@ -278,7 +280,7 @@ def test_generate_mode_reads_the_prefill_and_counts_well_formed_answers(tmp_path
 def test_samples_give_pass_at_k_with_the_unbiased_estimator(tmp_path):
     """4 samples per question: question i has (i % 5) right ones (capped at 4); pass@k is Chen et al.'s estimator,
     with its interval, and the row's answer is the first sample."""
-    from medrlvr.baselines import pass_at_k
+    from medrlvr.stats import pass_at_k
 
     def samples(i):
         right = min(i % 5, 4)

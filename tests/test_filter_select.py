@@ -12,7 +12,7 @@ import pytest
 from fakes import ScriptedEngine
 
 from medrlvr.data import DataError, load_pool
-from medrlvr.decontam import decontaminate, ngrams
+from medrlvr.data.decontam import decontaminate, ngrams
 from medrlvr.filter import FilterConfig, filter_pool, judge, load_labels
 from medrlvr.records import Record
 from medrlvr.select import SelectConfig, SelectionError, select, verl_rows, write_selection

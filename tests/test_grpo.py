@@ -1,4 +1,4 @@
-"""medrlvr's GRPOTrainer (medrlvr.grpo.loss): on a CPU the completion log-probabilities, entropies and their gradients
+"""medrlvr's GRPOTrainer (medrlvr.train.grpo.loss): on a CPU the completion log-probabilities, entropies and their gradients
 equal TRL's own computation, with and without the prompt's forward pass shared by a group's rollouts."""
 
 import pytest
@@ -50,13 +50,13 @@ def _batch(pad_id, head: int = 0):
 
 @pytest.mark.parametrize("share, head", [(False, 0), (True, 0), (True, 20)], ids=["whole", "shared", "shared-head"])
 def test_completion_logprobs_entropies_and_gradients_equal_trls(tmp_path, share, head, monkeypatch):
-    import medrlvr.grpo.loss as loss
+    from medrlvr.train.grpo import loss  # (medrlvr.train is also the API function: import from it)
 
     trainer = _trainer(tmp_path)
     trainer.share_prompts = share
     ids, mask = _batch(trainer.processing_class.pad_token_id, head)
     heads = []  # the common prefix the shared path found (it runs once, before the prompts' own tokens)
-    from medrlvr.modeling import shared_prefix
+    from medrlvr.engines.cache import shared_prefix
 
     monkeypatch.setattr(loss, "shared_prefix", lambda seqs, keep: heads.append(shared_prefix(seqs, keep)) or heads[-1])
     completion_mask = mask[:, -6:].float()

@@ -43,8 +43,11 @@ def test_arms_seeds_sweep_control_and_pass_at_k(tmp_path):
     control = "| control | mmlu:medical@generate | accuracy | 1 | 0.250 | 0.000 | 0.250-0.250 | - | random_reward |"
     assert control in text
     # adjacent grid points and each point against the control, with Welch's df and a permutation p
-    adjacent = next(line for line in text.splitlines()
-                    if line.startswith("| ratio-hard12-easy4 | ratio-hard16-easy0 |") and "| accuracy |" in line)
+    adjacent = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| ratio-hard12-easy4 | ratio-hard16-easy0 |") and "| accuracy |" in line
+    )
     assert "+0.250" in adjacent and "(2.0)" in adjacent
     assert any(line.startswith("| ratio-hard16-easy0 | control |") for line in text.splitlines())
     assert (out / "sweep_ratio.png").stat().st_size > 1000 and (out / "sweep_ratio.svg").exists()

@@ -1,4 +1,4 @@
-"""GRPO rollouts through medrlvr's engine (medrlvr.grpo.rollout) on a tiny random model: the same tokens as TRL's own
+"""GRPO rollouts through medrlvr's engine (medrlvr.train.grpo.rollout) on a tiny random model: the same tokens as TRL's own
 generation for the same weights, sampled from the live policy after every optimizer step, log-probabilities that
 match a recomputation, and DAPO dynamic sampling that hands TRL only groups with a gradient."""
 
@@ -9,11 +9,11 @@ import torch
 from conftest import make_tiny_model, make_tiny_tokenizer
 
 from medrlvr.engines import Sampling
-from medrlvr.grpo import grpo_settings
-from medrlvr.grpo.rollout import Rollouts, Scorer, group_is_tied
 from medrlvr.records import Record
 from medrlvr.store import write_jsonl
 from medrlvr.train import TrainConfig, build_trainer, train
+from medrlvr.train.grpo import grpo_settings
+from medrlvr.train.grpo.rollout import Rollouts, Scorer, group_is_tied
 
 
 def _records(n=6):
@@ -182,7 +182,7 @@ def test_trl_defaults_we_rely_on_have_not_moved():
 
     args = GRPOConfig(output_dir="unused", use_cpu=True)
     moved = {k: getattr(args, k) for k, v in RELIED_ON_TRL_DEFAULTS.items() if getattr(args, k) != v}
-    assert not moved, f"TRL changed these defaults: {moved}; pin them in medrlvr.grpo.grpo_settings"
+    assert not moved, f"TRL changed these defaults: {moved}; pin them in medrlvr.train.grpo.grpo_settings"
 
 
 # --- dynamic sampling ---------------------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def test_settings_our_rollouts_cannot_honour_are_errors(tmp_path, length_rewards
 def test_dynamic_sampling_resolves_auto_to_our_rollouts(monkeypatch):
     import importlib.util
 
-    from medrlvr.grpo import resolve_rollout_engine
+    from medrlvr.train.grpo import resolve_rollout_engine
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # "vLLM is installed"
     assert resolve_rollout_engine(TrainConfig(), on_gpu=True) == "vllm"

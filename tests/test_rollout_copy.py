@@ -1,4 +1,4 @@
-"""The rollout copy (medrlvr.grpo.rollout.RolloutModel) is the policy: on a bf16 base a LoRA update of one step at
+"""The rollout copy (medrlvr.train.grpo.rollout.RolloutModel) is the policy: on a bf16 base a LoRA update of one step at
 the paper's learning rate moves the copy's log-probabilities as it moves the policy's (a copy that merges the update
 into bf16 weights rounds most of it away), and the copy stops on the policy's own end tokens."""
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import make_tiny_model, make_tiny_tokenizer
 
-from medrlvr.grpo.rollout import RolloutModel, rollout_attention
+from medrlvr.train.grpo.rollout import RolloutModel, rollout_attention
 
 
 def _sequence_logps(model, ids):
@@ -73,7 +73,7 @@ def test_gemma2_style_softcapped_attention_runs_eager():
 
 
 def test_a_4bit_policy_is_one_clear_error():
-    from medrlvr.grpo.rollout import check_rollout_support
+    from medrlvr.train.grpo.rollout import check_rollout_support
 
     class Quantized(torch.nn.Module):
         is_loaded_in_4bit = True

@@ -10,8 +10,8 @@ from medrlvr.cli import build_parser, main
 from medrlvr.errors import RecipeError
 from medrlvr.evaluate import EvalConfig
 from medrlvr.filter import FilterConfig
-from medrlvr.recipe import load_recipe
 from medrlvr.select import SelectConfig
+from medrlvr.study.recipe import load_recipe
 from medrlvr.train import TrainConfig
 
 # command, config, recipe section, fields the study sets itself (not recipe keys)
@@ -70,9 +70,17 @@ def test_every_setting_is_reachable_from_the_cli_and_a_recipe(command, cls, sect
         value = f.default_factory() if callable(f.default_factory) else default
         if value is None or value == "":
             continue
-        value = "random" if f.name == "strategy" else value  # ratio needs a filter's labels  # leaving the default is all a recipe can say here; the key itself is checked below
-        load_recipe(recipe, [f"{section}.{f.name}={value!r}" if isinstance(value, str) else
-                             f"{section}.{f.name}={str(value).lower() if isinstance(value, bool) else value}"])
+        value = (
+            "random" if f.name == "strategy" else value
+        )  # ratio needs a filter's labels  # leaving the default is all a recipe can say here; the key itself is checked below
+        load_recipe(
+            recipe,
+            [
+                f"{section}.{f.name}={value!r}"
+                if isinstance(value, str)
+                else f"{section}.{f.name}={str(value).lower() if isinstance(value, bool) else value}"
+            ],
+        )
 
 
 @pytest.mark.parametrize("command, cls, section, study_sets", STAGES)
@@ -135,7 +143,9 @@ def test_empty_or_zero_selections_are_errors(tmp_path, capsys):
 )  # fmt: skip
 def test_malformed_pool_rows_name_the_file_row_and_field(tmp_path, capsys, row, field):
     good = '{"id": "a", "question": "Q?", "options": {"A": "x", "B": "y"}, "answer": "A", "split": "dev"}'
-    bad = good.replace('"split": "dev"', row) if "split" in row else good.replace('"options": {"A": "x", "B": "y"}', row)
+    bad = (
+        good.replace('"split": "dev"', row) if "split" in row else good.replace('"options": {"A": "x", "B": "y"}', row)
+    )
     pool = tmp_path / "pool.jsonl"
     pool.write_text(good + "\n" + bad.replace('"id": "a"', '"id": "b"') + "\n")
     assert main(["select", "--strategy", "random", "--n", "1", "--pool", str(pool), "--run-dir", str(tmp_path)]) == 2
@@ -153,3 +163,52 @@ def test_a_bug_is_not_dressed_as_a_user_error(monkeypatch, capsys):
     assert main(["report", "--run-dir", "nowhere"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "bug in medrlvr" in err
+
+
+def test_a_missing_optional_dependency_is_one_line_with_the_pip_command(tmp_path):
+    from medrlvr.errors import UserError, require
+    from medrlvr.modeling import load_for_training
+
+    with pytest.raises(
+        UserError, match=r"^thing needs no_such_module_medrlvr, which is not installed: pip install 'x'$"
+    ):
+        require("no_such_module_medrlvr", "thing", "x")
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:  # as on this project's CPU machines
+        with pytest.raises(UserError, match="pip install 'bitsandbytes'") as error:
+            load_for_training(
+                str(tmp_path), on_gpu=False, bf16=False, frozen=True, qlora=True, trust_remote_code=False
+            )
+        assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("key, setting", [
+    ("learning_rate", "learning_rate"), ("num_generations", "num_generations"),
+    ("per_device_train_batch_size", "batch_size"), ("vllm_importance_sampling_mode", "rollout_importance_sampling"),
+])  # fmt: skip
+def test_a_setting_repeated_in_extra_is_an_error_naming_both(key, setting):
+    from medrlvr.errors import UserError
+    from medrlvr.train import TrainConfig
+
+    with pytest.raises(UserError, match=rf"^extra\.{key} is the train setting {setting}: set that instead$"):
+        TrainConfig(extra={key: 1})
+    assert TrainConfig(extra={"warmup_ratio": 0.1}).extra == {"warmup_ratio": 0.1}  # TRL's own settings pass
+
+
+def test_every_trl_argument_medrlvr_sets_is_a_named_setting_or_pinned():
+    """The re-declared TRL fields map one to one: each GRPOConfig argument medrlvr passes comes from a train setting
+    of the same name or one listed in EXTRA_WITH_NAMES, or is a value medrlvr pins (listed here, with why)."""
+    from dataclasses import fields
+
+    from medrlvr.train import TrainConfig
+    from medrlvr.train.config import EXTRA_WITH_NAMES
+    from medrlvr.train.grpo import grpo_settings
+    from medrlvr.train.trainer import common_args
+
+    config = TrainConfig()
+    passed = {**common_args(config, on_gpu=False, use_bf16=False), **grpo_settings(config, [1.0], "medrlvr")}
+    names = {f.name for f in fields(TrainConfig)} | set(EXTRA_WITH_NAMES)
+    pinned = {"min_p", "repetition_penalty", "multi_objective_aggregation", "shuffle_dataset",  # paper/TRL 0.15 values
+              "use_cpu", "save_only_model", "disable_tqdm", "bf16"}  # machine and bookkeeping  # fmt: skip
+    assert set(passed) - names - pinned == set()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from medrlvr.cli import main
-from medrlvr.study import (
+from medrlvr.study.runner import (
     CommandsNotAllowed,
     RecipeError,
     commands_trusted,
@@ -441,7 +441,7 @@ def test_selections_holding_the_same_questions_are_said(tmp_path):
     keeps it (the demo's two filters label all 64 pool questions hard)."""
     from types import SimpleNamespace
 
-    from medrlvr.study import Study
+    from medrlvr.study.runner import Study
 
     for name, text in (("a", "q1\nq2\n"), ("b", "q1\nq2\n"), ("c", "q3\n")):
         (tmp_path / "select" / name).mkdir(parents=True)

@@ -6,10 +6,10 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from medrlvr.grpo import REFLECTION, self_reflection_reward
 from medrlvr.records import Record
 from medrlvr.store import write_jsonl
 from medrlvr.train import TrainConfig, load_config, train
+from medrlvr.train.grpo import REFLECTION, self_reflection_reward
 
 
 @pytest.fixture
@@ -101,15 +101,15 @@ def _interrupt_after_saving(monkeypatch, step):
 
     from transformers import TrainerCallback
 
-    train_module = importlib.import_module("medrlvr.train")  # the module (medrlvr.train is also the function)
-    original = train_module._callbacks
+    train_module = importlib.import_module("medrlvr.train.callbacks")
+    original = train_module.callbacks
 
     class Stop(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             if state.global_step == step:
                 raise Interrupt
 
-    monkeypatch.setattr(train_module, "_callbacks", lambda out: original(out) + [Stop()])
+    monkeypatch.setattr(train_module, "callbacks", lambda out: original(out) + [Stop()])
 
 
 def _adapter(out):
@@ -228,7 +228,7 @@ def test_grpo_on_smollm2_then_the_adapter_evaluates(real_data, tmp_path):
 def test_the_completion_log_says_which_step_and_question_each_completion_came_from(tmp_path):
     from types import SimpleNamespace
 
-    from medrlvr.grpo import CompletionSampler
+    from medrlvr.train.grpo import CompletionSampler
 
     sampler = CompletionSampler(tmp_path / "completions.jsonl", per_step=3)
     columns = dict(id=["q1", "q1", "q2", "q2"], answer=["A", "A", "B", "B"], options=['{"A": "one", "B": "two"}'] * 4)

@@ -1,4 +1,4 @@
-"""GRPO variants (medrlvr.grpo.VARIANTS) and the rollouts' importance-sampling correction: for each, medrlvr's
+"""GRPO variants (medrlvr.train.grpo.VARIANTS) and the rollouts' importance-sampling correction: for each, medrlvr's
 trainer (its rollouts' log-probs, its completion-only log-prob patch, its scoring and loss) gives the loss and the
 gradients that TRL's own code gives when the same rollouts come from vLLM; and each trains through train.run."""
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from medrlvr import verl_backend
 from medrlvr.cli import main
 from medrlvr.data import load_benchmark
 from medrlvr.store import write_jsonl
-from medrlvr.study import load_recipe, run_study
-from medrlvr.train import TrainConfig
+from medrlvr.study.runner import load_recipe, run_study
+from medrlvr.train import TrainConfig, check
+from medrlvr.train.verl import launch as verl_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 VERL_PYTHON = ROOT / ".venv-verl" / "bin" / "python"
@@ -32,7 +32,7 @@ def _config(train_file, out, **kw):
     values = {"model": "Qwen/Qwen2.5-3B", "train_file": str(train_file), "output_dir": str(out), "backend": "verl",
               "rewards": {"accuracy": 1.0}, "batch_size": 4, "gradient_accumulation_steps": 2, "num_generations": 4,
               "verl": {"n_gpus_per_node": 8, **verl}}  # fmt: skip
-    return TrainConfig(**{**values, **kw})
+    return check(TrainConfig(**{**values, **kw}))  # as a recipe's policy is checked when it is read
 
 
 def _overrides(config) -> dict[str, str]:
@@ -166,7 +166,7 @@ def test_lora_plain_prompt_and_extra_overrides(train_file, tmp_path):
         ({"rewards": {"format": 1.0, "accuracy": 1.0}}, r"set rewards: \{accuracy: 1.0\}"),
         ({"verl": {"n_gpus_per_node": 3}}, "32 sequences over verl.nnodes x verl.n_gpus_per_node = 3 GPUs"),
         ({"method": "sft"}, "method sft stays with trl"),
-        ({"backend": "openrlhf"}, "backend must be trl or verl"),
+        ({"backend": "openrlhf"}, "setting .backend. must be one of trl, verl, got .openrlhf."),  # the field's choices
     ],
 )
 def test_bad_settings_are_one_line_errors_naming_the_key(train_file, tmp_path, change, message):

@@ -12,12 +12,12 @@ from .evaluate import EvalConfig, evaluate
 from .extract import extract_answer
 from .filter import FilterConfig, filter_pool
 from .prompts import chat_messages, plain_prompt, render_question
-from .recipe import load_recipe
 from .records import Record
 from .report import report
 from .rewards import accuracy_reward, compute_score, format_reward, xml_count_reward
 from .select import SelectConfig, select
-from .study import run_study
+from .study.recipe import load_recipe
+from .study.runner import run_study
 from .train import TrainConfig, train
 
 __version__ = "0.1.0"

@@ -260,16 +260,15 @@ def _eval(args: argparse.Namespace) -> None:
     from .data import BenchmarkSpec
     from .evaluate import EvalConfig, run
     from .models import slug
+    from .rundir import eval_dir
 
     config = config_from(args, EvalConfig, "eval", engine_options=_engine_options(args))
     specs = [BenchmarkSpec.parse(s, config.mode) for s in args.benchmarks.split(",") if s.strip()]
     jobs = [(spec, replace(config, mode=spec.mode)) for spec in specs]  # NAME@generate: that one in generate mode
 
-    def print_results(spec, config, out: Path, work) -> None:
-        work()
-        _print_results(spec.label, out)
-
-    run(slug(config.model), jobs, args.run_dir, args.data_dir, stage=print_results)
+    model_dir = run(slug(config.model), jobs, args.run_dir, args.data_dir)
+    for spec, _ in jobs:
+        _print_results(spec.label, eval_dir(model_dir.parent.parent, model_dir.name, spec.label))
 
 
 def _print_results(name: str, out: Path) -> None:
@@ -294,7 +293,7 @@ def _print_results(name: str, out: Path) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from .evaluate import paired
+    from .report.tables import paired
 
     def path(p: str) -> Path:
         p = Path(p)
@@ -319,21 +318,10 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .config import apply_overrides
     from .train import TrainConfig, run
+    from .train.config import config_values
 
-    values: dict = {}
-    if args.config:
-        import yaml
-
-        path = Path(args.config)
-        if not path.is_file():
-            raise UserError(f"--config {path}: no such file")
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        values = values.get("train", values) if isinstance(values, dict) else values
-        if not isinstance(values, dict):
-            raise UserError(f"{path}: expected a mapping of train settings")
-    values = apply_overrides(values, args.overrides, str(args.config or "overrides"))
+    values = config_values(args.config, args.overrides)
     config = config_from(args, TrainConfig, str(args.config or "train"), values)
     if not config.train_file:
         raise UserError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
@@ -342,7 +330,15 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from .study import RecipeError, commands_trusted, load_recipe, plan, recipe_commands, run_study, trust_commands
+    from .study.runner import (
+        RecipeError,
+        commands_trusted,
+        load_recipe,
+        plan,
+        recipe_commands,
+        run_study,
+        trust_commands,
+    )
 
     recipe = load_recipe(
         args.recipe, args.overrides, data_dir=args.data_dir, run_dir=args.run_dir, base_url=args.base_url

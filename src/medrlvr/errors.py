@@ -22,3 +22,11 @@ class CommandsNotAllowed(RecipeError):
 
 class StageError(UserError):
     """A stage's child process (a training launcher, verl) failed; its own output, shown above, says why."""
+
+
+def require(module: str, needed_for: str, install: str) -> None:
+    """One line with the pip command when the optional ``module`` is not installed (instead of a traceback)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"{needed_for} needs {module}, which is not installed: pip install '{install}'")

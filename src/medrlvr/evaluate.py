@@ -24,16 +24,16 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Mapping, Sequence
+from typing import Any
 
 from .config import check_ranges, setting
-from .data import SUBJECT2CATEGORY, BenchmarkSpec, DataError, folder_name
+from .data import SUBJECT2CATEGORY, BenchmarkSpec, DataError
 from .engines import EngineSettings, Sampling, get_engine, takes_chat
 from .engines.context import ContextGuard
 from .errors import UserError
@@ -41,7 +41,9 @@ from .extract import boxed_blocks, extract_answer, extract_choice
 from .prompts import render, render_question
 from .records import Record
 from .rewards import format_reward
-from .store import JsonlStore, read_jsonl, write_json
+from .rundir import eval_dir
+from .stats import wilson
+from .store import JsonlStore, write_json
 
 log = logging.getLogger(__name__)
 STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
@@ -85,12 +87,6 @@ class EvalConfig(EngineSettings):
         return self.chunk_size or (16 if self.mode == "generate" else 64)
 
 
-def eval_dir(run_dir: str | Path, model: str, benchmark: str) -> Path:
-    """Where one model's results on one benchmark go: RUN/eval/MODEL/FOLDER (``benchmark`` is the results' label,
-    see :class:`medrlvr.data.BenchmarkSpec`). The report reads the same layout."""
-    return Path(run_dir) / "eval" / model / folder_name(benchmark)
-
-
 def subsample(records: Sequence[Record], limit: int | None, seed: int) -> list[Record]:
     """A seeded subsample of ``limit`` questions (None: all), kept in the benchmark's order."""
     if limit is not None and limit < 1:
@@ -107,28 +103,6 @@ def loglik_context(record: Record, fewshot: Sequence[Record] = ()) -> str:
     header = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
     shots = "".join(f"{render_question(r)}\nAnswer: {r.answer}\n\n" for r in fewshot)
     return f"{header}{shots}{render_question(record)}\nAnswer:"
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
-    """Exact McNemar test (two-sided binomial on the discordant pairs) for two models on the same questions."""
-    if len(a) != len(b):
-        raise UserError("paired test needs the same questions for both models")
-    only_a = sum(x and not y for x, y in zip(a, b))
-    only_b = sum(y and not x for x, y in zip(a, b))
-    n = only_a + only_b
-    k = min(only_a, only_b)
-    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
-    return {"only_first_correct": only_a, "only_second_correct": only_b, "p_value": p}
 
 
 def summarize(rows: Sequence[dict], benchmark: str) -> dict[str, Any]:
@@ -231,8 +205,8 @@ def _strict(text: str, record: Record, prompt: str) -> str | None:
 
 def pass_at_k_results(rows: Sequence[dict]) -> dict[str, Any]:
     """pass@k (Chen et al.'s unbiased estimator) for k = 1, 2, 4, ... up to the samples per question, with 95%
-    bootstrap intervals over questions (:func:`medrlvr.baselines.pass_at_k_summary`)."""
-    from .baselines import pass_at_k_summary
+    bootstrap intervals over questions (:func:`medrlvr.report.baselines.pass_at_k_summary`)."""
+    from .stats import pass_at_k_summary
 
     counts = [(r["samples"], r["samples_correct"]) for r in rows if "samples" in r]
     if not counts:
@@ -397,53 +371,20 @@ def run(
     run_dir: str | Path,
     data_dir: str | None = None,
     *,
-    sets: Mapping[str, Sequence[Record]] | None = None,
-    fewshot: Mapping[str, Sequence[Record]] | None = None,
-    fingerprint: str | None = None,
-    serve: Callable[[EvalConfig], ContextManager] | None = None,
-    stage: Callable[[BenchmarkSpec, EvalConfig, Path, Callable[[], Any]], Any] | None = None,
     progress: bool = True,
 ) -> Path:
-    """The eval stage, as ``medrlvr eval`` and a study run it: one model (``config.model``; ``model`` is its name in
-    the run) on each ``(benchmark, config)`` of ``jobs``, each into RUN/eval/MODEL/FOLDER (predictions.jsonl,
-    results.json); returns RUN/eval/MODEL. The engine is loaded once, when the first benchmark needs it, after
-    ``serve(config)`` (a context that starts a server for it) is entered, and closed at the end. ``sets`` and
-    ``fewshot`` hold benchmarks already loaded (by ``spec.benchmark``); ``stage(spec, config, out, work)`` runs
-    ``work`` (a study: unless its output is cached)."""
+    """``medrlvr eval``: one model (``config.model``; ``model`` is its name in the run) on each ``(benchmark,
+    config)`` of ``jobs``, each into RUN/eval/MODEL/FOLDER (predictions.jsonl, results.json); returns RUN/eval/MODEL.
+    The engine is loaded once, for the first benchmark, and closed at the end. (A study drives :func:`evaluate` per
+    benchmark itself, with its stage cache: :mod:`medrlvr.study.runner`.)"""
     with contextlib.ExitStack() as stack:
-        engines: list[Any] = []
-
-        def engine_for(config: EvalConfig) -> Any:
-            if not engines:
-                if serve is not None:
-                    stack.enter_context(serve(config))
-                engines.append(get_engine(config.engine, config.model, **config.engine_options))
-                stack.callback(engines[0].close)
-            return engines[0]
-
+        engine = None
         for spec, config in jobs:
-            records = sets[spec.benchmark] if sets and spec.benchmark in sets else spec.load(data_dir)
-            if fewshot is not None:
-                shots = fewshot.get(spec.benchmark, [])
-            else:
-                shots = spec.fewshot_pool(data_dir) if config.num_fewshot else []
-            out = eval_dir(run_dir, model, spec.label)
-
-            def work(spec=spec, config=config, records=records, shots=shots, out=out):
-                return evaluate(records, config, out, spec.label, shots, engine=engine_for(config), progress=progress,
-                                fingerprint=fingerprint)  # fmt: skip
-
-            if stage is None:
-                work()
-            else:
-                stage(spec, config, out, work)
+            records = spec.load(data_dir)  # a bad data file is one line before any model is loaded
+            shots = spec.fewshot_pool(data_dir) if config.num_fewshot else []
+            if engine is None:
+                engine = get_engine(config.engine, config.model, **config.engine_options)
+                stack.callback(engine.close)
+            evaluate(records, config, eval_dir(run_dir, model, spec.label), spec.label, shots, engine=engine,
+                     progress=progress)  # fmt: skip
     return Path(run_dir) / "eval" / model
-
-
-def paired(pred_a: str | Path, pred_b: str | Path, field: str = "correct") -> dict[str, Any]:
-    """McNemar between two predictions.jsonl files on the questions both answered, on ``field`` (``correct``, or in
-    generate mode ``well_formed``: in format and naming one option)."""
-    a = {row["id"]: bool(row[field]) for row in read_jsonl(pred_a) if field in row}
-    b = {row["id"]: bool(row[field]) for row in read_jsonl(pred_b) if field in row}
-    common = sorted(set(a) & set(b))
-    return {"questions": len(common), **mcnemar([a[i] for i in common], [b[i] for i in common])}

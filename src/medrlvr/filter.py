@@ -21,9 +21,10 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .config import check_ranges, setting
 from .engines import EngineSettings, Sampling, get_engine, takes_chat

@@ -9,7 +9,12 @@ Each renders as chat messages (instruct models, through their chat template) or 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from .records import Record
+
+Prompt = str | list[dict[str, str]]  # a plain string, or chat messages
 
 # Fig. 1 ("Please reason step by step, and put your final answer within \boxed{ }. Please answer:" then the
 # question). The figure typesets the braces with a space; the text the model sees is the usual \boxed{}.
@@ -80,3 +85,24 @@ def with_prefill(prompt: str | list[dict[str, str]], prefill: str | None) -> str
     if isinstance(prompt, str):
         return f"{prompt} {prefill}"
     return [*prompt, {"role": "assistant", "content": prefill}]
+
+
+def verl_rows(chosen: Sequence[Record], split: str = "train") -> list[dict]:
+    """Rows in verl's RL data format: the R1-Zero chat prompt, the gold letter as ground truth, and the
+    options in extra_info for :func:`medrlvr.rewards.compute_score`."""
+    return [
+        {
+            "data_source": r.source or "medrlvr",
+            "prompt": chat_messages(r, "r1_zero"),
+            "ability": "medical",
+            "reward_model": {"style": "rule", "ground_truth": r.answer},
+            "extra_info": {
+                "split": split,
+                "index": i,
+                "id": r.id,
+                "subject": r.subject,
+                "options": json.dumps(dict(r.options), ensure_ascii=False),
+            },
+        }
+        for i, r in enumerate(chosen)
+    ]

@@ -7,9 +7,10 @@ so a new benchmark only needs an adapter from its rows to this type.
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import UserError
 
@@ -84,7 +85,7 @@ class Record:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Record":
+    def from_dict(cls, data: Mapping[str, Any]) -> Record:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         missing = [k for k in ("id", "question", "options", "answer") if k not in data]
         if missing:

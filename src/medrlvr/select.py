@@ -10,16 +10,16 @@ what is asked for, :class:`SelectionError` says what is short, unless ``allow_sh
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from .config import check_ranges, setting
 from .errors import UserError
-from .prompts import chat_messages
+from .prompts import chat_messages, verl_rows  # noqa: F401 (verl_rows: select writes verl's parquet)
 from .records import Record
 from .store import read_jsonl, write_json, write_jsonl
 
@@ -143,27 +143,6 @@ def stats(chosen: Sequence[Record], labels: Mapping[str, Mapping[str, Any]] | No
     }
 
 
-def verl_rows(chosen: Sequence[Record], split: str = "train") -> list[dict]:
-    """Rows in verl's RL data format: the R1-Zero chat prompt, the gold letter as ground truth, and the
-    options in extra_info for :func:`medrlvr.rewards.compute_score`."""
-    return [
-        {
-            "data_source": r.source or "medrlvr",
-            "prompt": chat_messages(r, "r1_zero"),
-            "ability": "medical",
-            "reward_model": {"style": "rule", "ground_truth": r.answer},
-            "extra_info": {
-                "split": split,
-                "index": i,
-                "id": r.id,
-                "subject": r.subject,
-                "options": json.dumps(dict(r.options), ensure_ascii=False),
-            },
-        }
-        for i, r in enumerate(chosen)
-    ]
-
-
 def write_selection(
     chosen: Sequence[Record],
     labels,
@@ -203,7 +182,7 @@ def run_selection(
     benchmarks in ``config.decontaminate`` (``eval_sets`` holds those already loaded), draw the training set, write
     train.jsonl, stats.json and decontaminated.jsonl to ``out_dir``; returns ``out_dir``."""
     from .data import load_eval_spec
-    from .decontam import decontaminate
+    from .data.decontam import decontaminate
 
     if not pool:
         raise SelectionError("the pool is empty: there is nothing to select from (check --pool and --limit)")

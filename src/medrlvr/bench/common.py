@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..provenance import peak_rss_mb
-from ..recipe import load_recipe
+from ..study.provenance import peak_rss_mb
+from ..study.recipe import load_recipe
 
 __all__ = ["isolated", "load_recipe", "peak_rss_mb"]
 

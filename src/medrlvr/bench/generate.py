@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from ..provenance import machine_line
+from ..study.provenance import machine_line
 from .common import isolated
 
 

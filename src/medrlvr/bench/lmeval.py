@@ -30,6 +30,10 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
     a task YAML written here) and from medrlvr's evaluator, on the same model in fp32, question by question."""
     import torch
 
+    from ..errors import require
+
+    require("lm_eval", "medrlvr bench lmeval", "medrlvr[lmeval]")  # before medrlvr's half of the work, not after
+
     from ..data import load_benchmark
     from ..data.subjects import expand_subjects
     from ..engines import get_engine
@@ -73,6 +77,9 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
 def _lm_eval_correct(model: str, data_dir: str | None, names: list[str], tasks: Path, device: str) -> dict:
     """subject -> lm-evaluation-harness's correctness per question (in file order), through task YAMLs written to
     ``tasks`` that read medrlvr's MMLU CSV files."""
+    from ..errors import require
+
+    require("lm_eval", "medrlvr bench lmeval", "medrlvr[lmeval]")
     import lm_eval
     from lm_eval.tasks import TaskManager
 

@@ -34,7 +34,7 @@ def stage_table(run_dirs: list[str | Path]) -> dict[str, Any]:
     """``{"runs": [{dir, machine, recipe, commit, wall_seconds, peak_rss_mb, status}], "rows": [{"stage", "name",
     "seconds": [s or None per run], "cached": [bool per run], "peak_rss_mb": [...]}], "totals": {kind: [s per
     run]}}``."""
-    from ..provenance import machine_line
+    from ..study.provenance import machine_line
 
     manifests = [read_manifest(d) for d in run_dirs]
     runs, rows, index = [], [], {}

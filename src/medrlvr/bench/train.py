@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..provenance import machine_line
+from ..study.provenance import machine_line
 from .common import isolated, load_recipe
 
 
@@ -47,8 +47,8 @@ def _grpo_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
     """Train ``steps`` GRPO steps with medrlvr's trainer; per-step wall time and the time spent generating."""
     import torch
 
-    from ..grpo.loss import MedrlvrGRPOTrainer
     from ..train import TrainConfig, build_trainer, training_records
+    from ..train.grpo.loss import MedrlvrGRPOTrainer
 
     generating: list[float] = []
     step_times: list[float] = []
@@ -73,10 +73,10 @@ def _plain_trl_steps(settings: dict, train_file: str, out: str, steps: int) -> d
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from ..grpo import with_prefill_text
     from ..models import checkpoint_dir
     from ..rewards import REWARDS
     from ..train import TrainConfig, build_dataset, training_records
+    from ..train.grpo import with_prefill_text
 
     config = TrainConfig(**{**settings, "train_file": train_file, "output_dir": out})
     path = checkpoint_dir(config.model)
@@ -202,7 +202,7 @@ def print_train(result: dict) -> None:
 
 def _device_label(device: str) -> str:
     """``cpu AVX512 bfloat16``: the row's device, vector capability and compute dtype (rows differ by CPU)."""
-    from ..provenance import machine
+    from ..study.provenance import machine
 
     facts = machine()
     return f"{device} {facts['cpu_capability']} {facts['dtype']}" if device == "cpu" else f"{device} {facts['dtype']}"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from ..records import Record
 from .benchmarks import BENCHMARKS, Benchmark, DataError, RowError, read_jsonl

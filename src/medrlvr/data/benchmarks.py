@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..errors import UserError
 from ..records import LETTERS, Record

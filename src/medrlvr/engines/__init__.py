@@ -12,12 +12,12 @@ chat template, or sent to a chat endpoint).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, Union
+from typing import Any, Protocol
 
 from ..config import setting
-
-Prompt = Union[str, list[dict[str, str]]]
+from ..prompts import Prompt
 
 
 @dataclass(frozen=True)

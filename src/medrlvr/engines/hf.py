@@ -4,8 +4,8 @@ Where the time goes on a CPU (SmolLM2-135M, 64 MedQA prompts of about 390 tokens
 a few large matrix products and runs near the machine's GEMM speed, about twice as fast in bf16 as in fp32 on
 CPUs with AVX512-BF16 or AMX. Decoding is many small steps, and transformers' default cache grows by
 ``torch.cat`` every step, re-copying the whole cache: with batch 64 that copy was two thirds of a decode step.
-:func:`medrlvr.modeling.growing_cache` preallocates and writes in place, and
-:func:`medrlvr.modeling.decode_attention` reads it without copying. Prompts are sorted by length before batching
+:func:`medrlvr.engines.cache.growing_cache` preallocates and writes in place, and
+:func:`medrlvr.engines.cache.decode_attention` reads it without copying. Prompts are sorted by length before batching
 so that a batch pads little, and a prefix every prompt of a batch shares (the R1-Zero system prompt: 112 of a demo
 prompt's ~170 tokens) is prefilled once. In fp32 (CPUs without bf16) decoding is bound by reading the weights
 (540 MB per step for SmolLM2-135M): wide decode batches pay for themselves, which is why the demo decodes a
@@ -17,20 +17,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from ..modeling import (
-    cache_argument,
-    growing_cache,
-    pick_dtype,
-    register_decode_attention,
-    render_prompt,
-    shared_prefix,
-)
+from ..modeling import pick_dtype, render_prompt
 from ..models import ModelError, checkpoint_dir, resolve
 from . import Completion, Prompt, Sampling, truncate_at_stop
+from .cache import cache_argument, growing_cache, register_decode_attention, shared_prefix
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +132,7 @@ class TransformersEngine:
     ) -> list[list[Rollout]]:
         """``n`` continuations of each tokenized prompt, as token ids (the end-of-sequence token included when the
         model wrote it) and, with ``logprobs=True``, each token's log-probability under the sampling distribution
-        (logits / temperature; plain logits when greedy). GRPO rollouts use this (:mod:`medrlvr.grpo.rollout`)."""
+        (logits / temperature; plain logits when greedy). GRPO rollouts use this (:mod:`medrlvr.train.grpo.rollout`)."""
         ids = [list(p) for p in prompt_ids]
         if any(not p for p in ids):
             raise ValueError("an empty prompt has nothing to continue")
@@ -267,8 +262,7 @@ class TransformersEngine:
                        logits_to_keep=1, **{self._cache_arg: head})  # fmt: skip
             for grow, cached in zip(cache.layers, head.layers):
                 grow.reserve(cached.keys, cached.values, len(batch), width - 1)
-                grow._k[:, :, :shared] = cached.keys
-                grow._v[:, :, :shared] = cached.values
+                grow.write(cached.keys, cached.values, 0)
         rows_of: dict[tuple[int, ...], list[int]] = {}
         for r, seq in enumerate(batch):
             rows_of.setdefault(tuple(seq[shared:-1]), []).append(r)
@@ -284,8 +278,7 @@ class TransformersEngine:
             if head is not None:
                 for grown, cached in zip(part.layers, head.layers):
                     grown.reserve(cached.keys, cached.values, len(keys), shared)
-                    grown._k[:, :, :shared] = cached.keys
-                    grown._v[:, :, :shared] = cached.values
+                    grown.write(cached.keys, cached.values, 0)
                 mask = torch.cat([torch.ones(len(keys), shared, dtype=mask.dtype, device=self.device), mask], dim=1)
                 positions = positions + shared
             self.model(
@@ -303,8 +296,8 @@ class TransformersEngine:
             for grow, cached in zip(cache.layers, part.layers):
                 if not grow.is_initialized:
                     grow.reserve(cached.keys, cached.values, len(batch), width - 1)
-                grow._k[target_index, :, width - 1 - w : width - 1] = cached.keys[source_index, :, -w:]
-                grow._v[target_index, :, width - 1 - w : width - 1] = cached.values[source_index, :, -w:]
+                grow.write(cached.keys[source_index, :, -w:], cached.values[source_index, :, -w:], width - 1 - w,
+                           rows=target_index)  # fmt: skip
         return cache
 
     def _left_pad(self, seqs: list[list[int]], shared: int = 0):

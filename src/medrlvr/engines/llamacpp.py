@@ -7,7 +7,7 @@ the GGUF. Log-likelihoods come from the logits of one evaluation of context + co
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..models import ModelError, resolve
 from . import Completion, Prompt, Sampling, truncate_at_stop

@@ -18,8 +18,9 @@ import random
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import UserError
 from . import Completion, Prompt, Sampling, truncate_at_stop

@@ -85,7 +85,7 @@ def last_number(body: str) -> tuple[bool, str | None]:
     19", "not 18")."""
     window = _prepare_numbers(body[-MAX_SPAN:])
     last = None
-    for last in _NUMBER_RUN.finditer(window):
+    for last in _NUMBER_RUN.finditer(window):  # noqa: B007 (the loop leaves the last match in `last`)
         pass
     if last is None:
         return False, None

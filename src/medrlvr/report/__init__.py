@@ -69,7 +69,7 @@ def report(
         ("Generate mode: format and committed answers", GENERATE_HEADER, generate_table(table)),
         ("Against the base model (paired, exact McNemar)", PAIRED_HEADER, paired_rows),
     ]  # fmt: skip
-    for name, head, body in ((n, h, b) for n, h, b in sections[1:] if b):
+    for _, head, body in ((n, h, b) for n, h, b in sections[1:] if b):
         (out / f"{_STEMS[head[-1]]}.md").write_text(to_markdown(head, body))
     training_fig, found, extra = _training_sections(out, run_dir, models, sections)
     figures = [("training", training_fig)]
@@ -105,7 +105,7 @@ def _training_sections(out: Path, run_dir, models, sections: list) -> tuple[Any,
     extra = ""
     if found:
         (out / "dynamics.md").write_text(trust.dynamics_markdown(found, to_markdown))
-        sections.append(("Training dynamics: stages by the rules of medrlvr.dynamics", trust.DYNAMICS_HEADER,
+        sections.append(("Training dynamics: stages by the rules of medrlvr.report.dynamics", trust.DYNAMICS_HEADER,
                          trust.dynamics_rows(found)))  # fmt: skip
         extra = "<h3>Completions of each stage, verbatim</h3>" + trust.dynamics_html(found)
     return training_fig, found, extra

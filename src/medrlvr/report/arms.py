@@ -10,8 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..baselines import compare_seeds, t_two_sided_p
-from ..evaluate import mcnemar
+from ..stats import compare_seeds, mcnemar, t_two_sided_p
 from .trust import predictions
 
 SEEDS_HEADER = ["Arm", "Benchmark", "Measure", "Seeds", "Mean", "Std", "Min-max", "95% CI of the mean", "Control"]

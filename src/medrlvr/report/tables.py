@@ -7,6 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..rundir import eval_dir
+from ..stats import mcnemar
+from ..store import read_jsonl
+
 
 def collect(
     run_dir: str | Path, models: list[str] | None = None, benchmarks: list[str] | None = None
@@ -34,7 +38,6 @@ def paired_table(run_dir: str | Path, table: dict[str, dict[str, dict]], baselin
     name one option. Where the baseline never gives a well-formed answer, its accuracy is zero by format alone and
     the accuracy difference says so instead of a number (the trivial-answer table says what the accuracy is
     worth)."""
-    from ..evaluate import eval_dir, paired
 
     rows = []
     for model, per in table.items():
@@ -111,3 +114,12 @@ def to_latex(header: list[str], rows: list[list[str]]) -> str:
         f"\\begin{{tabular}}{{l{'c' * (len(header) - 1)}}}\n\\toprule\n{' & '.join(esc(h) for h in header)} \\\\\n"
         f"\\midrule\n{body}\n\\bottomrule\n\\end{{tabular}}\n"
     )
+
+
+def paired(pred_a: str | Path, pred_b: str | Path, field: str = "correct") -> dict[str, Any]:
+    """McNemar between two predictions.jsonl files on the questions both answered, on ``field`` (``correct``, or in
+    generate mode ``well_formed``: in format and naming one option)."""
+    a = {row["id"]: bool(row[field]) for row in read_jsonl(pred_a) if field in row}
+    b = {row["id"]: bool(row[field]) for row in read_jsonl(pred_b) if field in row}
+    common = sorted(set(a) & set(b))
+    return {"questions": len(common), **mcnemar([a[i] for i in common], [b[i] for i in common])}

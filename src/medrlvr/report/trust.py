@@ -2,7 +2,7 @@
 policy collapse onto one letter or hack the format, and how did its training unfold.
 
 Reads prediction and training files only (``RUN/eval/MODEL/BENCH/predictions.jsonl``, ``RUN/train/POLICY/
-{completions,metrics}.jsonl``); the rules are :mod:`medrlvr.baselines` and :mod:`medrlvr.dynamics`.
+{completions,metrics}.jsonl``); the rules are :mod:`medrlvr.report.baselines` and :mod:`medrlvr.report.dynamics`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..baselines import gain_verdict
-from ..dynamics import analyze_training, flag_predictions, plot_dynamics
+from ..rundir import eval_dir
 from ..store import read_jsonl
+from .baselines import gain_verdict
+from .dynamics import analyze_training, flag_predictions, plot_dynamics
 
 TRIVIAL_HEADER = ["Model", "Benchmark", "n", "Accuracy [95% CI]", "Chance", "Best constant", "Own top letter",
                   "Always own top letter", "Answer / gold entropy (bits)", "McNemar p vs own letter",
@@ -22,7 +23,6 @@ DYNAMICS_HEADER = ["Policy", "Stage", "From step", "To step"]
 
 def predictions(run_dir: str | Path, model: str, bench: str) -> list[dict] | None:
     """The prediction rows of one model on one benchmark, or None when there is no file."""
-    from ..evaluate import eval_dir
 
     path = eval_dir(run_dir, model, bench) / "predictions.jsonl"
     if not path.is_file():

@@ -15,7 +15,7 @@ tokens) runs once before them. It needs a model whose layers all attend fully an
 (transformers drops the cache under it); otherwise every row runs whole, as in TRL.
 
 Anything this does not cover (images, MoE auxiliary losses) goes to TRL's own method. This module imports torch and
-TRL at the top: :mod:`medrlvr.grpo` imports it only when it builds a trainer.
+TRL at the top: :mod:`medrlvr.train.grpo` imports it only when it builds a trainer.
 
 The sampler's log-probabilities against the trainer's. TRL measures the gap between the log-probabilities the
 sampler reported and the trainer's own on the sampled tokens, and corrects for it with truncated or masked
@@ -29,6 +29,21 @@ ratio and the ``sampling/*`` metrics, and weights the loss exactly as it weights
 same metrics come from the loss's own forward pass at no extra cost (one iteration per batch: its log-probabilities
 are those TRL's extra pass would compute; measured on the CPU demo, the extra pass cost about 2-3 s per step).
 TRL's own generate reports no log-probabilities: nothing is logged.
+
+TRL's surface. This module is the only place medrlvr overrides TRL's private methods, and it refuses (one line, at
+import) a TRL whose minor version it was not tested with (:data:`TESTED_TRL`; pyproject pins ``trl>=1.16,<1.17``).
+To move to a new TRL: install it, set ``TESTED_TRL``, run ``tests/test_grpo.py``, ``tests/test_rollout*.py`` and
+``tests/test_variants.py`` (they compare against TRL's own computations), then widen the pin. What uses TRL's
+public hooks: the rollouts (``rollout_func``), every reward and log (reward functions), metrics and checkpoints
+(transformers callbacks). What still needs a private override, and why:
+
+- ``_get_per_token_logps_and_entropies``: the head on the completion positions only and a group's prompt run once
+  (TRL has no hook for how log-probabilities are computed);
+- ``_generate_and_score_completions``, ``_generate``, ``_compute_loss``: scope TRL's ``use_vllm`` flag so that its
+  importance-sampling code (gated on vLLM) runs for medrlvr's rollouts, which report log-probabilities too, and
+  read the sampler/trainer gap off the loss's forward pass (TRL computes it only in an extra pass, for vLLM);
+- ``_calculate_rewards``: dynamic sampling's replacement groups carry their own prompts, which TRL's batch-local
+  ``prompts`` list does not know (``rollout_func`` can return extra columns but not new prompts).
 """
 
 from __future__ import annotations
@@ -36,9 +51,25 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
+import trl
 from trl import GRPOTrainer
 
-from ..modeling import cache_argument, shared_prefix, supports_growing_cache
+from ...engines.cache import cache_argument, shared_prefix, supports_growing_cache
+from ...errors import UserError
+
+TESTED_TRL = "1.16"  # the TRL minor whose private methods are overridden below
+
+
+def check_trl_version(version: str = trl.__version__) -> None:
+    """One line, naming the tested version, when ``version`` is another TRL minor than :data:`TESTED_TRL`."""
+    if ".".join(version.split(".")[:2]) != TESTED_TRL:
+        raise UserError(
+            f"medrlvr's GRPO trainer overrides private methods of TRL {TESTED_TRL}.x, and TRL {version} is "
+            f"installed: pip install 'trl>={TESTED_TRL},<1.{int(TESTED_TRL.split('.')[1]) + 1}'"
+        )
+
+
+check_trl_version()
 
 
 class MedrlvrGRPOTrainer(GRPOTrainer):

@@ -3,9 +3,9 @@
 1. config   -- :func:`grpo_settings`: every GRPO setting the paper depends on, passed to TRL's GRPOConfig;
 2. trainer  -- :func:`grpo_trainer`: the rewards (weighted, plus zero-weight ones that only log) and the rollout
                engine wired into the trainer;
-3. rollouts -- :mod:`medrlvr.grpo.rollout`: sampling through medrlvr's engine on a live copy of the policy, and
+3. rollouts -- :mod:`medrlvr.train.grpo.rollout`: sampling through medrlvr's engine on a live copy of the policy, and
                DAPO's dynamic sampling (TRL's ``rollout_func`` hook);
-4. loss     -- :mod:`medrlvr.grpo.loss`: the completion log-probabilities computed on the completion positions
+4. loss     -- :mod:`medrlvr.train.grpo.loss`: the completion log-probabilities computed on the completion positions
                only (TRL's fused head covers the whole sequence on CPUs).
 
 :mod:`medrlvr.train` builds the model, the dataset and the arguments every trainer shares, and calls
@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..rewards import REWARDS, completion_text
+from ...errors import UserError
+from ...rewards import REWARDS, completion_text
+from ..config import engine_conflict
 
 if TYPE_CHECKING:
-    from ..train import TrainConfig
+    from ..config import TrainConfig
 
 REFLECTION = re.compile(
     r"(?i)\b(wait|let me (?:re-?check|double[- ]check|verify|reconsider)|on second thought|"
@@ -30,50 +33,6 @@ REFLECTION = re.compile(
 )
 
 # --- 1. config ------------------------------------------------------------------------------------------------
-
-# GRPO variants: name -> (paper, the settings it sets). ``variant: NAME`` applies them to every setting the recipe
-# leaves at medrlvr's default (a setting given any other value wins; one given medrlvr's default value explicitly
-# cannot be told apart from an unset one, so it takes the variant's). The resolved values are what
-# train_config.json records. The same settings without ``variant`` make the same training.
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "grpo": ("DeepSeekMath, arXiv 2402.03300 (medrlvr's pinned defaults)", {}),
-    "dr_grpo": (
-        "Dr. GRPO, Liu et al., arXiv 2503.20783: no length or std normalisation, no KL",
-        {"loss_type": "dr_grpo", "scale_rewards": "none", "beta": 0.0},
-    ),
-    "dapo": (
-        "DAPO, Yu et al., arXiv 2503.14476: clip-higher, token-mean loss, dynamic sampling, overlong shaping, no KL",
-        {
-            "loss_type": "dapo",
-            "epsilon_high": 0.28,
-            "dynamic_sampling": True,
-            "beta": 0.0,
-            "overlong_buffer": lambda config: max(1, config.max_completion_length // 5),  # 4096 of 20480 in DAPO
-        },
-    ),
-    "gspo": (
-        "GSPO, Zheng et al., arXiv 2507.18071: the sequence's length-normalised ratio, clipped at 3e-4/4e-4, no KL",
-        {"importance_sampling_level": "sequence", "epsilon": 3e-4, "epsilon_high": 4e-4, "beta": 0.0},
-    ),
-    "cispo": (
-        "CISPO, MiniMax-M1, arXiv 2506.13585: the clipped ratio as a stopped weight on log-probs (max 5, ScaleRL)",
-        {"loss_type": "cispo", "epsilon_high": 5.0, "beta": 0.0},
-    ),
-}
-
-
-def apply_variant(config: TrainConfig) -> None:
-    """Set ``config.variant``'s settings (:data:`VARIANTS`) where ``config`` holds medrlvr's default."""
-    if config.variant is None:
-        return
-    if config.variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {config.variant!r}")
-    from dataclasses import MISSING, fields
-
-    defaults = {f.name: f.default for f in fields(config) if f.default is not MISSING}
-    for name, value in VARIANTS[config.variant][1].items():
-        if name in defaults and getattr(config, name) == defaults[name]:
-            setattr(config, name, value(config) if callable(value) else value)
 
 
 def resolve_rollout_engine(config: TrainConfig, on_gpu: bool) -> str:
@@ -95,37 +54,17 @@ def resolve_rollout_engine(config: TrainConfig, on_gpu: bool) -> str:
 # TRL settings medrlvr's rollouts do not apply: passing them through ``extra`` is an error, not silence
 NOT_FOR_MEDRLVR_ROLLOUTS = ("generation_kwargs", "min_p", "repetition_penalty", "use_transformers_paged",
                             "cache_implementation")  # fmt: skip
-# TRL's importance-sampling settings have medrlvr names (they apply to medrlvr's rollouts too)
-IS_SETTINGS = {
-    "vllm_importance_sampling_correction": "rollout_importance_sampling",
-    "vllm_importance_sampling_mode": "rollout_importance_sampling",
-    "vllm_importance_sampling_clip_max": "rollout_importance_sampling_max",
-    "vllm_importance_sampling_clip_min": "rollout_importance_sampling_min",
-    "importance_sampling_level": "importance_sampling_level",
-    "top_entropy_quantile": "top_entropy_quantile",
-}
 
 
 def check_engine_settings(config: TrainConfig, engine: str) -> None:
-    """One-line errors for settings the rollout engine in use cannot honour."""
-    moved = next((k for k in IS_SETTINGS if k in config.extra), None)
-    if moved:
-        raise ValueError(f"extra.{moved} is the train setting {IS_SETTINGS[moved]}: set that instead")
-    if engine == "medrlvr":
-        ignored = next((k for k in NOT_FOR_MEDRLVR_ROLLOUTS if k in config.extra), None)
-        if ignored:
-            raise ValueError(f"extra.{ignored} is not applied by rollout_engine medrlvr: unset it or use trl/vllm")
-        if config.qlora:
-            raise ValueError("rollout_engine medrlvr cannot sample from a 4-bit (QLoRA) policy: use trl or vllm")
-    if config.stop and engine != "medrlvr":
-        raise ValueError(f"stop ends medrlvr's rollouts; rollout_engine {engine} does not apply it: unset stop")
-    if config.dynamic_sampling and engine != "medrlvr":
-        raise ValueError(f"dynamic_sampling needs rollout_engine medrlvr, got {engine}")
-    if config.rollout_importance_sampling and engine == "trl":
-        raise ValueError(
-            "rollout_importance_sampling needs rollouts that report their log-probs (rollout_engine medrlvr or "
-            "vllm): TRL's own generate samples with the trained weights themselves"
-        )
+    """One-line errors for settings the rollout engine ``auto`` resolved to on this machine cannot honour (the
+    rules are :func:`medrlvr.train.config.engine_conflict`, which also checks an engine the recipe names)."""
+    conflict = engine_conflict(config, engine)
+    if conflict:
+        raise UserError(conflict)
+    ignored = next((k for k in NOT_FOR_MEDRLVR_ROLLOUTS if k in config.extra), None) if engine == "medrlvr" else None
+    if ignored:
+        raise UserError(f"extra.{ignored} is not applied by rollout_engine medrlvr: unset it or use trl/vllm")
 
 
 def grpo_settings(config: TrainConfig, reward_weights: Sequence[float], engine: str) -> dict[str, Any]:
@@ -151,7 +90,7 @@ def grpo_settings(config: TrainConfig, reward_weights: Sequence[float], engine: 
         importance_sampling_level=config.importance_sampling_level,
         top_entropy_quantile=config.top_entropy_quantile,
         # TRL computes the sampler-vs-trainer gap (and the ratio) where the sampler reports log-probs; whether the
-        # loss is weighted by it is MedrlvrGRPOTrainer.correct_sampling (see medrlvr.grpo.loss)
+        # loss is weighted by it is MedrlvrGRPOTrainer.correct_sampling (see medrlvr.train.grpo.loss)
         vllm_importance_sampling_correction=engine in ("medrlvr", "vllm"),
         vllm_importance_sampling_mode=config.rollout_importance_sampling or "token_truncate",
         vllm_importance_sampling_clip_max=config.rollout_importance_sampling_max,
@@ -275,10 +214,10 @@ def grpo_trainer(config: TrainConfig, model, tokenizer, dataset, peft_config, co
 
 
 def _medrlvr_rollouts(config: TrainConfig, args, dataset, tokenizer, scored, weights):
-    """TRL's ``rollout_func`` sampling through medrlvr's engine (:mod:`medrlvr.grpo.rollout`)."""
+    """TRL's ``rollout_func`` sampling through medrlvr's engine (:mod:`medrlvr.train.grpo.rollout`)."""
     import os
 
-    from ..engines import Sampling
+    from ...engines import Sampling
     from .rollout import Rollouts, Scorer
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's documented hook

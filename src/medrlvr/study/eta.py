@@ -40,7 +40,7 @@ def calibrate(seconds: float = 0.3) -> float:
     computes in on this device."""
     import torch
 
-    from .modeling import pick_dtype
+    from ..modeling import pick_dtype
 
     dtype = pick_dtype("auto", "cpu")
     x, w = torch.randn(16, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
@@ -73,7 +73,7 @@ def reference(dtype: str | None = None) -> dict[str, float]:
     """The reference machine's costs in ``dtype`` (default: the dtype medrlvr computes in here; fp16 and anything
     else read as bf16, the half-precision table)."""
     if dtype is None:
-        from .modeling import pick_dtype
+        from ..modeling import pick_dtype
 
         dtype = str(pick_dtype("auto", "cpu")).removeprefix("torch.")
     return REFERENCE["float32" if dtype == "float32" else "bfloat16"]
@@ -122,8 +122,8 @@ def describe(result: dict[str, Any], machine: str) -> str:
 
 
 def study_work(study) -> list[dict[str, Any]]:
-    """The unfinished stages of a :class:`medrlvr.study.Study` whose data is loaded, as :func:`estimate` rows."""
-    from .evaluate import eval_dir
+    """The unfinished stages of a :class:`medrlvr.study.runner.Study` whose data is loaded, as :func:`estimate` rows."""
+    from ..rundir import eval_dir
 
     r, run = study.recipe, study.run_dir
     work = [{"stage": "filter", "model": f.config.model, "label": f"filter {f.name}",

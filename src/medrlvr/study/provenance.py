@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .records import Record
+    from ..records import Record
 
 LIBRARIES = (
     "medrlvr", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "safetensors",
@@ -121,7 +121,7 @@ def machine() -> dict[str, Any]:
     (bench rows, the study's estimate and manifest) says which machine it is about."""
     import torch
 
-    from .modeling import cpu_supports_bf16, pick_dtype
+    from ..modeling import cpu_supports_bf16, pick_dtype
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     facts: dict[str, Any] = {

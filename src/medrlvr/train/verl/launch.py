@@ -35,15 +35,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import StageError, UserError
-from .store import read_jsonl
+from ...errors import StageError, UserError
+from ...store import read_jsonl
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from ..config import TrainConfig
 
-from .verl_config import PLAIN_TEMPLATE, REWARD_PATH, VerlSettings, overrides, paths, settings
+from .settings import PLAIN_TEMPLATE, REWARD_PATH, VerlSettings, overrides, paths, settings
 
-# the settings and overrides live in medrlvr.verl_config; these names stay importable from here
+# the settings and overrides live in medrlvr.train.verl.settings; these names stay importable from here
 __all__ = ["PLAIN_TEMPLATE", "VerlNotInstalled", "VerlSettings", "collect", "launch_script", "overrides", "paths",
            "prepare", "settings", "train"]  # fmt: skip
 
@@ -65,7 +65,7 @@ def launch_script(config: TrainConfig, model_path: str | None = None) -> str:
         else ""
     )
     return f"""#!/usr/bin/env bash
-# Written by medrlvr (medrlvr.verl_backend): verl {s.algorithm} for the policy in {p["out"]}.
+# Written by medrlvr (medrlvr.train.verl.launch): verl {s.algorithm} for the policy in {p["out"]}.
 # Needs a GPU machine with verl and its rollout engine (pip install 'medrlvr[verl]' 'verl[{s.rollout}]') and
 # medrlvr importable (verl loads the reward as {REWARD_PATH}). Rerunning resumes from the last checkpoint.
 {multi}set -euo pipefail
@@ -93,7 +93,7 @@ def write_parquet(records, path: Path, split: str) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .select import verl_rows
+    from ...prompts import verl_rows
 
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(verl_rows(records, split)), path)
@@ -102,9 +102,9 @@ def write_parquet(records, path: Path, split: str) -> Path:
 
 def prepare(config: TrainConfig, data_dir: str | None = None, model_path: str | None = None) -> Path:
     """Write the train and validation parquet and the launch script; returns the script."""
-    from .data import load_pool
-    from .store import write_json
-    from .train import training_records
+    from ...data import load_pool
+    from ...store import write_json
+    from ..dataset import training_records
 
     s = settings(config)
     p = paths(config)
@@ -124,7 +124,6 @@ def collect(config: TrainConfig, model_path: str) -> Path:
     """Lay out the model merger's export as TRL's path does (model/ or adapter/, merged/), and write metrics.jsonl
     from verl's file log (``reward`` = the mean accuracy of the step's rollouts, as the report reads it)."""
     from transformers import AutoTokenizer
-
 
     p = paths(config)
     out, hf = p["out"], p["hf"]
@@ -174,7 +173,7 @@ def train(config: TrainConfig, data_dir: str | None = None) -> Path:
     """Train one policy with verl; returns the output directory. Without verl: write the data and the launch
     script, print the command, raise :class:`VerlNotInstalled`. A finished export already there (the script was
     run by hand, on another machine) is collected without training again."""
-    from .models import checkpoint_dir
+    from ...models import checkpoint_dir
 
     settings(config)
     model_path = checkpoint_dir(config.model)  # a packaged name or GGUF: a checkpoint directory verl can load

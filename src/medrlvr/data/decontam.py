@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-from .records import Record
+from ..records import Record
 
 _WORD = re.compile(r"\w+")
 

@@ -5,14 +5,29 @@ TRL 0.15's GRPO defaults it ran with: see the comments); :mod:`medrlvr.train` tr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .config import check_ranges, setting
-from .errors import UserError
-from .rewards import REWARDS
+from ..config import apply_overrides, build, check_ranges, setting
+from ..errors import UserError
+from ..rewards import REWARDS
+from .variants import apply_variant
 
 ROLLOUT_ENGINES = ("auto", "medrlvr", "trl", "vllm")
+# TRL's names for what medrlvr sets from a train setting of another name: such a key in ``extra`` is an error naming
+# the setting (a key of the same name as a setting is one too, see :func:`check`)
+EXTRA_WITH_NAMES = {
+    "per_device_train_batch_size": "batch_size",
+    "steps_per_generation": "gradient_accumulation_steps",
+    "reward_weights": "rewards",
+    "use_vllm": "rollout_engine",
+    "vllm_importance_sampling_correction": "rollout_importance_sampling",
+    "vllm_importance_sampling_mode": "rollout_importance_sampling",
+    "vllm_importance_sampling_clip_max": "rollout_importance_sampling_max",
+    "vllm_importance_sampling_clip_min": "rollout_importance_sampling_min",
+}
 
 
 @dataclass
@@ -131,7 +146,7 @@ class TrainConfig:
     )
     backend: str = setting(
         "trl",
-        help="trl, or verl (PPO, GRPO, DAPO on GPUs and many nodes: medrlvr.verl_backend)",
+        help="trl, or verl (PPO, GRPO, DAPO on GPUs and many nodes: medrlvr.train.verl.launch)",
         choices=("trl", "verl"),
     )
     verl: dict[str, Any] = setting(
@@ -139,52 +154,17 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        from .grpo import apply_variant
-
         apply_variant(self)  # a named GRPO variant's settings, where none is given explicitly
-        if self.method not in ("grpo", "sft"):
-            raise UserError(f"method must be grpo or sft, got {self.method!r}")
-        if self.rollout_engine not in ROLLOUT_ENGINES:
-            raise UserError(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {self.rollout_engine!r}")
-        if self.stop and self.rollout_engine not in ("auto", "medrlvr"):
-            raise UserError(f"stop ends medrlvr's rollouts; rollout_engine {self.rollout_engine} does not apply it: "
-                            "unset stop or use rollout_engine medrlvr")  # fmt: skip
-        if self.dynamic_sampling and self.rollout_engine not in ("auto", "medrlvr"):
-            raise UserError(
-                "dynamic_sampling needs rollout_engine medrlvr (TRL's own generation cannot refill a batch)"
-            )
-        for name in ("batch_size", "num_generations", "gradient_accumulation_steps", "max_completion_length"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.method == "grpo" and self.num_generations < 2:
-            raise UserError("num_generations must be at least 2: GRPO compares rollouts within a group")
-        if self.max_resample < 0:
-            raise UserError(f"max_resample must be >= 0, got {self.max_resample}")
-        unknown = [name for name in self.rewards if name not in REWARDS]
-        if unknown:
-            raise UserError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")
-        if self.backend not in ("trl", "verl"):
-            raise UserError(f"backend must be trl or verl, got {self.backend!r}")
-        if self.control and (self.method != "grpo" or self.backend != "trl"):
-            raise UserError("setting 'control': random_reward needs method grpo and backend trl")
-        if self.control and self.dynamic_sampling:
-            raise UserError("setting 'control': random_reward with dynamic_sampling would refill on coin flips; "
-                            "turn one off")  # fmt: skip
-        if self.backend == "verl":  # checked here, so a recipe's --plan already catches a bad verl setting
-            from .verl_backend import settings
+        check_ranges(
+            self
+        )  # the fields' declared choices and ranges (a config may be built without medrlvr.config.build)
+        check(self)
 
-            settings(self)
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise UserError(
-                f"setting 'max_steps' must be -1 (train num_train_epochs) or at least 1, got {self.max_steps}"
-            )
-        check_ranges(self)
-
-    # --- GRPO variants, and the rollouts' importance-sampling correction (medrlvr.grpo: VARIANTS) ---------------
+    # --- GRPO variants, and the rollouts' importance-sampling correction (medrlvr.train.grpo: VARIANTS) ---------------
     variant: str | None = setting(
         None,
         choices=("grpo", "dr_grpo", "dapo", "gspo", "cispo"),
-        help="a named GRPO variant: sets its paper's settings (medrlvr.grpo.VARIANTS) wherever the recipe leaves "
+        help="a named GRPO variant: sets its paper's settings (medrlvr.train.grpo.VARIANTS) wherever the recipe leaves "
         "them at medrlvr's default; a setting given another value wins. None: the settings as given",
     )
     importance_sampling_level: str = setting(
@@ -216,3 +196,74 @@ class TrainConfig:
         None, ge=0.0,
         help="lower bound of that ratio (masked modes; TRL's vllm_importance_sampling_clip_min). None: no bound",
     )  # fmt: skip
+
+
+def engine_conflict(config: TrainConfig, engine: str) -> str | None:
+    """What the rollout engine ``engine`` cannot honour among ``config``'s settings, or None. One rule for both the
+    engine a recipe names (checked here) and the one ``auto`` resolves to on this machine (:mod:`medrlvr.train.grpo`)."""
+    if engine == "auto":
+        return None
+    if config.stop and engine != "medrlvr":
+        return f"stop ends medrlvr's rollouts; rollout_engine {engine} does not apply it: unset stop or use medrlvr"
+    if config.dynamic_sampling and engine != "medrlvr":
+        return (
+            f"dynamic_sampling needs rollout_engine medrlvr (TRL's own generation cannot refill a batch), got {engine}"
+        )
+    if engine == "medrlvr" and config.qlora:
+        return "rollout_engine medrlvr cannot sample from a 4-bit (QLoRA) policy: use trl or vllm"
+    if config.rollout_importance_sampling and engine == "trl":
+        return ("rollout_importance_sampling needs rollouts that report their log-probs (rollout_engine medrlvr or "
+                "vllm): TRL's own generate samples with the trained weights themselves")  # fmt: skip
+    return None
+
+
+def check(config: TrainConfig) -> None:
+    """The cross-field rules of the train settings, in one place (a field's type, range and choices are declared on
+    the field). A backend's own rules are its ``check`` (:func:`medrlvr.train.check`)."""
+    conflict = engine_conflict(config, config.rollout_engine)
+    if conflict:
+        raise UserError(conflict)
+    if config.method == "grpo" and config.num_generations < 2:
+        raise UserError("num_generations must be at least 2: GRPO compares rollouts within a group")
+    unknown = [name for name in config.rewards if name not in REWARDS]
+    if unknown:
+        raise UserError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")
+    if config.control and (config.method != "grpo" or config.backend != "trl"):
+        raise UserError("setting 'control': random_reward needs method grpo and backend trl")
+    if config.control and config.dynamic_sampling:
+        raise UserError("setting 'control': random_reward with dynamic_sampling would refill on coin flips; "
+                        "turn one off")  # fmt: skip
+    if config.max_steps == 0 or config.max_steps < -1:
+        raise UserError(
+            f"setting 'max_steps' must be -1 (train num_train_epochs) or at least 1, got {config.max_steps}"
+        )
+    named = {**{f: f for f in TrainConfig.__dataclass_fields__ if f not in ("extra", "verl")}, **EXTRA_WITH_NAMES}
+    repeated = next((k for k in config.extra if k in named), None)
+    if repeated:  # extra would silently win over the named setting
+        raise UserError(f"extra.{repeated} is the train setting {named[repeated]}: set that instead")
+
+
+class TrainError(UserError):
+    """Training cannot start or did not train: the message says why, with the sizes or settings involved."""
+
+
+def config_values(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The train settings of a YAML file (its ``train:`` section, or the whole mapping) with ``key=value``
+    overrides: how ``medrlvr train --config`` and a study's ``train.launch`` children read their settings."""
+    import yaml
+
+    values: Any = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"--config {path}: no such file")
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = values.get("train", values) if isinstance(values, dict) else values
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: expected a mapping of train settings")
+    return apply_overrides(values, list(overrides), str(path or "overrides"))
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] | None = None) -> TrainConfig:
+    """A TrainConfig from YAML (values only) with ``key=value`` overrides (values parsed as YAML)."""
+    return build(TrainConfig, config_values(path, overrides or ()), str(path or "overrides"), error=UserError)

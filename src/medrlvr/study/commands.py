@@ -9,20 +9,18 @@ OpenAI-compatible server at an address the recipe chose gets no API key unless t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .config import checked
-from .errors import RecipeError, StageError
+from ..config import checked
+from ..errors import RecipeError, StageError
+from ..store import write_json
 from .provenance import now
-from .store import write_json
-
-if TYPE_CHECKING:
-    from .recipe import Recipe
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
@@ -62,26 +60,8 @@ def _url(value: Any, where: str) -> str:
         raise RecipeError(f"{where} {e}") from None
 
 
-def recipe_commands(recipe: Recipe) -> list[str]:
-    """Every program the recipe runs, written as it will run (servers for filter models and evaluated models, the
-    training launcher per policy)."""
-    commands = [f.serve.format(model=f.config.model) for f in recipe.filters if f.serve]
-    if recipe.eval_serve:
-        refs = [recipe.base_model] if recipe.eval_base else []
-        for p in recipe.policies:  # a server loads the merged policy (or the fully trained model)
-            final = "merged" if p.config.lora or p.config.qlora else "model"
-            refs.append(str(recipe.run_dir / "train" / p.name / final))
-        commands += [recipe.eval_serve.format(model=ref) for ref in refs]
-    if recipe.train_launch:
-        for p in recipe.policies:
-            if getattr(p.config, "backend", "trl") != "verl":  # verl starts its own processes
-                path = recipe.run_dir / "train" / p.name / "study_train.yaml"
-                commands.append(f"{recipe.train_launch} -m medrlvr.cli train --config {path}")
-    return list(dict.fromkeys(commands))
-
-
 def _trust_file() -> Path:
-    from .models import cache_dir
+    from ..models import cache_dir
 
     return cache_dir() / "trusted-commands.json"
 
@@ -129,3 +109,16 @@ def launch_training(launch: str, config: Any, log: Callable[[str], None]) -> Non
     code = subprocess.run([*command, str(path)]).returncode
     if code:
         raise StageError(f"training {out.name} failed: `{' '.join(command)} {path}` exited with {code}")
+
+
+@contextlib.contextmanager
+def served_model(command: str | None, model: str, engine_options: dict[str, Any], log_dir: Path):
+    """The recipe's ``serve`` command for ``model`` running (its log in ``log_dir``) until the context ends."""
+    if not command:
+        yield
+        return
+    from ..engines.server import served
+
+    base_url = engine_options.get("base_url") or DEFAULT_BASE_URL
+    with served(command.format(model=model), base_url, log_path=log_dir / "server.log"):
+        yield

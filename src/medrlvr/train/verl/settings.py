@@ -1,6 +1,6 @@
 """What medrlvr hands verl: the settings only verl has (:class:`VerlSettings`, a recipe's ``train.verl``) and the
 full list of hydra overrides for ``verl.trainer.main_ppo`` (:func:`overrides`), every setting the shared train
-settings define mapped once onto verl's names. :mod:`medrlvr.verl_backend` writes them into the launch script.
+settings define mapped once onto verl's names. :mod:`medrlvr.train.verl.launch` writes them into the launch script.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import build
-from .errors import UserError
+from ...config import build
+from ...errors import UserError
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from ..config import TrainConfig
 
 ALGORITHMS = ("ppo", "grpo")
 ROLLOUTS = ("vllm", "sglang")
@@ -104,6 +104,11 @@ def settings(config: TrainConfig) -> VerlSettings:
             f"sequences over verl.nnodes x verl.n_gpus_per_node = {gpus} GPUs: make it a multiple"
         )
     return s
+
+
+def check(config: TrainConfig) -> None:
+    """verl's check of a train config (``backend: verl``): a one-line UserError naming the key, before anything runs."""
+    settings(config)
 
 
 def _check_shared(config: TrainConfig) -> None:
@@ -319,8 +324,10 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
     # trainer (trainer.use_v1) logs that it ignores max_num_gen_batches and refills until the batch is full.
     items.append(("algorithm.filter_groups.enable", config.dynamic_sampling))
     if config.rollout_importance_sampling:  # truncated importance sampling of the rollouts (TIS) at the same cap
-        items += [("algorithm.rollout_correction.rollout_is", ROLLOUT_IS[config.rollout_importance_sampling]),
-                  ("algorithm.rollout_correction.rollout_is_threshold", config.rollout_importance_sampling_max)]
+        items += [
+            ("algorithm.rollout_correction.rollout_is", ROLLOUT_IS[config.rollout_importance_sampling]),
+            ("algorithm.rollout_correction.rollout_is_threshold", config.rollout_importance_sampling_max),
+        ]
     if config.dynamic_sampling:
         items += [
             ("algorithm.filter_groups.metric", "reward"),

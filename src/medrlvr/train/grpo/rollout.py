@@ -28,10 +28,11 @@ import copy
 import math
 import random
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from ..engines import Sampling
+from ...engines import Sampling
 
 # --- the policy copy that samples ---------------------------------------------------------------------------
 
@@ -282,8 +283,9 @@ class Rollouts:
     # -- the copy and the engine --
 
     def _engine(self, trainer):
-        from ..engines.hf import TransformersEngine
-        from ..modeling import pick_dtype, register_decode_attention
+        from ...engines.cache import register_decode_attention
+        from ...engines.hf import TransformersEngine
+        from ...modeling import pick_dtype
 
         policy = trainer.accelerator.unwrap_model(trainer.model)
         if self.model is None:

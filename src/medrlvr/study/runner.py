@@ -16,40 +16,39 @@ it there, and a run with the old settings put back takes it back instead of reco
 the recipe's settings are checked (types, ranges, placeholders) and its model references resolved, so a typo
 stops the study with one line naming the recipe key.
 
-Commands. ``serve`` and ``train.launch`` run programs the recipe names. ``--plan`` lists every such command, and
-a study runs them only with ``allow_commands=True`` (``medrlvr run --allow-commands``) or once the user has
-confirmed exactly these commands (``medrlvr run`` asks at a terminal and remembers the sha256 of the command list
-in the cache directory; a changed command asks again). An OpenAI-compatible server at an address the recipe chose
-gets no API key unless the user configured the same address (``--base-url`` or ``$OPENAI_BASE_URL``), and a recipe
-cannot choose which environment variable is sent as the key.
+Commands (``serve``, ``train.launch``) run only once the user allowed them: :mod:`medrlvr.study.commands`.
 
 The run directory (``runs/NAME``) holds ``manifest.json``: the resolved recipe, data hashes, library versions, the
 project commit, and each stage's status, time and the process's peak memory so far.
 
-The recipe is read and checked by :mod:`medrlvr.recipe`; provenance (hashes, versions, memory) is
-:mod:`medrlvr.provenance`; the commands a recipe may run are :mod:`medrlvr.commands`; the stage folders' moves are
-:mod:`medrlvr.stagedirs`.
+The recipe is read and checked by :mod:`medrlvr.study.recipe`; provenance (hashes, versions, memory) is
+:mod:`medrlvr.study.provenance`; the commands a recipe may run are :mod:`medrlvr.study.commands`; the stage folders' moves are
+:mod:`medrlvr.study.stagedirs`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from ..data import DataError, load_eval_spec, load_pool, resolve_data_dir
+from ..errors import CommandsNotAllowed, RecipeError, StageError
+from ..evaluate import EvalConfig
+from ..rundir import eval_dir
+from ..select import SelectConfig
+from ..store import write_json
 from . import stagedirs
-from .commands import DEFAULT_BASE_URL, commands_trusted, launch_training, recipe_commands, trust_commands
-from .data import DataError, load_eval_spec, load_pool, resolve_data_dir
-from .errors import CommandsNotAllowed, RecipeError, StageError
+from .commands import commands_trusted, launch_training, served_model, trust_commands
 from .eta import announce
 from .eta import minutes as eta_text
-from .evaluate import EvalConfig, eval_dir
 from .provenance import (
     file_hash,
     library_versions,
@@ -61,12 +60,9 @@ from .provenance import (
     stable_hash,
     without,
 )
-from .recipe import Recipe, apply_overrides, load_recipe, plan
-from .select import SelectConfig
-from .store import write_json
-from .train import TrainConfig
+from .recipe import Recipe, apply_overrides, check_models, load_recipe, plan, recipe_commands
 
-# Kept importable from here for callers of the single-module study (medrlvr.study.load_recipe, ...).
+# Kept importable from here for callers of the single-module study (medrlvr.study.runner.load_recipe, ...).
 __all__ = [
     "CommandsNotAllowed", "RecipeError", "StageError", "Study", "apply_overrides", "commands_trusted",
     "load_recipe", "peak_rss_mb", "plan", "recipe_commands", "run_study", "trust_commands",
@@ -89,7 +85,7 @@ class Study:
         self.progress = progress
         self.log = log or (lambda line: print(line, flush=True))
         self.stages: list[dict[str, Any]] = []
-        self.stage_estimates: dict[str, float] = {}  # label -> seconds on this machine (medrlvr.eta.announce)
+        self.stage_estimates: dict[str, float] = {}  # label -> seconds on this machine (medrlvr.study.eta.announce)
         self.manifest: dict[str, Any] = {}
         self.started = time.perf_counter()
 
@@ -157,7 +153,7 @@ class Study:
         return "ran"
 
     def _reuse(self, kind: str, name: str, out: Path, kept: Path, key: str, outputs: Sequence[str]) -> str | None:
-        """"cached" when ``out`` holds the finished stage of ``key``, "restored" when ``kept`` (RUN/.previous/...) does
+        """ "cached" when ``out`` holds the finished stage of ``key``, "restored" when ``kept`` (RUN/.previous/...) does
         and it was moved back; None when the stage must run."""
         previous = stagedirs.marker(out)
         label = f"{kind} {name}".strip()
@@ -242,22 +238,22 @@ class Study:
     # -- stages --
 
     def _filters(self) -> None:
-        from .filter import filter_pool
+        from ..filter import filter_pool
 
         for entry in self.recipe.filters:
             out = self.run_dir / "filter" / entry.name
             inputs = {"config": without(entry.config, "engine_options"), "pool": self.pool_hash}
 
             def work(entry=entry, out=out):
-                with self._served(entry.serve, entry.config.model, entry.config.engine_options, out):
+                with served_model(entry.serve, entry.config.model, entry.config.engine_options, out):
                     filter_pool(self.pool, entry.config, out, progress=self.progress)
 
             self._stage("filter", entry.name, out, inputs, ["labels.jsonl", "stats.json"], work)
 
     def _selections(self) -> None:
-        from .decontam import decontaminate
-        from .filter import load_labels
-        from .select import run_selection
+        from ..data.decontam import decontaminate
+        from ..filter import load_labels
+        from ..select import run_selection
 
         evals = [r for records in self.decontam_sets.values() for r in records]
         kept, dropped = decontaminate(self.pool, evals) if evals else (self.pool, [])
@@ -298,12 +294,13 @@ class Study:
         self.manifest["data"]["identical_selections"] = groups
 
     def _trainings(self) -> None:
-        from .train import run as train
+        from ..train import run as train
 
         for policy in self.recipe.policies:
             out = self.run_dir / "train" / policy.name
             train_file = self.run_dir / "select" / policy.selection / "train.jsonl"
-            config = TrainConfig(**{**asdict(policy.config), "train_file": str(train_file), "output_dir": str(out)})
+            config = copy.copy(policy.config)  # built and checked once, when the recipe was read
+            config.train_file, config.output_dir = str(train_file), str(out)
             inputs = {"config": without(config, "train_file", "output_dir"), "train_file": file_hash(train_file)}
             final = "adapter" if config.lora or config.qlora else "model"
 
@@ -336,32 +333,50 @@ class Study:
         return models
 
     def _evaluations(self) -> None:
-        from .evaluate import run as evaluate
-
+        """Every model on every benchmark, one model at a time."""
         for name, ref, fingerprint in self._models():
+            self._evaluate_model(name, ref, fingerprint)
+            gc.collect()
 
-            def serve(config: EvalConfig, ref=ref, name=name):
-                return self._served(self.recipe.eval_serve, ref, config.engine_options, self.run_dir / "eval" / name)
+    def _evaluate_model(self, name: str, ref: str, fingerprint: str) -> None:
+        """One model on every benchmark: one engine, opened when its first uncached benchmark needs it (after the
+        recipe's ``serve`` command, if any) and closed after its last; each benchmark is one cached stage running
+        :func:`medrlvr.evaluate.evaluate`."""
+        from ..engines import get_engine
+        from ..evaluate import evaluate
 
-            def stage(spec, config: EvalConfig, out: Path, work, name=name, fingerprint=fingerprint):
-                shots = self.fewshot.get(spec.benchmark, [])
+        with contextlib.ExitStack() as stack:
+            engines: list[Any] = []
+
+            def engine(config: EvalConfig) -> Any:
+                if not engines:
+                    log_dir = self.run_dir / "eval" / name
+                    stack.enter_context(served_model(self.recipe.eval_serve, ref, config.engine_options, log_dir))
+                    engines.append(get_engine(config.engine, config.model, **config.engine_options))
+                    stack.callback(engines[0].close)
+                return engines[0]
+
+            for e in self.recipe.evals:
+                config = replace(e.config, model=ref)
+                out = eval_dir(self.run_dir, name, e.spec.label)
+                records, shots = self.eval_sets[e.spec.benchmark], self.fewshot.get(e.spec.benchmark, [])
+
+                def work(config=config, out=out, records=records, shots=shots, label=e.spec.label):
+                    evaluate(records, config, out, label, shots, engine=engine(config), progress=self.progress,
+                             fingerprint=fingerprint)  # fmt: skip
+
                 inputs = {
                     "config": without(config, "model", "engine_options", "chunk_size", "limit", "seed"),
                     "subsample": {"limit": config.limit, "seed": config.seed},
                     "model": fingerprint,
-                    "benchmark": spec.benchmark,
-                    "records": self.eval_hashes[spec.benchmark],
+                    "benchmark": e.spec.benchmark,
+                    "records": self.eval_hashes[e.spec.benchmark],
                     "fewshot": records_hash(shots) if shots else None,
                 }
-                self._stage("eval", f"{name} {spec.label}", out, inputs, ["results.json"], work, ("subsample",))
-
-            jobs = [(e.spec, EvalConfig(**{**asdict(e.config), "model": ref})) for e in self.recipe.evals]
-            evaluate(name, jobs, self.run_dir, sets=self.eval_sets, fewshot=self.fewshot, fingerprint=fingerprint,
-                         serve=serve, stage=stage, progress=self.progress)  # fmt: skip
-            gc.collect()
+                self._stage("eval", f"{name} {e.spec.label}", out, inputs, ["results.json"], work, ("subsample",))
 
     def _report(self) -> None:
-        from .report import report
+        from ..report import report
 
         names = self.recipe.model_names
         benchmarks = [e.name for e in self.recipe.evals]
@@ -388,17 +403,6 @@ class Study:
 
         self._stage("report", "", out, inputs, ["index.html", "table1.md"], work)
 
-    @contextlib.contextmanager
-    def _served(self, command: str | None, model: str, engine_options: dict[str, Any], log_dir: Path):
-        if not command:
-            yield
-            return
-        from .engines.server import served
-
-        base_url = engine_options.get("base_url") or DEFAULT_BASE_URL
-        with served(command.format(model=model), base_url, log_path=log_dir / "server.log"):
-            yield
-
     def _check_commands(self) -> None:
         commands = recipe_commands(self.recipe)
         if commands and not self.allow_commands and not commands_trusted(commands):
@@ -408,35 +412,13 @@ class Study:
                 "(medrlvr run RECIPE --plan) and run with --allow-commands, or confirm them at a terminal"
             )
 
-    def _check_models(self) -> None:
-        """Resolve every model reference the recipe names before any stage runs (and so before any output is
-        set aside): a typo is one line naming the recipe key, not a failed stage."""
-        from .models import ModelError, resolve
-
-        r = self.recipe
-        checks = [(f"filter[{i}].model", f.config.model) for i, f in enumerate(r.filters)
-                  if f.config.engine != "openai"]  # fmt: skip
-        train = r.raw.get("train") if isinstance(r.raw.get("train"), dict) else {}
-        own = train.get("policies") if isinstance(train.get("policies"), dict) else {}
-        for p in r.policies:
-            entry = own.get(p.name)
-            checks.append((f"train.policies.{p.name}.model" if isinstance(entry, dict) and "model" in entry
-                           else "train.model", p.config.model))  # fmt: skip
-        if r.eval_base and r.evals and r.evals[0].config.engine != "openai":
-            checks.append(("train.model (the base model, evaluated)", r.base_model))
-        for where, ref in dict.fromkeys(checks):
-            try:
-                resolve(ref)
-            except ModelError as e:
-                raise RecipeError(f"{r.source or r.name}: {where}: {e}") from None
-
     def run(self) -> Path:
         self._check_commands()
-        self._check_models()
+        check_models(self.recipe)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._load_data()
         self._write_manifest()
-        self.log(announce(self))  # the machine and what the stages left will take on it (medrlvr.eta)
+        self.log(announce(self))  # the machine and what the stages left will take on it (medrlvr.study.eta)
         self._filters()
         self._selections()
         self._trainings()

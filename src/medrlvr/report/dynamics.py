@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .extract import extract_answer, normalize_options
-from .rewards import format_reward
+from ..extract import extract_answer, normalize_options
+from ..rewards import format_reward
 
 DEFAULT_LETTERS = "ABCD"  # old completion logs carry no options: the demo's MCQ questions have four
 WINDOW = 5
@@ -146,7 +146,7 @@ def detect(text: str, options: Any = None, gold: str | None = None, tokenizer: A
 
 
 def _jsonl(path: str | Path) -> list[dict]:
-    from .store import read_jsonl
+    from ..store import read_jsonl
 
     return list(read_jsonl(path))
 

@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config as _config
+from .. import config as _config
+from ..config import checked, setting
+from ..data import BenchmarkSpec, resolve_data_dir
+from ..errors import RecipeError, UserError
+from ..evaluate import EvalConfig
+from ..filter import FilterConfig
+from ..models import slug
+from ..select import STRATEGIES, SelectConfig
+from ..train import TrainConfig
+from ..train import check as check_backend
 from .arms import expand
-from .commands import commands_trusted, key_policy, recipe_commands
-from .config import checked, setting
-from .data import BenchmarkSpec, resolve_data_dir
-from .errors import RecipeError, UserError
-from .evaluate import EvalConfig
-from .filter import FilterConfig
-from .models import slug
-from .select import STRATEGIES, SelectConfig
-from .train import TrainConfig
+from .commands import commands_trusted, key_policy
 
 SECTIONS = ("name", "description", "run_dir", "data", "filter", "select", "train", "eval", "report",
             "without_data_dir", "extends", "sweep")  # fmt: skip
@@ -94,7 +95,7 @@ class Recipe:
     report: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the recipe file
     raw: dict[str, Any] = field(default_factory=dict)  # the recipe as resolved (overrides applied)
-    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # medrlvr.arms: seeds, controls, sweep points
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # medrlvr.study.arms: seeds, controls, sweep points
     without_data_dir_applied: bool = False
 
     @property
@@ -265,7 +266,12 @@ def _policies(raw: dict[str, Any], path: Path, selection_names: list[str]) -> tu
         for key in ("train_file", "output_dir"):
             if key in entry:
                 raise RecipeError(f"{path}: train.policies.{name}.{key} is set by the study")
-        config = _build(TrainConfig, {**train_values, **entry}, f"{path}: train.policies.{name}")
+        where = f"{path}: train.policies.{name}"
+        config = _build(TrainConfig, {**train_values, **entry}, where)
+        try:
+            check_backend(config)  # a bad verl setting fails here, before anything runs (and in --plan)
+        except UserError as e:
+            raise RecipeError(f"{where}: {e}") from None
         policies.append(Policy(str(name), selection, config))
     if "base" in {p.name for p in policies}:
         raise RecipeError(f"{path}: train.policies: 'base' is the name of the untrained model; pick another")
@@ -341,6 +347,46 @@ def load_recipe(
         eval_serve=eval_serve, train_launch=launch, report=_mapping(raw.get("report"), f"{path}: report"),
         source=str(path), raw=raw, without_data_dir_applied=applied, arms=arms,
     )  # fmt: skip
+
+
+def check_models(r: Recipe) -> None:
+    """Resolve every model reference the recipe names before any stage runs (and so before any output is
+    set aside): a typo is one line naming the recipe key, not a failed stage."""
+    from ..models import ModelError, resolve
+
+    checks = [(f"filter[{i}].model", f.config.model) for i, f in enumerate(r.filters)
+              if f.config.engine != "openai"]  # fmt: skip
+    train = r.raw.get("train") if isinstance(r.raw.get("train"), dict) else {}
+    own = train.get("policies") if isinstance(train.get("policies"), dict) else {}
+    for p in r.policies:
+        entry = own.get(p.name)
+        checks.append((f"train.policies.{p.name}.model" if isinstance(entry, dict) and "model" in entry
+                       else "train.model", p.config.model))  # fmt: skip
+    if r.eval_base and r.evals and r.evals[0].config.engine != "openai":
+        checks.append(("train.model (the base model, evaluated)", r.base_model))
+    for where, ref in dict.fromkeys(checks):
+        try:
+            resolve(ref)
+        except ModelError as e:
+            raise RecipeError(f"{r.source or r.name}: {where}: {e}") from None
+
+
+def recipe_commands(recipe: Recipe) -> list[str]:
+    """Every program the recipe runs, written as it will run (servers for filter models and evaluated models, the
+    training launcher per policy)."""
+    commands = [f.serve.format(model=f.config.model) for f in recipe.filters if f.serve]
+    if recipe.eval_serve:
+        refs = [recipe.base_model] if recipe.eval_base else []
+        for p in recipe.policies:  # a server loads the merged policy (or the fully trained model)
+            final = "merged" if p.config.lora or p.config.qlora else "model"
+            refs.append(str(recipe.run_dir / "train" / p.name / final))
+        commands += [recipe.eval_serve.format(model=ref) for ref in refs]
+    if recipe.train_launch:
+        for p in recipe.policies:
+            if getattr(p.config, "backend", "trl") != "verl":  # verl starts its own processes
+                path = recipe.run_dir / "train" / p.name / "study_train.yaml"
+                commands.append(f"{recipe.train_launch} -m medrlvr.cli train --config {path}")
+    return list(dict.fromkeys(commands))
 
 
 def _cached(folder: Path) -> str:

@@ -4,7 +4,7 @@ parsed, so every expanded selection and policy is an ordinary recipe entry (chec
 - ``seeds: [0, 1]`` on ``train`` (every policy) or on one policy trains replicates ``NAME-seed0``, ``NAME-seed1``,
   each in its own folder, with ``seed`` set; the selection, filters and the base model's evaluation are shared.
 - ``control: random_reward`` on a policy replaces its reward by coin flips of the same mean (see
-  :mod:`medrlvr.grpo` for the reward); it is an arm like any other, and ``seeds`` replicate it.
+  :mod:`medrlvr.train.grpo` for the reward); it is an arm like any other, and ``seeds`` replicate it.
 - ``sweep:`` expands a grid into arms named after their values::
 
       sweep:
@@ -31,7 +31,7 @@ import copy
 import itertools
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 GRID_SECTIONS = ("select", "train", "filter")
 

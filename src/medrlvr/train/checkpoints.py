@@ -1,0 +1,67 @@
+"""Checkpoints and resumption: only a checkpoint whose writing finished is resumed, and a finished training is not
+trained again (nor continued with other settings)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig, TrainError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_MARKER = "medrlvr-complete.json"
+DONE_FILE = "train_done.json"
+# settings that do not change what is trained: a finished run with only these changed is the same run
+COSMETIC = ("output_dir", "logging_steps", "save_steps", "save_total_limit", "report_to", "sample_completions",
+            "merge")  # fmt: skip
+
+
+def last_complete_checkpoint(out: Path) -> Path | None:
+    """The newest checkpoint whose writing finished (transformers' ``get_last_checkpoint`` over the marked ones);
+    unfinished ones (a kill while saving) are moved aside to ``checkpoint-N.incomplete`` first, so that neither
+    resumption nor transformers' rotation takes them for checkpoints."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+    if not out.is_dir():
+        return None
+    for folder in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if folder.is_dir() and folder.name.split("-")[-1].isdigit() and not (folder / CHECKPOINT_MARKER).is_file():
+            aside = folder.with_name(f"{folder.name}.incomplete")
+            if aside.exists():
+                shutil.rmtree(aside)
+            folder.rename(aside)
+            log.warning("%s was not completely written (interrupted while saving); moved to %s", folder, aside.name)
+    last = get_last_checkpoint(str(out))
+    return Path(last) if last else None
+
+
+def _settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide what is trained (``COSMETIC`` ones left out)."""
+    return {k: v for k, v in values.items() if k not in COSMETIC}
+
+
+def check_previous(out: Path, config: TrainConfig) -> bool:
+    """True when ``out`` holds this exact training, finished. Raises when it holds another one (finished, or
+    checkpoints of other settings): continuing it would mix two trainings."""
+    previous = out / "train_config.json"
+    if not previous.is_file():
+        return False
+    try:
+        before = _settings(json.loads(previous.read_text()))
+    except ValueError:
+        return False
+    now = _settings(asdict(config))
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    finished = (out / DONE_FILE).is_file()
+    started = finished or any(out.glob("checkpoint-*"))
+    if changed and started:
+        raise TrainError(
+            f"{out} holds a {'finished' if finished else 'started'} training with other settings "
+            f"({', '.join(changed[:5])}); use another output_dir (or remove that one)"
+        )
+    return finished and not changed

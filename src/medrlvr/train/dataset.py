@@ -1,0 +1,72 @@
+"""The training questions and the trainer's dataset: a train.jsonl (test-split records refused), one row per
+question with the columns the rewards read and the prompt (GRPO, PPO) or prompt and target (SFT)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..prompts import render
+from .config import TrainConfig, TrainError
+
+
+def training_records(train_file: str | Path) -> list[Any]:
+    """The training questions (a train.jsonl or the selection folder holding one); test-split records are refused:
+    test splits are for evaluation only."""
+    from ..data import load_records_file
+
+    if not str(train_file):
+        raise TrainError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
+    path = Path(train_file)
+    return load_records_file(path / "train.jsonl" if path.is_dir() else path, pool=True)
+
+
+def check_size(records: Sequence[Any], config: TrainConfig) -> None:
+    need = config.batch_size * config.gradient_accumulation_steps
+    if len(records) < need:
+        raise TrainError(
+            f"{config.train_file} has {len(records)} questions; one optimizer step needs batch_size x "
+            f"gradient_accumulation_steps = {config.batch_size} x {config.gradient_accumulation_steps} = {need}"
+        )
+
+
+def _uses_chat(tokenizer, config: TrainConfig) -> bool:
+    """``config.chat``, or by default whether the tokenizer has a chat template."""
+    return config.chat if config.chat is not None else bool(getattr(tokenizer, "chat_template", None))
+
+
+def prompt_text(record, tokenizer, config: TrainConfig) -> str:
+    """The GRPO prompt as the text the model continues: the chat template applied (when the model has one), the
+    prefill appended. Both rollout engines (TRL's generate, medrlvr's) tokenize this same text."""
+    from ..modeling import render_prompt
+
+    return render_prompt(tokenizer, render(record, config.prompt, _uses_chat(tokenizer, config), config.prefill))
+
+
+def build_dataset(records, tokenizer, config: TrainConfig):
+    """The trainer's dataset: a row per question with the columns rewards read (id, answer, options as JSON,
+    subject) and the prompt (GRPO) or the prompt and target (SFT: the R1-Zero format with the explanation)."""
+    from datasets import Dataset
+
+    chat = _uses_chat(tokenizer, config)
+    rows = []
+    for r in records:
+        row = {
+            "id": r.id,
+            "answer": r.answer,
+            "options": json.dumps(dict(r.options), ensure_ascii=False),
+            "subject": r.subject,
+        }
+        if config.method == "grpo":
+            row["prompt"] = prompt_text(r, tokenizer, config)
+        else:  # SFT target: the R1-Zero format with the data's explanation (if any) as the reasoning
+            reasoning = r.explanation or f"The answer is {r.answer}."
+            target = f"<think>{reasoning}</think>\n<answer>{r.answer}</answer>"
+            if chat:
+                row["messages"] = [*render(r, config.prompt, chat), {"role": "assistant", "content": target}]
+            else:
+                row["prompt"], row["completion"] = render(r, config.prompt, chat), " " + target
+        rows.append(row)
+    return Dataset.from_list(rows)
