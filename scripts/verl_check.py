@@ -200,9 +200,9 @@ def check_the_check(config, model_path: str) -> list[str]:
 def check_prompt(case: str, config, model_path: str, rows) -> list[str]:
     from jinja2 import Environment
 
-    from medrlvr.train.verl import launch as verl_backend
     from medrlvr.prompts import plain_prompt
     from medrlvr.records import Record
+    from medrlvr.train.verl import launch as verl_backend
 
     if config.chat is not False:
         return []
@@ -255,9 +255,9 @@ def main() -> int:
     import datasets
     import verl
 
-    from medrlvr.train.verl import launch as verl_backend
     from medrlvr.data import load_benchmark
     from medrlvr.store import write_jsonl
+    from medrlvr.train.verl import launch as verl_backend
 
     records = load_benchmark("demo", "train")  # medrlvr's bundled questions: no data directory needed
     failures, lines = [], []
