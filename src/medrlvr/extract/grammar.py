@@ -33,7 +33,7 @@ after an answer cue), in this order:
                   | keyword? letter sep text     "B. Heparin", "(B) Heparin", "B (Heparin)": that letter's text
                   | text (letter)               "Heparin (B)"
                   | a pair of quotes or brackets around a reference
-       end       := one of . ! 。 : (and an end-of-sequence token a decoder left: "</s>", "<|im_end|>")
+       end       := . ! 。 : (any of them, never ?), or an end-of-sequence token a decoder left ("</s>")
 
    Frames, suffixes and wrappers come off one at a time, at most ``MAX_PEELS`` of them. A lowercase letter is a
    letter only when no option's text is itself a single letter (MedMCQA); case does not matter in frames, keywords
@@ -110,9 +110,8 @@ def _table(items: tuple[tuple[str, str], ...]) -> Table:
 
 
 def _strip_end(s: str, end: str = _END) -> str:
-    """Trailing white space and at most one closing mark."""
-    s = s.rstrip()
-    return s[:-1].rstrip() if s and s[-1] in end else s
+    """Trailing white space and closing marks ("The answer is B.." is B: the form "B." ends a sentence)."""
+    return s.rstrip().rstrip(end).rstrip()
 
 
 def _one(hits: list[str]) -> str | None:
@@ -124,13 +123,12 @@ def _letter(m: re.Match, table: Table) -> str | None:
     written after it, is that option's text."""
     groups = m.groupdict()
     letter = groups["p"] or groups["s"] or groups.get("c") or groups.get("b") or ""
-    if not ("A" <= letter.upper() <= "Z") or letter.upper() not in table.letters:
+    if not (letter.isascii() and letter.isalpha()) or letter.upper() not in table.letters:  # not "ı" for I
         return None
     if letter.islower() and not table.lowercase:
         return None
     text = m.group("text")
     if text is not None:
-        text = _strip_end(text)
         if len(text) > 2 and text[0] + text[-1] in _PAIRS:  # "B (Heparin)"
             text = text[1:-1]
         if text.casefold() != table.plain[letter.upper()]:
@@ -141,7 +139,7 @@ def _letter(m: re.Match, table: Table) -> str | None:
 def _reference(s: str, table: Table) -> str | None:
     """The option a whole string names, or None (the ``reference`` rule of the module docstring)."""
     for _ in range(MAX_PEELS):
-        s = _strip_end(s)
+        s = s.strip()
         if not s:
             return None
         if s in table.letters:  # before texts: CMMLU's option "A：" prepares to "A:", and "A" is the letter
@@ -154,7 +152,7 @@ def _reference(s: str, table: Table) -> str | None:
             return found
         if len(s) < 2 or s[0] + s[-1] not in _PAIRS:
             return None
-        s = s[1:-1]
+        s = _strip_end(s[1:-1])  # "(B.)"
     return None
 
 
@@ -162,7 +160,7 @@ def _read(s: str, table: Table) -> str | None:
     """``frame* reference suffix? end?``: take frames off the start and a suffix off the end until what is left is a
     reference."""
     for _ in range(MAX_PEELS + 1):
-        s = _strip_end(s.strip())
+        s = s.strip()
         found = _reference(s, table)
         if found is not None:
             return found
@@ -201,8 +199,8 @@ def strict_choice(
     text = prepare(span)
     eos = _EOS.search(text, max(0, len(text) - 32))
     text = text[: eos.start()] if eos else text
-    found = _read(text, table)
+    found = _read(_strip_end(text), table)
     if found is not None or not line:
         return found
     reason = language.REASON.search(text)
-    return _read(text[: reason.start()].rstrip(" ,;:-–—"), table) if reason else None
+    return _read(_strip_end(text[: reason.start()].rstrip(" ,;-–—")), table) if reason else None
