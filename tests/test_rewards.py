@@ -465,6 +465,34 @@ def test_400kb_adversarial_completion_reads_few_spans(name, monkeypatch):
     assert calls["choice"] <= extract.MAX_MATCHES and calls["number"] <= extract.MAX_MATCHES
 
 
+@pytest.mark.parametrize("name", list(ADVERSARIAL_UNITS))
+def test_400kb_adversarial_completion_reads_few_spans_with_the_grammar(name, monkeypatch):
+    """The strict grammar's share of the work is bounded the same way: on 400 KB of any bench unit the rewards hand
+    it at most a few MAX_MATCHES spans, and it reads (past an O(1) length check) only spans of at most MAX_SPAN
+    characters. Answer tags are counted with str.count, one pass."""
+    unit = ADVERSARIAL_UNITS[name]
+    head, unit, tail = unit if isinstance(unit, tuple) else ("", unit, "")
+    text = head + unit * (400_000 // len(unit)) + tail
+    spans, read = [], []
+    real_strict, real_read = extract.strict_choice, extract.grammar._read
+
+    def strict(span, options, line=False):
+        spans.append(span)
+        return real_strict(span, options, line)
+
+    def reading(s, table):
+        read.append(len(s))
+        return real_read(s, table)
+
+    monkeypatch.setattr(extract, "strict_choice", strict)
+    monkeypatch.setattr(extract.grammar, "_read", reading)
+    assert accuracy_reward([text], answer=["B"], options=[OPTS]) in ([0.0], [1.0])
+    assert choice_reward([text], options=[OPTS]) in ([0.0], [1.0])
+    assert compute_score("medqa", text, "B", {"options": OPTS}) in (0.0, 1.0)
+    assert len(spans) <= 3 * extract.MAX_MATCHES
+    assert len(read) <= 2 * len(spans) and all(n <= extract.MAX_SPAN for n in read)
+
+
 # Adversarial units in the languages of issue 21: cues, joiners, negations and strike-outs, repeated
 INTL_UNITS = [
     "Die Antwort ist ", "La réponse est B ou ", "Antwort: B oder\n", "答案是", "答案：B或", "故选", "不是B ", "~~", "<s>",
