@@ -814,6 +814,11 @@ def test_grammar_reads_the_benchmarks_options():
     # two options with one text name neither by that text; their letters still count
     shared = {"A": "x", "B": "Heparin", "C": "heparin"}
     assert strict("Heparin", shared) is None and strict("B. Heparin", shared) == "B"
+    # texts the benchmarks hold: brackets, quotes, a leading dash, a closing mark of their own
+    real = {"A": "(1,6)", "B": "-PCR for virus", "C": '"Let\'s talk about it."', "D": "不亦乐乎！", "E": "A："}
+    spans = ["A. (1,6)", "(A) (1,6)", "(B) -PCR for virus", "B. -PCR for virus", "C. \"Let's talk about it.\"",
+             "C) \"Let's talk about it.\"", "D. 不亦乐乎！", "(D) 不亦乐乎", "(1,6)", "A：", "E"]  # fmt: skip
+    assert [strict(s, real) for s in spans] == list("AABBCCDDAEE")
     # ten options (MMLU-Pro): I is a letter; a dotless ı, whose capital is I, is not
     ten = {letter: f"drug {letter}" for letter in "ABCDEFGHIJ"}
     assert strict("I", ten) == "I" and strict("(ı)", ten) is None and strict("ı", ten) is None

@@ -10,11 +10,12 @@ flexible matches side by side.
 :func:`strict_choice` reads one answer span (the content of the one ``<answer>`` block, a ``\\boxed{}``, or the line
 after an answer cue), in this order:
 
-1. **Clean characters.** A span holding a direction control (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069)
+1. **One option's text exactly as written** is that option (CMMLU has an option "A：", which NFKC makes "A:"; a
+   dataset's text may hold an invisible character of its own).
+2. **Clean characters.** A span holding a direction control (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069)
    is None: it can display as something other than what is read ("\\u202eA ton" displays as "not A"). So is a span
    with an invisible character (zero-width space or joiner, word joiner, soft hyphen, BOM ...) between two visible
    ones ("n\\u200bot A"): it hides a word. Invisible characters at the ends or next to white space are dropped.
-2. **One option's text exactly as written** is that option (CMMLU has an option "A：", which NFKC makes "A:").
 3. The span is then normalised as the flexible reader does (:func:`medrlvr.extract.choice.prepare`): NFKC (``Ｂ`` is
    ``B``), look-alike Cyrillic and Greek capitals as Latin, markdown (``**``, ``__``, backticks), ``$`` and LaTeX
    that only formats (``\\text{}``, ``\\textbf{}``, ``\\boxed{}``) dropped, a strike-out (``~~B~~``, ``\\sout``,
@@ -84,8 +85,10 @@ _END = ".!。:"
 _EOS = re.compile(r"(?:</s>|<eos>|<end_of_turn>|<\|[a-z_]{1,20}\|>)$")
 _KEYWORD = "|".join(language.OPTION_WORDS)
 _BRACKETED = r"\((?P<p>\w)\)|\[(?P<s>\w)\]|【(?P<c>\w)】|(?P<b>\w)\)?"
-_LETTER = re.compile(rf"(?:(?i:{_KEYWORD}) ?[:#]? ?)?(?:{_BRACKETED})(?:(?: ?[.:\-–—] ?| )(?P<text>.+))?")
+# a letter, then nothing or a separator and its text ("B. Heparin", "(B) -PCR", "B (Heparin)")
+_LETTER = re.compile(rf"(?:(?i:{_KEYWORD}) ?[:#]? ?)?(?:{_BRACKETED})(?P<text>[ .:\-–—].*)?")
 _TEXT_LETTER = re.compile(r"(?P<text>.+?) ?(?:\((?P<p>\w)\)|\[(?P<s>\w)\])")
+_SEPARATORS = ".:-–—"
 _PAIRS = {"()", "[]", "【】", '""', "''", "“”", "‘’", "«»", "「」", "『』"}
 
 
@@ -94,13 +97,13 @@ class Table(NamedTuple):
 
     letters: tuple[str, ...]
     written: dict[str, str]  # letter -> text as written (NFKC, casefolded, spaces collapsed)
-    plain: dict[str, str]  # letter -> text prepared as a span is, casefolded, without a final full stop
+    plain: dict[str, str]  # letter -> text prepared as a span is, casefolded, without end marks
     lowercase: bool  # a lowercase letter can be a letter: no option's text is a single letter
 
 
 @lru_cache(maxsize=512)
 def _table(items: tuple[tuple[str, str], ...]) -> Table:
-    plain = {k: _strip_end(prepare(v), ".。").casefold() for k, v in items}
+    plain = {k: _strip_end(prepare(v)).casefold() for k, v in items}  # a span's end marks are stripped too
     return Table(
         letters=tuple(k for k, _ in items),
         written={k: _soft(v) for k, v in items},
@@ -128,12 +131,20 @@ def _letter(m: re.Match, table: Table) -> str | None:
     if letter.islower() and not table.lowercase:
         return None
     text = m.group("text")
-    if text is not None:
-        if len(text) > 2 and text[0] + text[-1] in _PAIRS:  # "B (Heparin)"
-            text = text[1:-1]
-        if text.casefold() != table.plain[letter.upper()]:
-            return None
+    if text is not None and table.plain[letter.upper()] not in _texts(text):
+        return None
     return letter.upper()
+
+
+def _texts(written: str) -> set[str]:
+    """What an option's text after its letter may be: the rest, without a separator ("B. Heparin"), without a pair
+    of brackets or quotes around it ("B (Heparin)"), casefolded; the rest as it is too ("(B) -PCR", "C. (1,6)")."""
+    text = written.strip()
+    found = {text}
+    if text[:1] in _SEPARATORS:
+        found.add(text[1:].strip())
+    found.update(t[1:-1].strip() for t in list(found) if len(t) > 2 and t[0] + t[-1] in _PAIRS)
+    return {t.casefold() for t in found}
 
 
 def _reference(s: str, table: Table) -> str | None:
@@ -188,14 +199,15 @@ def strict_choice(
     if not isinstance(span, str) or len(span) > MAX_SPAN:
         return None
     opts = normalize_options(options)
-    if not opts or _BIDI.search(span) or _HIDDEN.search(span):
+    if not opts:
         return None
     table = _table(tuple(opts.items()))
-    if len(span.strip()) > 1:  # an option's text exactly as written
-        soft = _soft(span)
-        found = _one([k for k, t in table.written.items() if t and t == soft])
+    if len(span.strip()) > 1:  # an option's text exactly as written (its invisible characters are the dataset's)
+        found = _one([k for k, t in table.written.items() if t and t == _soft(span)])
         if found is not None:
             return found
+    if _BIDI.search(span) or _HIDDEN.search(span):
+        return None
     text = prepare(span)
     eos = _EOS.search(text, max(0, len(text) - 32))
     text = text[: eos.start()] if eos else text
