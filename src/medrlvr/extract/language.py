@@ -1,4 +1,5 @@
-"""The language rules of answer extraction, as data: cue words, negations, joining words, clause ends.
+"""The language rules of answer extraction, as data: cue words, negations, joining words, clause ends, and the
+answer frames that the strict grammar of the training rewards allows around an option.
 
 The languages are those of the benchmarks medrlvr loads (English; Chinese: CMMLU, MedQA's Chinese sets) and the
 common European ones a multilingual policy writes in (German, French, Spanish, Italian, Portuguese, Dutch). A policy
