@@ -184,6 +184,26 @@ def test_real_data_counts_and_gold(real_data, name, split):
         assert sum(scores) / len(scores) > 0.999
 
 
+@pytest.mark.parametrize("name, split", [key for key in OFFICIAL if key[0] != "gsm8k"])
+def test_real_gold_options_pay_in_every_clean_form(real_data, name, split):
+    """The rewards pay only what the strict answer grammar accepts: every gold option, written as its letter with its
+    text ("B. text", "(B) text"), and as its text alone where that text is unique and not a letter, still pays."""
+    records = load_benchmark(name, split, real_data)
+    forms = ["<answer>{r.answer}. {r.answer_text}</answer>", "<answer>({r.answer}) {r.answer_text}</answer>"]
+    for form in forms:
+        texts = [form.format(r=r) for r in records]
+        scores = accuracy_reward(texts, answer=[r.answer for r in records], options=[dict(r.options) for r in records])
+        assert [t for t, x in zip(texts, scores) if x != 1.0] == []
+    unique = [
+        r for r in records
+        if list(map(str.casefold, r.options.values())).count(r.answer_text.casefold()) == 1
+        and len(r.answer_text.strip()) > 1
+    ]  # fmt: skip
+    texts = [f"<answer>{r.answer_text}</answer>" for r in unique]
+    scores = accuracy_reward(texts, answer=[r.answer for r in unique], options=[dict(r.options) for r in unique])
+    assert [t for t, x in zip(texts, scores) if x != 1.0] == []
+
+
 def test_real_data_known_figures(real_data):
     mmlu = load_benchmark("mmlu", "test", real_data, subjects="medical")
     assert Counter(r.subject for r in mmlu) == {

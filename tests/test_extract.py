@@ -739,3 +739,249 @@ def test_generated_number_hedges_never_pay(a, b, hedge, fmt):
 def test_generated_numbers_pay(n, dress, fmt):
     text = fmt.format(dress.format(n))
     assert extract_number(text).answer == str(n), text
+
+
+# --- the strict answer grammar of the training rewards (medrlvr.extract.grammar) ------------------------------------
+# The rewards pay what the grammar accepts instead of refusing what a list of negations matches: lists leak.
+
+GRAMMAR_ACCEPTS = [
+    # (span, letter), options DRUGS
+    ("B", "B"), (" (B) ", "B"), ("B.", "B"), ("B!", "B"), ("[B]", "B"), ("【B】", "B"), ("b)", "B"), ("**B**", "B"),
+    ("__B__", "B"), ("`B`", "B"), ("$B$", "B"), ("\\text{B}", "B"), ("\\boxed{\\textbf{B}}", "B"), ("Ｂ", "B"),
+    ("（Ｂ）", "B"), ("Ⓑ", "B"), ("\u0412", "B"), ('"B"', "B"), ("«B»", "B"), ("b", "B"), ("option b", "B"),
+    ("Option: B", "B"), ("choice (b)", "B"), ("letter B", "B"), ("opción B", "B"), ("选项B", "B"), ("B项", "B"),
+    ("Heparin", "B"), ("heparin.", "B"), ("B. Heparin", "B"), ("B) heparin", "B"), ("(B) Heparin", "B"),
+    ("B: Heparin", "B"), ("B - Heparin", "B"), ("B (Heparin)", "B"), ("Heparin (B)", "B"), ("**B. Heparin**", "B"),
+    ("The answer is B", "B"), ("the answer is: (B).", "B"), ("The correct answer is B", "B"),
+    ("The best option would be B", "B"), ("My final answer is B", "B"), ("Answer: B", "B"), ("Final answer: B", "B"),
+    ("### Answer: B", "B"), ("**Answer:** B", "B"), ("Answer: The correct option is B.", "B"),
+    ("Answer: Heparin", "B"), ("B is correct", "B"), ("B is the correct answer.", "B"), ("答案是B", "B"),
+    ("答案为：B", "B"), ("答案：B", "B"), ("正确答案是（B）", "B"), ("正确选项为B", "B"), ("故选B。", "B"),
+    ("选B", "B"), ("B正确", "B"), ("Die Antwort ist B", "B"), ("Die richtige Antwort lautet: B", "B"),
+    ("Antwort: B", "B"), ("B ist richtig", "B"), ("La réponse est B", "B"), ("La bonne réponse est (B).", "B"),
+    ("Réponse : B", "B"), ("B est correcte", "B"), ("La respuesta correcta es B", "B"), ("Respuesta: B", "B"),
+    ("La risposta è B", "B"), ("Risposta: B", "B"), ("A resposta é B", "B"), ("Resposta final: B", "B"),
+    ("Het antwoord is B", "B"), ("Het juiste antwoord is B", "B"), ("Antwoord: B", "B"),
+    ("\u200bB", "B"), ("B\ufeff", "B"), ("\u00ad B \u200d", "B"),  # invisible characters at the ends: dropped
+    ("B</s>", "B"), ("B<|im_end|>", "B"),  # an end-of-sequence token a decoder left
+    ("A", "A"), ("D. Clopidogrel", "D"), ("B..", "B"), ("B!!", "B"),
+]  # fmt: skip
+
+GRAMMAR_REFUSES = [
+    # the issue's fuzzed answers, paid by the list-based reader for the letter they reject
+    "A ✗", "A ❌", "¬A", "≠ A", "A is a distractor", "avoid A", "A is implausible", "A would be a mistake", "n-o-t A",
+    "A scheidet aus", "A est fausse", "A est faux", "A está mal", "A valt af",
+    "\u202eA ton\u202c",  # a right-to-left override: displays as "not A"
+    "n\u2066ot B",  # an invisible isolate inside "not"
+    # direction controls anywhere, invisible characters inside a word
+    "\u202bB\u202c", "B\u200e", "\u2067B\u2069", "n\u200bot A", "no\u00adt A", "B\u200bB",
+    # a word outside the frame, a second option, a symbol, a question
+    "B?", "B ✓", "B, C", "B or C", "B C", "D C", "A B C D", "AB", "B. Aspirin", "A. Heparin",
+    "Aspirin (B)", "B. Heparin (B)", "maybe B", "probably B", "I think B", "I think the answer is B", "B for sure",
+    "Therefore, the answer is B", "The answer is B because heparin", "B because", "answer B", "Answer B",
+    "The answer is not B", "The answer isn't B", "not B", "B is not correct", "B is incorrect", "B ist nicht richtig",
+    "B不正确", "B是不正确的", "不是B", "不应选B", "答案不是B", "~~B~~", "<del>B</del>", "<s>B</s>", "\\sout{B}",
+    "\\cancel{B}", "B\u0336", "\\neq B", "$\\ne B$", "(B", "B]", "((B))((", "B (Heparin", "Heparins", "Hep",
+    "E", "(E)", "option E", "", " ", ".", "()", "答案是", "The answer is", "Answer:", "B</s> C", "<b>B</b>",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("span, letter", GRAMMAR_ACCEPTS)
+def test_grammar_accepts_clean_answers(span, letter):
+    assert extract.strict_choice(span, DRUGS) == letter
+
+
+@pytest.mark.parametrize("span", GRAMMAR_REFUSES)
+def test_grammar_refuses_everything_else(span):
+    assert extract.strict_choice(span, DRUGS) is None
+
+
+def test_grammar_reads_the_benchmarks_options():
+    strict = extract.strict_choice
+    # MedMCQA: option texts that are letters; a bare capital is the letter, a bare lowercase the text
+    letters_as_texts = {"A": "a", "B": "c", "C": "bc", "D": "ad"}
+    assert [strict(s, letters_as_texts) for s in ("C", "c", "bc", "(C)", "(c)")] == ["C", "B", "C", "C", "B"]
+    # CMMLU: an option's text exactly as written beats the letter NFKC makes of it
+    colons = {"A": "B：", "B": "C：", "C": "D：", "D": "A："}
+    assert [strict(s, colons) for s in ("A：", "A", "(A)")] == ["D", "A", "A"]
+    assert strict("答案是阿司匹林", ZH) == "A" and strict("氯吡格雷", ZH) == "D" and strict("D. 氯吡格雷", ZH) == "D"
+    # PubMedQA: "no" and "maybe" are options, not a negation and a hedge
+    yes_no = {"A": "yes", "B": "no", "C": "maybe"}
+    assert [strict(s, yes_no) for s in ("no", "Maybe.", "The answer is no", "yes or no")] == ["B", "C", "B", None]
+    # option texts that hold words the grammar refuses elsewhere are still one option each
+    tricky = {"A": "Both A and B", "B": "None of the above", "C": "Not applicable", "D": "A is correct"}
+    assert [strict(s, tricky) for s in ("Both A and B", "C. Not applicable", "A is correct", "D")] == list("ACDD")
+    # two options with one text name neither by that text; their letters still count
+    shared = {"A": "x", "B": "Heparin", "C": "heparin"}
+    assert strict("Heparin", shared) is None and strict("B. Heparin", shared) == "B"
+    # texts the benchmarks hold: brackets, quotes, a leading dash, a closing mark of their own
+    real = {"A": "(1,6)", "B": "-PCR for virus", "C": '"Let\'s talk about it."', "D": "不亦乐乎！", "E": "A："}
+    spans = ["A. (1,6)", "(A) (1,6)", "(B) -PCR for virus", "B. -PCR for virus", "C. \"Let's talk about it.\"",
+             "C) \"Let's talk about it.\"", "D. 不亦乐乎！", "(D) 不亦乐乎", "(1,6)", "A：", "E"]  # fmt: skip
+    assert [strict(s, real) for s in spans] == list("AABBCCDDAEE")
+    # ten options (MMLU-Pro): I is a letter; a dotless ı, whose capital is I, is not
+    ten = {letter: f"drug {letter}" for letter in "ABCDEFGHIJ"}
+    assert strict("I", ten) == "I" and strict("(ı)", ten) is None and strict("ı", ten) is None
+    # options as a list; a letter beyond them is nothing
+    assert strict("B", ["x", "y"]) == "B" and strict("C", ["x", "y"]) is None
+
+
+def test_grammar_never_reads_a_line_past_its_reason():
+    """After an answer cue, a reason ends the answer ("B because ..."); nothing else is cut, so a second sentence that
+    names or rejects an option is read with the answer, and refused."""
+    strict = extract.strict_choice
+    assert strict("B because it acts on antithrombin", DRUGS, line=True) == "B"
+    assert strict("B, since A is not indicated", DRUGS, line=True) == "B"
+    assert strict("B weil A nicht wirkt", DRUGS, line=True) == "B"
+    assert strict("B，因为肝素", DRUGS, line=True) == "B"
+    assert strict("B because it acts on antithrombin", DRUGS) is None  # an answer block holds the answer only
+    assert strict("B. Warfarin is also possible.", DRUGS, line=True) is None
+    assert strict("B. Or C.", DRUGS, line=True) is None
+    assert strict("A, which is a distractor", DRUGS, line=True) == "A"  # the answer is A; the rest is its reason
+
+
+# Clear answers of the tables above that the training rewards' reading now refuses (evaluation's flexible reading
+# still pays them: their rows above are unchanged). Each says something beside the one option, which the strict
+# grammar does not read: a word of doubt, an "I think", a second sentence or a comment after the answer.
+REFUSED_BY_THE_GRAMMAR = {
+    "The answer is most likely B": "a word of doubt",
+    "<answer>可能是B</answer>": "a word of doubt ('maybe B')",
+    "Answer: I think it is C": "an 'I think'",
+    "The answer is C. Warfarin inhibits vitamin K epoxide reductase.": "a second sentence on the answer's line",
+    "The answer is B. A heparin drip is started at once.": "a second sentence on the answer's line",
+    "答案是B。肝素是正确的。": "a second sentence on the answer's line",
+    "答案是B（不稳定型心绞痛）": "a comment after the answer",
+    "答案是B，非霍奇金淋巴瘤": "a comment after the answer",
+    "答案是B，需要鉴别诊断": "a comment after the answer",
+    "答案是B：手术切除": "a comment after the answer",
+    "The answer is B (non-Hodgkin lymphoma)": "a comment after the answer",
+}
+
+CLEAR_TABLES = [
+    *[(text, letter, DRUGS) for text, letter in PAYS + INTL_PAYS],
+    *[(text, letter, DRUGS) for text, letter in ISSUE_21_GUARDS if letter is not None],
+    *[(text, letter, ZH) for text, letter in ZH_PAYS],
+    *[(text, letter, OPTS) for text, letter, _ in CHOICE_CASES if letter is not None],
+]
+REFUSING_TABLES = [
+    *[(text, DRUGS) for text, _ in NEVER_PAYS],
+    *[(text, DRUGS) for text, _ in INTL_NEVER_PAYS],
+    *[(text, DRUGS) for text, letter in ISSUE_21_GUARDS if letter is None],
+    *[(text, OPTS) for text, _ in HACKS],
+    *[(text, OPTS) for text, letter, _ in CHOICE_CASES if letter is None],
+]
+
+
+@pytest.mark.parametrize("text, letter, options", CLEAR_TABLES)
+def test_clear_answer_tables_through_the_grammar(text, letter, options):
+    if text in REFUSED_BY_THE_GRAMMAR:
+        assert extract_answer(text, options, grammar=True) is None, REFUSED_BY_THE_GRAMMAR[text]
+        assert extract_answer(text, options) == letter
+    else:
+        assert extract_answer(text, options, grammar=True) == letter
+
+
+@pytest.mark.parametrize("text, options", REFUSING_TABLES)
+def test_refusing_tables_through_the_grammar(text, options):
+    assert extract_answer(text, options, grammar=True) is None
+
+
+def test_grammar_wants_one_answer_block():
+    """A second ``<answer>`` or ``</answer>`` anywhere, or one without its pair: no answer, for numbers too."""
+    for text in ["<answer>A<answer>B</answer>", "<answer>A</answer>\n<answer>B", "<answer>B</answer></answer>"]:
+        assert extract_choice(text, DRUGS).answer is not None  # the flexible reading picks one
+        assert extract_choice(text, DRUGS, grammar=True) == (None, "answer_tag")
+    assert extract_number("<answer>18<answer>19</answer>").answer == "19"
+    assert extract_number("<answer>18<answer>19</answer>", grammar=True) == (None, "answer_tag")
+    assert extract_number("<answer>18</answer>", grammar=True).answer == "18"
+    assert extract_number("<answer>18", grammar=True).answer is None  # not "the last number"
+    assert extract_answer("#### 18", grammar=True) == "18"  # no tags: read as before
+
+
+@settings(max_examples=300, deadline=None)
+@given(pick=answer_and_form(), fmt=st.sampled_from(FORMATS), noise=NOISE)
+def test_generated_clear_answers_pay_through_the_grammar(pick, fmt, noise):
+    letter, form = pick
+    text = fmt.format(form, noise=noise)
+    assert extract_answer(text, DRUGS, grammar=True) == letter, text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gold=GOLD, other=GOLD, data=st.data(), joiner=st.sampled_from(HEDGE_JOINERS), fmt=st.sampled_from(FORMATS),
+    gold_first=st.booleans(), noise=NOISE, negation=st.sampled_from(NEGATIONS),
+)  # fmt: skip
+def test_generated_hedges_and_negations_never_pay_through_the_grammar(
+    gold, other, data, joiner, fmt, gold_first, noise, negation
+):
+    if other == gold:
+        other = "ABCD"[("ABCD".index(gold) + 1) % 4]
+    first = data.draw(st.sampled_from(letter_forms(gold)))
+    second = data.draw(st.sampled_from(letter_forms(other)))
+    hedge = first + joiner + second if gold_first else second + joiner + first
+    assert extract_answer(fmt.format(hedge, noise=noise), DRUGS, grammar=True) is None, hedge
+    assert extract_answer(fmt.format(negation.format(first), noise=noise), DRUGS, grammar=True) is None
+
+
+# Words and marks that are no frame, keyword or option text: one of them beside a clean answer makes it unclean
+STRAY = st.one_of(
+    st.from_regex(r"[a-z]{2,9}", fullmatch=True).filter(
+        lambda w: w != "is" and w not in extract.language.OPTION_WORDS and w not in map(str.casefold, DRUGS.values())
+    ),
+    st.sampled_from(
+        ["✗", "❌", "¬", "≠", "?", "✓", "→", "~", "n't", "×", "nope", "不", "非", "nicht", "falsch", "faux"]
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pick=answer_and_form(), stray=STRAY, before=st.booleans(), fmt=st.sampled_from(FORMATS[:3]), noise=NOISE)
+def test_any_stray_word_beside_an_answer_pays_nothing(pick, stray, before, fmt, noise):
+    """In an answer block or a box there is no room for anything but the answer and its frame."""
+    _, form = pick
+    span = f"{stray} {form}" if before else f"{form} {stray}"
+    assert extract_answer(fmt.format(span, noise=noise), DRUGS, grammar=True) is None, span
+
+
+ANY_OPTIONS = st.one_of(
+    st.just(DRUGS), st.just(ZH), st.lists(st.text(max_size=12), max_size=10),
+    st.dictionaries(st.text(max_size=2), st.one_of(st.text(max_size=12), st.none()), max_size=10),
+)  # fmt: skip
+GRAMMARY = st.lists(
+    st.sampled_from(
+        list("ABCDabE ().:!?*$\\{}[]【】（）「」\"'\u200b\u202e\u2066\u00ad\u0336")
+        + ["The answer is ", "Answer: ", "答案是", "答案：", "选项", "项", " is correct", "option ", "Heparin", "\\text{",
+           "\\boxed{", "</s>", "<|im_end|>", "Die Antwort ist ", "not ", "正确", "\n"]
+    ),
+    max_size=40,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    span=st.one_of(GRAMMARY, st.text(max_size=200), st.text(st.characters(codec=None), max_size=80)),
+    options=ANY_OPTIONS,
+)
+def test_grammar_never_raises_and_does_bounded_work(span, options):
+    """Any span, any options: a letter of the options or None, never an exception. The work is bounded by
+    construction: the reference reader runs at most MAX_PEELS + 1 times per read (twice for a cue's line), each time
+    over at most MAX_SPAN characters, with anchored single-pass regular expressions."""
+    grammar = extract.grammar
+    calls = []
+    real = grammar._reference
+
+    def counting(s, table):
+        calls.append(len(s))
+        return real(s, table)
+
+    grammar._reference = counting
+    try:
+        found = extract.strict_choice(span, options)
+        found_line = extract.strict_choice(span, options, line=True)
+    finally:
+        grammar._reference = real
+    letters = extract.normalize_options(options)
+    assert found is None or found in letters
+    assert found_line is None or found_line in letters
+    assert len(calls) <= 3 * (grammar.MAX_PEELS + 1)
+    assert all(n <= extract.MAX_SPAN for n in calls)

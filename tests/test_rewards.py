@@ -8,6 +8,7 @@ from medrlvr import extract
 from medrlvr.bench import ADVERSARIAL_UNITS
 from medrlvr.rewards import (
     accuracy_reward,
+    choice_reward,
     compute_score,
     format_reward,
     get_reward,
@@ -82,6 +83,106 @@ ISSUE_21 = [
 def test_issue_21_languages_and_strike_outs(text, gold, score):
     assert accuracy_reward([text], answer=[gold], options=[DRUGS]) == [score]
     assert compute_score("cmmlu", text, gold, {"options": DRUGS}) == score
+
+
+# The rewards refused what a list of negations matched, and lists leak. Each of these was paid for the letter it
+# rejects (the last two: for one of their two answers) until the rewards paid only what the strict answer grammar
+# accepts (medrlvr.extract.grammar).
+LEAKS = [
+    # (completion, the letter the old reward paid)
+    ("<answer>A ✗</answer>", "A"),
+    ("<answer>A ❌</answer>", "A"),
+    ("<answer>¬A</answer>", "A"),
+    ("<answer>≠ A</answer>", "A"),
+    ("<answer>A is a distractor</answer>", "A"),
+    ("<answer>avoid A</answer>", "A"),
+    ("<answer>A is implausible</answer>", "A"),
+    ("<answer>A would be a mistake</answer>", "A"),
+    ("<answer>n-o-t A</answer>", "A"),
+    ("<answer>A scheidet aus</answer>", "A"),
+    ("<answer>A est fausse</answer>", "A"),  # while "A est faux" was refused
+    ("<answer>A está mal</answer>", "A"),
+    ("<answer>A valt af</answer>", "A"),
+    ("<answer>\u202eA ton\u202c</answer>", "A"),  # a right-to-left override: displays as "not A"
+    ("<answer>n\u2066ot B</answer>", "B"),  # an invisible isolate inside "not"
+    ("<answer>A<answer>B</answer>", "B"),  # two answers, one block: paid the second
+    ("<answer>A</answer>\n<answer>B", "A"),  # two answers, the second unclosed: paid the first
+]
+
+
+@pytest.mark.parametrize("text, gold", LEAKS)
+def test_only_a_clean_answer_pays(text, gold):
+    """Every reward that reads a multiple-choice answer: accuracy, verl's compute_score, and choice (which pays any
+    one option, right or wrong)."""
+    assert accuracy_reward([text], answer=[gold], options=[DRUGS]) == [0.0]
+    assert compute_score("medqa", text, gold, {"options": DRUGS}) == 0.0
+    assert choice_reward([text], options=[DRUGS]) == [0.0]
+
+
+@pytest.mark.parametrize(
+    "wrap", ["<think>r</think>\n<answer>{}</answer>", "\\boxed{{{}}}", "The answer is {}", "Answer: {}"]
+)
+@pytest.mark.parametrize(
+    "answer", [text[len("<answer>") : -len("</answer>")] for text, _ in LEAKS[:15]] + ["A est faux"]
+)
+def test_leaks_pay_nothing_in_any_format(wrap, answer):
+    text = wrap.format(answer)
+    gold = "B" if answer.endswith("B") else "A"
+    assert accuracy_reward([text], answer=[gold], options=[DRUGS]) == [0.0], text
+    assert compute_score("medqa", text, gold, {"options": DRUGS}) == 0.0, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<answer>A</answer><answer>B</answer>", "<answer>B</answer><answer>B</answer>", "<answer>B</answer></answer>",
+        "<answer><answer>B</answer>", "</answer><answer>B</answer>", "<answer>B", "B</answer>",
+        "<think><answer>A</answer></think><answer>B</answer>", "<think>x<answer>B</answer></think>",
+        "<answer>B</answer>\\boxed{B} <answer>",
+    ],
+)  # fmt: skip
+def test_answer_tags_must_be_one_block(text):
+    """A second ``<answer>`` or ``</answer>`` anywhere, a tag without its pair, or a block inside the reasoning: not
+    one answer, whatever the tags hold (numbers too)."""
+    assert accuracy_reward([text], answer=["B"], options=[DRUGS]) == [0.0], text
+    assert choice_reward([text], options=[DRUGS]) == [0.0], text
+    number = text.replace("B", "18").replace("A", "19")
+    assert accuracy_reward([number], answer=["18"]) == [0.0], number
+    assert choice_reward([number]) == [0.0], number
+
+
+CLEAN = [
+    # clean answers of option B in the forms models write, in the benchmarks' languages: they pay B
+    "<answer>B</answer>", "<answer> (B) </answer>", "<answer>B.</answer>", "<answer>[B]</answer>",
+    "<answer>**B**</answer>", "<answer>$\\boxed{B}$</answer>", "<answer>\\text{B}</answer>", "<answer>Ｂ</answer>",
+    "<answer>（Ｂ）</answer>", "<answer>b</answer>", "<answer>b)</answer>", "<answer>option b</answer>",
+    "<answer>Choice (B)</answer>", "<answer>Heparin</answer>", "<answer>HEPARIN</answer>",
+    "<answer>B. Heparin</answer>", "<answer>B) Heparin</answer>", "<answer>(B) heparin</answer>",
+    "<answer>B: Heparin</answer>", "<answer>B (Heparin)</answer>", "<answer>Heparin (B)</answer>",
+    "<answer>**B. Heparin**</answer>", "<answer>The answer is B</answer>",
+    "<answer>The correct option is (B).</answer>", "<answer>Answer: B</answer>",
+    "<answer>**Final Answer:** B</answer>", "<answer>Answer: The correct answer is B.</answer>",
+    "<answer>B is correct</answer>",
+    "<answer>B is the correct answer.</answer>", "<answer>答案是B</answer>", "<answer>答案：B</answer>",
+    "<answer>正确答案为（B）</answer>", "<answer>B项</answer>", "<answer>故选B。</answer>", "<answer>选B</answer>",
+    "<answer>Die Antwort ist B</answer>", "<answer>Antwort: B</answer>", "<answer>B ist richtig</answer>",
+    "<answer>La réponse est B</answer>", "<answer>Réponse : B</answer>",
+    "<answer>La respuesta correcta es B.</answer>", "<answer>Respuesta: B</answer>",
+    "<answer>La risposta è B</answer>", "<answer>A resposta é B</answer>",
+    "<answer>Het antwoord is B</answer>", "<answer>Antwoord: B</answer>",
+    "<answer>\u200bB\ufeff</answer>",  # invisible characters at the ends are dropped
+    "<think>A is wrong, not A, maybe C</think>\n<answer>B</answer>\n", "<answer>B</answer></s>",
+    "\\boxed{B}", "So \\boxed{\\text{(B) Heparin}}.", "The answer is (B).", "Answer: B", "Final answer: **B**",
+    "答案：B", "Die Antwort ist B, weil Heparin sofort wirkt", "The answer is B</s>",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", CLEAN)
+def test_clean_answers_pay(text):
+    assert accuracy_reward([text], answer=["B"], options=[DRUGS]) == [1.0], text
+    assert accuracy_reward([text], answer=["A"], options=[DRUGS]) == [0.0], text
+    assert compute_score("medqa", text, "B", {"options": DRUGS}) == 1.0, text
+    assert choice_reward([text], options=[DRUGS]) == ([1.0] if "<answer>" in text else [0.0]), text
 
 
 def test_rows_without_a_gold_answer_cannot_be_scored():
@@ -362,6 +463,34 @@ def test_400kb_adversarial_completion_reads_few_spans(name, monkeypatch):
         assert reward([text], answer=["B"], options=[OPTS]) in ([0.0], [0.25], [0.5], [0.75], [1.0])
     assert accuracy_reward([text], answer=["18"]) in ([0.0], [1.0])
     assert calls["choice"] <= extract.MAX_MATCHES and calls["number"] <= extract.MAX_MATCHES
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL_UNITS))
+def test_400kb_adversarial_completion_reads_few_spans_with_the_grammar(name, monkeypatch):
+    """The strict grammar's share of the work is bounded the same way: on 400 KB of any bench unit the rewards hand
+    it at most a few MAX_MATCHES spans, and it reads (past an O(1) length check) only spans of at most MAX_SPAN
+    characters. Answer tags are counted with str.count, one pass."""
+    unit = ADVERSARIAL_UNITS[name]
+    head, unit, tail = unit if isinstance(unit, tuple) else ("", unit, "")
+    text = head + unit * (400_000 // len(unit)) + tail
+    spans, read = [], []
+    real_strict, real_read = extract.strict_choice, extract.grammar._read
+
+    def strict(span, options, line=False):
+        spans.append(span)
+        return real_strict(span, options, line)
+
+    def reading(s, table):
+        read.append(len(s))
+        return real_read(s, table)
+
+    monkeypatch.setattr(extract, "strict_choice", strict)
+    monkeypatch.setattr(extract.grammar, "_read", reading)
+    assert accuracy_reward([text], answer=["B"], options=[OPTS]) in ([0.0], [1.0])
+    assert choice_reward([text], options=[OPTS]) in ([0.0], [1.0])
+    assert compute_score("medqa", text, "B", {"options": OPTS}) in (0.0, 1.0)
+    assert len(spans) <= 3 * extract.MAX_MATCHES
+    assert len(read) <= 2 * len(spans) and all(n <= extract.MAX_SPAN for n in read)
 
 
 # Adversarial units in the languages of issue 21: cues, joiners, negations and strike-outs, repeated

@@ -2,10 +2,22 @@
 ``compute_score(data_source, solution_str, ground_truth, extra_info=None)``.
 
 The three rewards of Open-Medical-R1 (section 3.1): format, accuracy and XML count. Completions may be
-plain strings or chat messages (``[{"role": "assistant", "content": ...}]``), nothing pays for a hedge or a
-negation (see :mod:`medrlvr.extract`), and a reward that cannot score a row returns None, which is not 0.0:
-the accuracy reward for a row with no gold answer. TRL 1.x turns None into NaN and sums rewards with
-``nansum`` (a row every reward leaves None is warned about); verl's ``compute_score`` has no None and scores 0.0.
+plain strings or chat messages (``[{"role": "assistant", "content": ...}]``), and a reward that cannot score a row
+returns None, which is not 0.0: the accuracy reward for a row with no gold answer. TRL 1.x turns None into NaN and
+sums rewards with ``nansum`` (a row every reward leaves None is warned about); verl's ``compute_score`` has no None
+and scores 0.0.
+
+**Only a clean answer pays.** The accuracy reward, the choice reward and verl's ``compute_score`` read a multiple-
+choice answer with the strict answer grammar (:mod:`medrlvr.extract.grammar`): the ``<answer>`` content must be one
+option reference ("B", "(B)", "B. Heparin", "Heparin", "option b") with at most an answer frame of the benchmarks'
+languages around it ("The answer is B", "答案是B", "Antwort: B", "B is correct"). A direction control anywhere in
+it, or an invisible character inside a word, pays 0; so does anything else: a word outside the frame, a second
+option, a symbol ("A ✗"), and a second ``<answer>`` or ``</answer>`` tag anywhere in the completion. A completion
+without answer tags is read the same way from its ``\\boxed{}``, or from the line after its answer cue up to a
+reason ("The answer is B because ..."). This replaced refusing what a list of negations matches, which leaked:
+"A is a distractor", "A scheidet aus" and "¬A" were paid for the letter they reject. Numbers (GSM8K) are read as
+before, from one answer block. Evaluation keeps its own readings, flexible and strict side by side
+(:mod:`medrlvr.evaluate`).
 
 No reward raises on any input a model or a dataset can produce (bytes, numpy arrays and scalars, chat
 messages, None, huge text): inputs are normalised first (:func:`completion_text`, :func:`as_text`), so the
@@ -84,14 +96,15 @@ def gold_text(gold: Any) -> str | None:
 
 
 def is_correct(text: str, gold: str, options: Any = None) -> bool:
-    """Whether a completion's extracted answer equals the gold answer (a letter, or a number for GSM8K)."""
+    """Whether a completion's answer, read as the training rewards read it (``grammar=True``: one answer block, and
+    for letters the strict answer grammar), equals the gold answer (a letter, or a number for GSM8K)."""
     opts = _options(options)
     if not opts and len(gold) == 1 and gold.upper() in LETTERS:
         # A letter answer with no options column: take the letters up to the gold's as the options.
         opts = {letter: "" for letter in LETTERS[: max(4, LETTERS.index(gold.upper()) + 1)]}
     if opts:
-        return extract_answer(text, opts) == gold.upper()
-    answer = extract_answer(text)
+        return extract_answer(text, opts, grammar=True) == gold.upper()
+    answer = extract_answer(text, grammar=True)
     return answer is not None and answer == canonical_number(gold)
 
 
@@ -115,10 +128,10 @@ def _score(score: Callable[[str, int], float | None], completions: Any) -> list[
 def accuracy_reward(
     completions: Sequence[Any], answer: Sequence[Any] | None = None, options: Any = None, **kwargs: Any
 ) -> list[float | None]:
-    """1.0 iff the extracted answer equals the gold ``answer`` column, else 0.0; None for a row without a gold
-    answer (cannot score, which TRL leaves out of the sum).
+    """1.0 iff the answer, read strictly (:func:`is_correct`), equals the gold ``answer`` column, else 0.0; None for
+    a row without a gold answer (cannot score, which TRL leaves out of the sum).
 
-    >>> accuracy_reward(["<answer>B</answer>", "<answer>A or B</answer>", "B"], answer=["B", "B", None])
+    >>> accuracy_reward(["<answer>B</answer>", "<answer>B ✗</answer>", "B"], answer=["B", "B", None])
     [1.0, 0.0, None]
     """
 
@@ -174,8 +187,8 @@ def xml_count_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
 
 
 def choice_reward(completions: Sequence[Any], options: Any = None, **kwargs: Any) -> list[float]:
-    """1.0 iff the ``<answer>`` tag commits to exactly one of the question's options (right or wrong; a number for
-    questions without options), read by the shared extractor's strict rule, so no hedge or negation pays. Not one
+    """1.0 iff the one ``<answer>`` block commits to exactly one of the question's options (right or wrong; a number
+    for questions without options), read by the strict answer grammar, so only a clean answer pays. Not one
     of the paper's rewards: the format reward alone is met by ``<answer> DNA here </answer>``, which answers
     nothing, and a small model climbs that first (seen on SmolLM2-135M); the CPU demo adds this one.
 
@@ -186,7 +199,10 @@ def choice_reward(completions: Sequence[Any], options: Any = None, **kwargs: Any
 
     def score(text: str, i: int) -> float:
         opts = _options(_column(options, i))
-        found = extract_choice(text, opts, ("answer_tag",)) if opts else extract_number(text, ("answer_tag",))
+        if opts:
+            found = extract_choice(text, opts, ("answer_tag",), grammar=True)
+        else:
+            found = extract_number(text, ("answer_tag",), grammar=True)
         return 1.0 if found.answer is not None else 0.0
 
     return _score(score, completions)
@@ -209,8 +225,8 @@ def get_reward(name: str) -> Callable[..., list[float | None]]:
 
 def compute_score(data_source: Any, solution_str: Any, ground_truth: Any, extra_info: Any = None) -> float:
     """verl's custom reward (``custom_reward_function.path`` = this file's module, ``name`` = compute_score):
-    the accuracy reward, with the options read from ``extra_info["options"]`` when present. verl wants a float
-    for every row, so a row without a gold answer scores 0.0 here."""
+    the accuracy reward (a clean answer only), with the options read from ``extra_info["options"]`` when present.
+    verl wants a float for every row, so a row without a gold answer scores 0.0 here."""
     gold = gold_text(ground_truth)
     options = extra_info.get("options") if isinstance(extra_info, Mapping) else None
     return 1.0 if gold is not None and is_correct(completion_text(solution_str), gold, options) else 0.0

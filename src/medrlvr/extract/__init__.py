@@ -14,7 +14,8 @@ decides ``None`` (later ones are not consulted):
 4. ``answer_colon`` -- a line "Answer: B" / "Final answer: B" / "Antwort: B" / "Réponse : B" / "答案：B" (or the
    next line, when the cue ends its line)
 
-``strict=True`` reads only ``answer_tag`` and ``boxed``, the formats the prompts ask for. A tag or box holds an
+``strict=True`` reads only ``answer_tag`` and ``boxed``, the formats the prompts ask for. ``grammar=True`` is the
+training rewards' reading: an answer pays only when it is clean (below). A tag or box holds an
 answer span as a whole; for a cue (3, 4) the span is the rest of its line (at most 2,000 characters), read up to
 the end of its first clause: a reason ("because", "since", "as", "given", "due", "which") or a sentence end
 ("." "!" "?" ";") ends it -- unless what follows the full stop carries on the answer ("Or C.", "C is also
@@ -74,8 +75,16 @@ expressions (no nested quantifiers, no rescans); each pattern reads at most ``MA
 2,000 characters, so the span reading is bounded whatever the length of the completion. ``medrlvr bench
 rewards`` checks 100 KB adversarial completions against a 50 ms budget.
 
+**The training rewards read strictly** (``grammar=True``): the spans are found as above, but each must be accepted
+whole by the strict answer grammar of :mod:`medrlvr.extract.grammar` (one option reference, in at most an answer
+frame of the benchmarks' languages: "The answer is B", "答案是B", "Antwort: B"), instead of being refused only when
+a word list finds a negation or a hedge in it. Answer tags must form exactly one ``<answer>...</answer>`` block
+outside the reasoning: a second ``<answer>`` or ``</answer>`` anywhere, or one without its pair, is None, whatever
+else the completion holds (for numbers too; a number block is then read as above). Evaluation reads flexibly and
+strictly side by side, as lm-evaluation-harness does; neither is this grammar.
+
 **Modules.** ``spans`` finds the answer spans (tags, boxes, cues), ``choice`` reads a span for an option,
-``numbers`` for a number, ``language`` holds the word lists of every language as data.
+``numbers`` for a number, ``grammar`` accepts a clean one, ``language`` holds the word lists of every language as data.
 """
 
 from __future__ import annotations
@@ -84,6 +93,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from .choice import MAX_MENTIONS, as_text, normalize_options, resolve_choice
+from .grammar import strict_choice
 from .numbers import canonical_number, last_number, parse_number, resolve_number
 from .spans import (
     ANSWER_COLON,
@@ -102,7 +112,8 @@ from .spans import (
 __all__ = [
     "MAX_MATCHES", "MAX_MENTIONS", "MAX_SPAN", "NUMBER_PATTERNS", "PATTERNS", "STRICT_PATTERNS", "Extraction",
     "as_text", "boxed_blocks", "canonical_number", "extract_answer", "extract_choice", "extract_number",
-    "normalize_options", "parse_number", "resolve_choice", "resolve_number", "strip_think", "tag_blocks",
+    "normalize_options", "parse_number", "resolve_choice", "resolve_number", "strict_choice", "strip_think",
+    "tag_blocks",
 ]  # fmt: skip
 
 PATTERNS = ("answer_tag", "boxed", "answer_is", "answer_colon")
@@ -131,23 +142,46 @@ def _spans(name: str, body: str, numbers: bool) -> tuple[list[str], bool]:
     raise ValueError(f"unknown pattern {name!r}; known: {', '.join(known)}")
 
 
+def one_answer_block(text: str, body: str) -> list[str] | None:
+    """The training rewards' rule for answer tags: ``[]`` when ``text`` has none, ``[content]`` when it has exactly
+    one ``<answer>`` and one ``</answer>`` and they close a block outside the reasoning (``body`` is ``text`` without
+    it), else None: a second tag of either kind, or one without its pair, is not one answer."""
+    tags = (text.count("<answer>"), text.count("</answer>"))
+    if tags == (0, 0):
+        return []
+    blocks = tag_blocks(body, "answer") if tags == (1, 1) else []
+    return blocks if len(blocks) == 1 else None
+
+
 def extract_choice(
-    text: str, options: Mapping[str, str | None] | Sequence[str], patterns: Sequence[str] = PATTERNS
+    text: str,
+    options: Mapping[str, str | None] | Sequence[str],
+    patterns: Sequence[str] = PATTERNS,
+    grammar: bool = False,
 ) -> Extraction:
-    """The option letter a completion commits to, and the pattern that decided (see the module docstring)."""
+    """The option letter a completion commits to, and the pattern that decided (see the module docstring).
+    ``grammar=True``: each span must be accepted by :func:`strict_choice`, and answer tags must form one block."""
     opts = normalize_options(options)
     if not isinstance(text, str) or not opts:
         return Extraction(None, None)
     body = strip_think(text)
+    read = strict_choice if grammar else resolve_choice
     for name in patterns:
-        spans, line = _spans(name, body, numbers=False)
+        if grammar and name == "answer_tag":
+            block = one_answer_block(text, body)
+            if block is None:
+                return Extraction(None, name)
+            spans, line = block, False
+        else:
+            spans, line = _spans(name, body, numbers=False)
         if spans:
-            return Extraction(decide(spans, lambda s, line=line: resolve_choice(s, opts, line)), name)
+            return Extraction(decide(spans, lambda s, line=line: read(s, opts, line)), name)
     return Extraction(None, None)
 
 
-def extract_number(text: str, patterns: Sequence[str] = NUMBER_PATTERNS) -> Extraction:
-    """The number a completion commits to, and the pattern that decided."""
+def extract_number(text: str, patterns: Sequence[str] = NUMBER_PATTERNS, grammar: bool = False) -> Extraction:
+    """The number a completion commits to, and the pattern that decided. ``grammar=True``: answer tags must form one
+    block (its number is read as without it)."""
     if not isinstance(text, str):
         return Extraction(None, None)
     body = strip_think(text)
@@ -155,19 +189,30 @@ def extract_number(text: str, patterns: Sequence[str] = NUMBER_PATTERNS) -> Extr
         if name == "last_number":
             found, answer = last_number(body)
             return Extraction(answer, name if found else None)
-        spans, line = _spans(name, body, numbers=True)
+        if grammar and name == "answer_tag":
+            block = one_answer_block(text, body)
+            if block is None:
+                return Extraction(None, name)
+            spans, line = block, False
+        else:
+            spans, line = _spans(name, body, numbers=True)
         if spans:
             return Extraction(decide(spans, lambda s, line=line: resolve_number(s, line)), name)
     return Extraction(None, None)
 
 
 def extract_answer(
-    text: str, options: Mapping[str, str | None] | Sequence[str] | None = None, strict: bool = False
+    text: str,
+    options: Mapping[str, str | None] | Sequence[str] | None = None,
+    strict: bool = False,
+    grammar: bool = False,
 ) -> str | None:
     """The answer a completion commits to: an option letter when ``options`` are given, else a number.
 
     ``strict=True`` reads only the formats the prompts ask for (answer tag, boxed; for numbers also ``####``).
+    ``grammar=True`` reads as the training rewards do: one answer block, and an option only where the strict answer
+    grammar accepts the span (:mod:`medrlvr.extract.grammar`).
     """
     if normalize_options(options):
-        return extract_choice(text, options, STRICT_PATTERNS if strict else PATTERNS).answer
-    return extract_number(text, ("answer_tag", "hashes", "boxed") if strict else NUMBER_PATTERNS).answer
+        return extract_choice(text, options, STRICT_PATTERNS if strict else PATTERNS, grammar).answer
+    return extract_number(text, ("answer_tag", "hashes", "boxed") if strict else NUMBER_PATTERNS, grammar).answer

@@ -1,4 +1,5 @@
-"""The language rules of answer extraction, as data: cue words, negations, joining words, clause ends.
+"""The language rules of answer extraction, as data: cue words, negations, joining words, clause ends, and the
+answer frames that the strict grammar of the training rewards allows around an option.
 
 The languages are those of the benchmarks medrlvr loads (English; Chinese: CMMLU, MedQA's Chinese sets) and the
 common European ones a multilingual policy writes in (German, French, Spanish, Italian, Portuguese, Dutch). A policy
@@ -167,6 +168,8 @@ def _cjk(words: tuple[str, ...]) -> str:
     return "|".join(sorted(words, key=len, reverse=True))
 
 
+# A reason: what follows it explains the answer ("B because ...")
+REASON = re.compile(r"(?i:\b(?:" + _words(REASONS) + r")\b)|" + _cjk(REASONS_CJK))
 NEGATION = re.compile(r"(?i)\b(?:" + _words(NEGATIONS) + r")\b|" + "|".join(NEGATIONS_CJK))
 # An answer that stops on a joiner was cut off in the middle of a hedge ("Answer: A or", "B 或")
 DANGLING = re.compile(r"(?i:\b(?:" + _words(JOINERS) + r")|" + _cjk(JOINERS_CJK) + r"|[/&+])[^\w\x00]*$")
@@ -213,6 +216,53 @@ ANSWER_COLON = Cue(
     (*ANSWER_WORDS.values(), "答案"),
 )
 
+
+# --- answer frames: what the strict grammar of the training rewards allows around one option ------------------
+
+# What may stand before an option (:mod:`medrlvr.extract.grammar`), matched at the start of a span, case-insensitively,
+# on NFKC text whose white space is one space ("：" is ":"). A frame that ends on a verb may take a colon; a noun
+# frame needs one ("Answer: B", not "Answer B").
+FRAMES_IS: dict[str, str] = {
+    "en": r"(?:the |my )?(?:(?:correct|right|best|final) )?(?:answer|option|choice) (?:is|would be|should be|must be)",
+    "de": r"(?:die )?(?:(?:richtige|korrekte|endgültige) )?antwort (?:ist|lautet|wäre)",
+    "fr": r"(?:la )?(?:bonne )?réponse(?: (?:correcte|exacte|juste|finale))? (?:est|serait)",
+    "es": r"(?:la )?respuesta(?: (?:correcta|final))? (?:es|sería)",
+    "it": r"(?:la )?risposta(?: (?:corretta|giusta|finale))? (?:è|sarebbe)",
+    "pt": r"(?:a )?resposta(?: (?:correta|certa|final))? (?:é|seria)",
+    "nl": r"(?:het )?(?:(?:juiste|correcte) )?antwoord (?:is|zou zijn)",
+}
+FRAMES_COLON: dict[str, str] = {
+    "en": r"(?:my |the )?(?:(?:correct|right|best|final) )?answer",
+    "de": r"(?:(?:richtige|korrekte|endgültige) )?antwort",
+    "fr": r"(?:bonne )?réponse(?: (?:correcte|finale))?",
+    "es": r"respuesta(?: (?:correcta|final))?",
+    "it": r"risposta(?: (?:corretta|finale))?",
+    "pt": r"resposta(?: (?:correta|final))?",
+    "nl": r"(?:(?:juiste|definitieve) )?antwoord",
+}
+# Chinese (CMMLU): 答案是 / 答案为 / 答案：("the answer is"), 正确选项是 ("the correct option is"), 故选 / 选 ("so
+# choose"). 不应选B ("B should not be chosen") starts with 不, which no frame does.
+FRAMES_CJK = (
+    r"(?:正确|正確|最终|最終|参考|參考)?答案 ?(?:(?:应该|應該|应|應|就)? ?(?:是|为|為) ?:?|:)",
+    r"(?:正确|正確|最佳|最终|最終)的?(?:选项|選項) ?(?:是|为|為) ?:?",
+    r"(?:故|应|應|因此|所以|所以答案|答案)? ?(?:选|選)(?:择|擇)? ?:?",
+)
+# What may stand after an option: "A is correct", "B ist richtig", "B项" (item B), "B正确"
+SUFFIXES: dict[str, str] = {
+    "en": r"is (?:the )?(?:correct|right|best)(?: answer| option| choice)?|is the answer",
+    "de": r"ist (?:richtig|korrekt|die richtige antwort)",
+    "fr": r"est (?:correcte?|juste|la bonne réponse)",
+    "es": r"es (?:correcta?|la respuesta correcta)",
+    "it": r"è (?:corretta|giusta|la risposta corretta)",
+    "pt": r"(?:é|está) (?:correta|certa|a resposta correta)",
+    "nl": r"is (?:juist|correct|het juiste antwoord)",
+}
+SUFFIXES_CJK = (r"项|項|选项|選項", r"是?(?:正确|正確)(?:的|答案)?")
+# Words that name an option by its letter: "option B", "Choice (a)", "选项B"
+OPTION_WORDS = (
+    "option", "choice", "letter", "opción", "opcion", "opzione", "opção", "opcao", "alternativa", "optie", "keuze",
+    "lettre", "choix", "选项", "選項",
+)  # fmt: skip
 
 # --- strike-outs: a struck answer is withdrawn, read as "not" ---------------------------------------------------
 
