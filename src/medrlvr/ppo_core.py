@@ -37,7 +37,9 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     2.0
     """
     count = mask.sum() if dim is None else mask.sum(dim)
-    return masked_sum(x, mask, dim) / (count.to(x.dtype) + 1e-8)  # verl's epsilon: an empty row gives 0, not NaN
+    # an empty row gives 0, not NaN. verl adds 1e-8 to the count instead, which float32 (the dtype an integer or
+    # boolean mask's count + 1e-8 takes) rounds away for any count of 1 or more: the same as dividing by the count
+    return masked_sum(x, mask, dim) / count.to(x.dtype).clamp(min=1)
 
 
 def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
@@ -169,7 +171,7 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, agg: str = "token-mean") -
         tokens = mask.sum(-1)
         per_sequence = masked_sum(loss, mask, dim=-1)
         if agg == "seq-mean-token-mean":
-            per_sequence = per_sequence / (tokens + 1e-8)
+            per_sequence = per_sequence / tokens.clamp(min=1)  # as in masked_mean
         has_tokens = (tokens > 0).to(loss.dtype)
         return (per_sequence * has_tokens).sum() / has_tokens.sum().clamp(min=1)
     raise ValueError(f"loss aggregation must be one of {', '.join(AGG_MODES)}, got {agg!r}")
