@@ -289,8 +289,13 @@ class Rollouts:
 
         policy = trainer.accelerator.unwrap_model(trainer.model)
         if self.model is None:
+            import torch
+
             device = str(trainer.accelerator.device)
-            self.model = RolloutModel(policy, pick_dtype(self.dtype, device), device, register_decode_attention())
+            # Building the copy initialises a model, which draws from torch's global RNG; a resumed run builds it
+            # at another step than an uninterrupted one, and that draw would shift every later dropout mask
+            with torch.random.fork_rng(devices=[] if device == "cpu" else None):
+                self.model = RolloutModel(policy, pick_dtype(self.dtype, device), device, register_decode_attention())
             tokenizer = copy.deepcopy(trainer.processing_class)
             self.engine = TransformersEngine(
                 None,
