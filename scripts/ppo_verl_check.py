@@ -1,4 +1,4 @@
-"""medrlvr's PPO math (src/medrlvr/ppo_core.py) checked against verl's own functions, on a CPU, on seeded toy tensors.
+"""medrlvr's PPO math (src/medrlvr/train/ppo/core.py) checked against verl's own functions, on a CPU, on seeded toy tensors.
 
 Run in the environment that has verl (``bash scripts/install.sh --dev`` makes ``.venv-verl``)::
 
@@ -19,7 +19,7 @@ verl 0.9.1's functions, each called as verl's trainer calls it:
 - ``metric_utils.compute_data_metrics``'s ``critic/vf_explained_var``.
 
 Each check runs in float64 (1e-7 absolute and relative: verl computes some factors in float32 even then) and float32
-(1e-6 absolute, 1e-5 relative). ppo_core.py is loaded from its file, not through ``import medrlvr``: this environment
+(1e-6 absolute, 1e-5 relative). core.py is loaded from its file, not through ``import medrlvr``: this environment
 has verl but not TRL or PEFT, which medrlvr's package imports. Where medrlvr differs on purpose (an empty response's
 score; a batch with no response token at all), the inputs avoid the case and a comment says so.
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ROOT / "src" / "medrlvr" / "ppo_core.py"
+CORE = ROOT / "src" / "medrlvr" / "train" / "ppo" / "core.py"
 # dtype -> (absolute, relative). Not tighter in float64: verl divides an integer mask's count by the count - 1 in
 # float32 (masked_var's Bessel factor), a relative error of up to 6e-8 in its variances and whitened values.
 TOLERANCE = {torch.float64: (1e-7, 1e-7), torch.float32: (1e-6, 1e-5)}

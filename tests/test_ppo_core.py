@@ -4,7 +4,7 @@ Against verl's own functions: tests/test_ppo_verl.py."""
 import pytest
 import torch
 
-from medrlvr.ppo_core import (
+from medrlvr.train.ppo.core import (
     explained_variance,
     gae,
     kl_estimate,

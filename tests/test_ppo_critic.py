@@ -5,8 +5,8 @@ safetensors."""
 import pytest
 import torch
 
-from medrlvr.ppo_core import value_loss
-from medrlvr.ppo_critic import SeparateCritic, SharedCritic
+from medrlvr.train.ppo.core import value_loss
+from medrlvr.train.ppo.critic import SeparateCritic, SharedCritic
 
 
 def tiny_config():

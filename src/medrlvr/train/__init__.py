@@ -66,6 +66,8 @@ def run(config: TrainConfig, data_dir: str | None = None, model_obj: Any = None,
     write_json(out / "train_config.json", asdict(config))
     trainer = build_trainer(config, records, model_obj, tokenizer)
     last = last_complete_checkpoint(out)
+    if last and hasattr(trainer, "restore"):  # what a checkpoint holds beyond transformers' (PPO's critic)
+        trainer.restore(last)
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     if trainer.state.global_step < 1:
         raise TrainError(f"{out}: training ended after 0 optimizer steps ({len(records)} questions)")

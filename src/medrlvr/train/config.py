@@ -16,6 +16,8 @@ from ..rewards import REWARDS
 from .variants import apply_variant
 
 ROLLOUT_ENGINES = ("auto", "medrlvr", "trl", "vllm")
+METHODS = ("grpo", "ppo", "sft")
+RL_METHODS = ("grpo", "ppo")  # trained on rollouts and rewards
 # TRL's names for what medrlvr sets from a train setting of another name: such a key in ``extra`` is an error naming
 # the setting (a key of the same name as a setting is one too, see :func:`check`)
 EXTRA_WITH_NAMES = {
@@ -35,7 +37,9 @@ class TrainConfig:
     model: str = setting("smollm2-135m-instruct", help="any model reference")
     train_file: str = setting("", help="train.jsonl written by `medrlvr select`")
     output_dir: str = setting("runs/default/train/ratio", help="where the adapter, checkpoints and metrics go")
-    method: str = setting("grpo", help="grpo (RL with verifiable rewards) or sft", choices=("grpo", "sft"))
+    method: str = setting(
+        "grpo", help="grpo or ppo (RL with verifiable rewards; ppo learns a critic) or sft", choices=METHODS
+    )
     rewards: dict[str, float] = setting(
         default_factory=lambda: {"format": 1.0, "accuracy": 1.0, "xml_count": 1.0},
         help="reward name -> weight, as JSON or key=value (format, accuracy, xml_count, ...)",
@@ -196,6 +200,25 @@ class TrainConfig:
         None, ge=0.0,
         help="lower bound of that ratio (masked modes; TRL's vllm_importance_sampling_clip_min). None: no bound",
     )  # fmt: skip
+    # --- PPO with a critic (method: ppo; medrlvr.train.ppo), as Med-RLVR trains (arXiv 2502.19655, OpenRLHF) --------
+    # Defaults: OpenRLHF's train_ppo_ray.py (critic_learning_rate 9e-6, gamma 1, lambd 1, value_clip 0.5, init_kl_coef
+    # 0.01 with the k1 estimator in the reward, freezing_actor_steps -1) and verl's ppo_trainer.yaml (the same gamma,
+    # lam and cliprange_value; critic_warmup 0). The KL coefficient is ``beta``; PPO epochs are ``num_iterations`` and
+    # the clip range ``epsilon``/``epsilon_high``, as for GRPO. backend verl maps these to the same verl keys.
+    critic_learning_rate: float = setting(9e-6, gt=0, help="ppo: the critic's learning rate (OpenRLHF: 9e-6)")
+    gamma: float = setting(1.0, ge=0, le=1, help="ppo: GAE discount (1: the last-token reward reaches every token)")
+    lam: float = setting(1.0, ge=0, le=1, help="ppo: GAE lambda (1: Monte-Carlo returns; below 1 trusts the critic)")
+    value_clip: float = setting(0.5, gt=0, help="ppo: clip range of the critic's update, in the returns' units")
+    kl_estimator: str = setting(
+        "k1", choices=("k1", "k2", "k3", "abs"), help="ppo: the per-token KL in the reward (k1: log p - log p_ref)"
+    )
+    whiten_advantages: bool = setting(True, help="ppo: advantages whitened over the rollout batch (OpenRLHF, verl)")
+    critic_warmup_steps: int = setting(0, ge=0, help="ppo: first optimizer steps that train the critic only")
+    ppo_mini_batches: int = setting(
+        1,
+        ge=1,
+        help="ppo: optimizer steps per rollout batch (batch_size x gradient_accumulation_steps questions each)",
+    )
 
 
 def engine_conflict(config: TrainConfig, engine: str) -> str | None:
@@ -223,8 +246,16 @@ def check(config: TrainConfig) -> None:
     conflict = engine_conflict(config, config.rollout_engine)
     if conflict:
         raise UserError(conflict)
-    if config.method == "grpo" and config.num_generations < 2:
-        raise UserError("num_generations must be at least 2: GRPO compares rollouts within a group")
+    if config.method in RL_METHODS and config.num_generations < 2:
+        raise UserError(
+            "num_generations must be at least 2: GRPO compares rollouts within a group (and TRL asks it of PPO)"
+        )
+    if config.method == "ppo" and config.backend == "trl" and config.rollout_engine not in ("auto", "medrlvr"):
+        raise UserError(
+            f"method ppo samples with medrlvr's rollouts (rollout_engine medrlvr), got {config.rollout_engine}"
+        )
+    if config.method == "ppo" and (config.dynamic_sampling or config.control or config.loss_type == "cispo"):
+        raise UserError("method ppo: dynamic_sampling, control and loss_type cispo are GRPO's; unset them")
     unknown = [name for name in config.rewards if name not in REWARDS]
     if unknown:
         raise UserError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")

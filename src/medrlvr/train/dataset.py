@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..prompts import render
-from .config import TrainConfig, TrainError
+from .config import RL_METHODS, TrainConfig, TrainError
 
 
 def training_records(train_file: str | Path) -> list[Any]:
@@ -59,7 +59,7 @@ def build_dataset(records, tokenizer, config: TrainConfig):
             "options": json.dumps(dict(r.options), ensure_ascii=False),
             "subject": r.subject,
         }
-        if config.method == "grpo":
+        if config.method in RL_METHODS:
             row["prompt"] = prompt_text(r, tokenizer, config)
         else:  # SFT target: the R1-Zero format with the data's explanation (if any) as the reasoning
             reasoning = r.explanation or f"The answer is {r.answer}."

@@ -42,10 +42,13 @@ def build_trainer(config: TrainConfig, records: Sequence[Any], model_obj: Any = 
     dataset = build_dataset(records, tokenizer, config)
     common = common_args(config, on_gpu, use_bf16)
     callbacks = _callbacks.callbacks(Path(config.output_dir))
-    if config.method == "grpo":
-        from .grpo import grpo_trainer
+    if config.method in ("grpo", "ppo"):
+        if config.method == "grpo":
+            from .grpo import grpo_trainer as rl_trainer
+        else:
+            from .ppo import ppo_trainer as rl_trainer
 
-        trainer = grpo_trainer(
+        trainer = rl_trainer(
             config, model_obj, tokenizer, dataset, lora_config(config), common, callbacks, on_gpu, trainer_class
         )
     else:

@@ -95,7 +95,8 @@ def grpo_settings(config: TrainConfig, reward_weights: Sequence[float], engine: 
         vllm_importance_sampling_mode=config.rollout_importance_sampling or "token_truncate",
         vllm_importance_sampling_clip_max=config.rollout_importance_sampling_max,
         vllm_importance_sampling_clip_min=config.rollout_importance_sampling_min,
-        steps_per_generation=config.gradient_accumulation_steps,
+        # one rollout batch feeds ppo_mini_batches optimizer steps (PPO's mini-batches; 1: GRPO's on-policy step)
+        steps_per_generation=config.gradient_accumulation_steps * config.ppo_mini_batches,
         reward_weights=list(reward_weights),
         use_vllm=engine == "vllm",
         vllm_mode=config.vllm_mode,

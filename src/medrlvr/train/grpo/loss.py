@@ -102,7 +102,38 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         with self._in_phase("score"):
-            return super()._generate_and_score_completions(inputs)
+            output = super()._generate_and_score_completions(inputs)
+        return self.after_scoring(output)
+
+    # --- medrlvr's own hooks (not TRL's): what another algorithm on this trainer overrides (medrlvr.train.ppo) ----
+
+    def after_scoring(self, output: dict) -> dict:
+        """The generated, scored batch as TRL returns it (advantages per sequence); GRPO keeps it as it is."""
+        return output
+
+    def rl_loss(self, model, inputs):
+        """The loss of one micro-batch of the buffered batch: TRL's GRPO loss here."""
+        return super()._compute_loss(model, inputs)
+
+    def sequence_scores(self) -> torch.Tensor:
+        """This process's rows' weighted reward sums of the batch just scored (what TRL normalises per group)."""
+        rewards_per_func, weights = self._scored
+        scores = (rewards_per_func * weights.to(rewards_per_func.device)).nansum(dim=1)
+        rows = len(scores) // self.accelerator.num_processes
+        start = self.accelerator.process_index * rows
+        return scores[start : start + rows]
+
+    def completion_logps(self, model, inputs: dict, entropy: bool = False):
+        """Per-token log-probabilities (and entropies) of ``inputs``' completions under ``model``, through this
+        trainer's completion-only head (the fast path below)."""
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        logps, entropies, _ = self._completion_logps(
+            model, ids, mask, inputs["completion_ids"].size(1), None, entropy, False
+        )
+        if self._phase == "loss" and getattr(self, "_sampling", None) is not None:
+            self._log_sampling_gap(logps)  # the rollout gap, as for GRPO's own loss
+        return logps, entropies
 
     def _generate(self, prompts):
         with self._in_phase(None):  # generation itself sees TRL's real flag (vLLM's weight sync, its sampling)
@@ -115,7 +146,7 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
         if self.sampler_logprobs and not self.correct_sampling and inputs.get("sampling_per_token_logps") is not None:
             self._sampling = (inputs["sampling_per_token_logps"], inputs["completion_mask"])
         with self._in_phase("loss"):
-            return super()._compute_loss(model, inputs)
+            return self.rl_loss(model, inputs)
 
     def _log_sampling_gap(self, logps) -> None:
         """TRL's ``sampling/*`` metrics, as it logs them for vLLM, from the trainer's log-probs of the loss."""
@@ -143,7 +174,9 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
         own = [x.get("prompt") for x in inputs]
         if getattr(self.rollout_func, "dynamic", False) and len(own) == len(prompts):
             prompts[:] = own
-        return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._scored = (rewards_per_func, self.reward_weights)  # for sequence_scores()
+        return rewards_per_func
 
     def _get_per_token_logps_and_entropies(
         self,

@@ -28,12 +28,18 @@ LOSS_AGG_MODES = {
 # rollout_importance_sampling -> verl's algorithm.rollout_correction.rollout_is (truncated: ratio capped from above)
 ROLLOUT_IS = {"token_truncate": "token", "sequence_truncate": "sequence"}
 SCALE_REWARDS = {"group": True, "none": False}  # -> algorithm.norm_adv_by_std_in_grpo
+KL_PENALTY = {"k1": "kl", "k2": "mse", "k3": "low_var_kl", "abs": "abs"}  # kl_estimator -> algorithm.kl_penalty
 # VerlSettings keys that became shared train settings: a recipe still using one is told where it went
 MOVED = {
     "clip_ratio_low": "epsilon",
     "clip_ratio_high": "epsilon_high",
     "loss_agg_mode": "loss_type",
     "max_num_gen_batches": "max_resample",
+    # PPO's settings are shared: the TRL path trains PPO too (medrlvr.train.ppo), from the same values
+    "critic_learning_rate": "critic_learning_rate",
+    "gamma": "gamma",
+    "lam": "lam",
+    "value_clip": "value_clip",
 }
 REWARD_PATH = "pkg://medrlvr.rewards"  # an import of the installed package (see the module docstring)
 REWARD_NAME = "compute_score"
@@ -57,7 +63,9 @@ class VerlSettings:
     rollout_engine other than auto (verl samples with ``rollout``), qlora, extra (verl's own keys go in
     ``overrides``). DAPO is algorithm grpo with dynamic_sampling: true, epsilon_high: 0.28, loss_type: dapo."""
 
-    algorithm: str = "grpo"  # ppo: GAE with a critic (Med-RLVR) | grpo: group-normalised (Open-Medical-R1)
+    # ppo: GAE with a critic (Med-RLVR) | grpo: group-normalised (Open-Medical-R1). None: the train setting
+    # ``method`` decides (method ppo -> ppo), which is how a recipe should say it: one switch for both backends
+    algorithm: str | None = None
     nnodes: int = 1  # more than one: start a Ray cluster first, run the script on its head node
     n_gpus_per_node: int = 1
     rollout: str = "vllm"  # vllm | sglang (install verl[vllm] or verl[sglang])
@@ -65,10 +73,6 @@ class VerlSettings:
     gpu_memory_utilization: float = 0.6  # the rollout engine's share of a GPU it shares with FSDP training
     micro_batch_size_per_gpu: int = 4  # sequences per forward/backward pass: memory, not maths
     max_prompt_length: int = 1024  # tokens; longer prompts are dropped from training (and counted in verl's log)
-    critic_learning_rate: float = 1.0e-5  # ppo
-    gamma: float = 1.0  # ppo: discount; 1 with lam 1 makes the outcome reward at the last token reach every token
-    lam: float = 1.0  # ppo: GAE lambda
-    value_clip: float = 0.2  # ppo: clip range of the critic's value update
     val: str | None = None  # validation questions: NAME[:SPLIT] or a JSONL (never test); None: a training sample
     val_size: int = 256  # validation questions (a seeded sample)
     overrides: list[str] = field(default_factory=list)  # more verl key=value overrides, applied last
@@ -80,7 +84,7 @@ class VerlSettings:
                 "epsilon_high: 0.28, loss_type: dapo"
             )
         for name, value, allowed in (("algorithm", self.algorithm, ALGORITHMS), ("rollout", self.rollout, ROLLOUTS)):
-            if value not in allowed:
+            if value not in allowed and not (name == "algorithm" and value is None):
                 raise UserError(f"{name} must be one of {', '.join(str(a) for a in allowed)}, got {value!r}")
         for name in ("nnodes", "n_gpus_per_node", "rollout_tensor_parallel", "micro_batch_size_per_gpu", "val_size"):
             if getattr(self, name) < 1:
@@ -94,6 +98,11 @@ def settings(config: TrainConfig) -> VerlSettings:
         raise UserError(f"verl.{moved} is now the shared train setting {MOVED[moved]}: set that instead")
     s = build(VerlSettings, dict(config.verl or {}), "verl")
     _check_shared(config)
+    if config.method == "ppo" and s.algorithm == "grpo":
+        raise UserError(
+            "method ppo trains PPO with a critic; verl.algorithm grpo says otherwise: unset verl.algorithm"
+        )
+    s.algorithm = s.algorithm or ("ppo" if config.method == "ppo" else "grpo")
     if s.algorithm != "ppo" and config.num_generations < 2:
         raise UserError(f"verl algorithm {s.algorithm} compares rollouts in a group: num_generations must be >= 2")
     gpus = s.nnodes * s.n_gpus_per_node
@@ -113,8 +122,8 @@ def check(config: TrainConfig) -> None:
 
 def _check_shared(config: TrainConfig) -> None:
     """The shared train settings verl cannot honour, each a one-line error naming the setting."""
-    if config.method != "grpo":
-        raise UserError(f"backend verl trains RL policies (method grpo); method {config.method} stays with trl")
+    if config.method not in ("grpo", "ppo"):
+        raise UserError(f"backend verl trains RL policies (method grpo or ppo); method {config.method} stays with trl")
     if config.qlora:
         raise UserError("backend verl has no QLoRA: set qlora: false (lora: true trains verl's FSDP LoRA)")
     if set(config.rewards) != {"accuracy"} or float(config.rewards["accuracy"]) != 1.0:
@@ -248,7 +257,7 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
         ("data.prompt_key", "prompt"),
         ("data.max_prompt_length", s.max_prompt_length),
         ("data.max_response_length", config.max_completion_length),
-        ("data.train_batch_size", prompts_per_update),
+        ("data.train_batch_size", prompts_per_update * config.ppo_mini_batches),  # one rollout batch
         ("data.filter_overlong_prompts", True),
         ("data.truncation", "error"),
         ("data.shuffle", True),
@@ -263,7 +272,7 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
         ("actor_rollout_ref.actor.grad_clip", 1.0),
         # The generated batch is one mini-batch, optimised num_iterations times (TRL's num_iterations): one
         # iteration keeps the rollouts on-policy.
-        ("actor_rollout_ref.actor.ppo_mini_batch_size", prompts_per_update),
+        ("actor_rollout_ref.actor.ppo_mini_batch_size", prompts_per_update),  # one optimizer step
         ("actor_rollout_ref.actor.ppo_epochs", config.num_iterations),
         ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", micro),
         ("actor_rollout_ref.actor.clip_ratio", config.epsilon),
@@ -298,20 +307,20 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
             ("critic.model.lora_rank", config.lora_r if config.lora else 0),
             *((f"critic.model.{k}", v) for k, v in lora.items() if k != "lora_rank"),
             ("critic.model.enable_gradient_checkpointing", checkpointing),
-            ("critic.optim.lr", s.critic_learning_rate),
+            ("critic.optim.lr", config.critic_learning_rate),
             ("critic.optim.lr_scheduler_type", config.lr_scheduler_type),
             ("critic.optim.lr_warmup_steps_ratio", 0.0),
             ("critic.optim.weight_decay", 0.0),
             ("critic.ppo_micro_batch_size_per_gpu", micro),
-            ("critic.cliprange_value", s.value_clip),
+            ("critic.cliprange_value", config.value_clip),
         ]
     items.append(("algorithm.adv_estimator", "gae" if ppo else "grpo"))
     if ppo:
         items += [
-            ("algorithm.gamma", s.gamma),
-            ("algorithm.lam", s.lam),
+            ("algorithm.gamma", config.gamma),
+            ("algorithm.lam", config.lam),
             ("algorithm.use_kl_in_reward", config.beta > 0),
-            ("algorithm.kl_penalty", "kl"),
+            ("algorithm.kl_penalty", KL_PENALTY[config.kl_estimator]),
             ("algorithm.kl_ctrl.type", "fixed"),
             ("algorithm.kl_ctrl.kl_coef", config.beta),
         ]
@@ -341,7 +350,7 @@ def overrides(config: TrainConfig, model_path: str | None = None) -> list[str]:
         ("trainer.n_gpus_per_node", s.n_gpus_per_node),
         ("trainer.total_epochs", int(config.num_train_epochs)),
         ("trainer.total_training_steps", config.max_steps if config.max_steps > 0 else None),
-        ("trainer.critic_warmup", 0),
+        ("trainer.critic_warmup", config.critic_warmup_steps),
         ("trainer.save_freq", config.save_steps),
         ("trainer.test_freq", config.save_steps),
         ("trainer.val_before_train", True),
