@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections import Counter
 from pathlib import Path
@@ -12,6 +13,8 @@ from .cliargs import add_settings, config_from, data_dir, data_dir_parent
 from .data import BENCHMARKS, SUBJECT2CATEGORY, benchmark_files, load_benchmark, resolve_data_dir
 from .errors import UserError
 from .prompts import render_question
+from .rundir import check_name, inside, locked
+from .store import USER_OS_ERRORS, output_error
 
 
 def _data_list(args: argparse.Namespace) -> None:
@@ -205,6 +208,9 @@ def _run_command(commands, data: argparse.ArgumentParser) -> None:
         "--allow-commands", action="store_true", help="run the recipe's serve and launch commands (see --plan)"
     )
     run.add_argument("--base-url", help="your OpenAI-compatible server's /v1 URL (it alone gets $OPENAI_API_KEY)")
+    run.add_argument("--verify", action="store_true",
+                     help="check every finished stage's files by their sha256, large ones included (by default a "
+                          "large file's size and rows are checked, a small file's sha256 too)")  # fmt: skip
     run.set_defaults(func=_run)
 
 
@@ -230,7 +236,8 @@ def _filter(args: argparse.Namespace) -> None:
     from .models import slug
 
     config = config_from(args, FilterConfig, "filter", engine_options=_engine_options(args))
-    out = filter_pool(_pool(args), config, Path(args.run_dir) / "filter" / slug(config.model))
+    with locked(args.run_dir):
+        out = filter_pool(_pool(args), config, inside(args.run_dir, "filter", slug(config.model)))
     print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
     print(f"labels: {out / 'labels.jsonl'}")
 
@@ -243,13 +250,15 @@ def _select(args: argparse.Namespace) -> None:
     from .select import STRATEGIES, SelectConfig, run_selection
 
     config = config_from(args, SelectConfig, "select")
-    labels = None
-    if STRATEGIES[config.strategy].needs_labels or args.filter_model:
-        if not args.filter_model:
-            raise UserError(f"--strategy {config.strategy} needs --filter-model (whose labels to use)")
-        labels = load_labels(Path(args.run_dir) / "filter" / slug(args.filter_model))
-    out = Path(args.run_dir) / "select" / (args.name or config.strategy)
-    out = run_selection(_pool(args), labels, config, out, data_dir=args.data_dir, parquet=args.parquet)
+    name = check_name(args.name, "--name") if args.name is not None else config.strategy
+    with locked(args.run_dir):
+        labels = None
+        if STRATEGIES[config.strategy].needs_labels or args.filter_model:
+            if not args.filter_model:
+                raise UserError(f"--strategy {config.strategy} needs --filter-model (whose labels to use)")
+            labels = load_labels(inside(args.run_dir, "filter", slug(args.filter_model)))
+        out = inside(args.run_dir, "select", name)
+        out = run_selection(_pool(args), labels, config, out, data_dir=args.data_dir, parquet=args.parquet)
     print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
     print(f"training set: {out / 'train.jsonl'}")
 
@@ -266,7 +275,8 @@ def _eval(args: argparse.Namespace) -> None:
     specs = [BenchmarkSpec.parse(s, config.mode) for s in args.benchmarks.split(",") if s.strip()]
     jobs = [(spec, replace(config, mode=spec.mode)) for spec in specs]  # NAME@generate: that one in generate mode
 
-    model_dir = run(slug(config.model), jobs, args.run_dir, args.data_dir)
+    with locked(args.run_dir):
+        model_dir = run(slug(config.model), jobs, args.run_dir, args.data_dir)
     for spec, _ in jobs:
         _print_results(spec.label, eval_dir(model_dir.parent.parent, model_dir.name, spec.label))
 
@@ -325,7 +335,12 @@ def _train(args: argparse.Namespace) -> None:
     config = config_from(args, TrainConfig, str(args.config or "train"), values)
     if not config.train_file:
         raise UserError("train_file is not set: give train_file=RUN/select/STRATEGY/train.jsonl")
-    out = run(config, data_dir=args.data_dir)  # verl reads its validation set from the data directory
+    output = Path(config.output_dir)
+    # RUN/train/NAME is a study's run directory: one process at a time writes there (a study's own launcher runs
+    # under its lock); an output folder elsewhere belongs to this command alone
+    lock = locked(output.parent.parent) if output.parent.name == "train" else contextlib.nullcontext()
+    with lock:
+        out = run(config, data_dir=args.data_dir)  # verl reads its validation set from the data directory
     print(f"trained: {out} (adapter in {out / 'adapter'}, metrics in {out / 'metrics.jsonl'})")
 
 
@@ -357,7 +372,7 @@ def _run(args: argparse.Namespace) -> None:
             raise RecipeError(f"{recipe.source}: not run: its commands were not confirmed")
         trust_commands(commands, recipe.source)
         allow = True
-    out = run_study(recipe, allow_commands=allow)
+    out = run_study(recipe, allow_commands=allow, verify=args.verify)
     print((out / "report" / "table1.md").read_text())
     for extra in ("generate.md", "paired.md", "training.md"):
         if (out / "report" / extra).exists():
@@ -423,14 +438,24 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"medrlvr: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno not in USER_OS_ERRORS:
+            return _bug()
+        # a full disk or a read-only folder while writing a file the store does not write (a chart, a checkpoint)
+        print(f"medrlvr: error: {output_error(e.filename or '?', e)}", file=sys.stderr)
+        return 2
     except Exception:
-        import traceback
-
-        traceback.print_exc()
-        print("medrlvr: this is a bug in medrlvr (not something in your settings or data); please report it with "
-              "the traceback above", file=sys.stderr)  # fmt: skip
-        return 1
+        return _bug()
     return 0
+
+
+def _bug() -> int:
+    import traceback
+
+    traceback.print_exc()
+    print("medrlvr: this is a bug in medrlvr (not something in your settings or data); please report it with "
+          "the traceback above", file=sys.stderr)  # fmt: skip
+    return 1
 
 
 if __name__ == "__main__":

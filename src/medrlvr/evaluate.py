@@ -230,7 +230,7 @@ def open_predictions(out: Path, key: str) -> JsonlStore:
     aside earlier under ``key`` is taken back, so switching settings back and forth loses and mixes nothing."""
     path = out / "predictions.jsonl"
     if path.exists():
-        keys = {row.get("key") for row in JsonlStore(path)}
+        keys = {row.get("key") for row in JsonlStore(path, unique=None)}  # a mixed file may repeat ids
         if keys and keys != {key}:
             other = next(iter(keys)) if len(keys) == 1 else "mixed"
             os.replace(path, out / f"predictions-{other or 'unkeyed'}.jsonl")

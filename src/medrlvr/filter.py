@@ -210,4 +210,4 @@ def load_labels(filter_dir: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(filter_dir) / "labels.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `medrlvr filter` first")
-    return {row["id"]: row for row in read_jsonl(path)}
+    return {row["id"]: row for row in read_jsonl(path, unique="id")}

@@ -437,7 +437,8 @@ def plot_dynamics(steps: Sequence[dict] | dict[str, Any], path: str | Path, titl
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = [path.with_suffix(".png"), path.with_suffix(".svg")]
+    # the name is added to, not cut at its last dot: an arm's name holds values such as 0.0005
+    out = [path.with_name(f"{path.name}.png"), path.with_name(f"{path.name}.svg")]
     for p in out:
         fig.savefig(p, dpi=120)
     plt.close(fig)

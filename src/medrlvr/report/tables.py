@@ -119,7 +119,7 @@ def to_latex(header: list[str], rows: list[list[str]]) -> str:
 def paired(pred_a: str | Path, pred_b: str | Path, field: str = "correct") -> dict[str, Any]:
     """McNemar between two predictions.jsonl files on the questions both answered, on ``field`` (``correct``, or in
     generate mode ``well_formed``: in format and naming one option)."""
-    a = {row["id"]: bool(row[field]) for row in read_jsonl(pred_a) if field in row}
-    b = {row["id"]: bool(row[field]) for row in read_jsonl(pred_b) if field in row}
+    a = {row["id"]: bool(row[field]) for row in read_jsonl(pred_a, "id") if field in row}
+    b = {row["id"]: bool(row[field]) for row in read_jsonl(pred_b, "id") if field in row}
     common = sorted(set(a) & set(b))
     return {"questions": len(common), **mcnemar([a[i] for i in common], [b[i] for i in common])}

@@ -27,7 +27,7 @@ def predictions(run_dir: str | Path, model: str, bench: str) -> list[dict] | Non
     path = eval_dir(run_dir, model, bench) / "predictions.jsonl"
     if not path.is_file():
         return None
-    return list(read_jsonl(path))
+    return list(read_jsonl(path, unique="id"))
 
 
 def _letter_golds(rows: list[dict]) -> bool:

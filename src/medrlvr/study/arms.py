@@ -32,16 +32,19 @@ import itertools
 from typing import Any
 
 from ..errors import UserError
+from ..rundir import check_name
 
 GRID_SECTIONS = ("select", "train", "filter")
 
 
 def _short(value: Any) -> str:
-    """A value as it appears in an arm's name: 0.0005 -> 5e-04, True -> true, text kept."""
+    """A value as it appears in an arm's name: 0.0005 -> 0.0005, 1e-05 -> 1e-05, -1 -> -1, True -> true, text kept.
+    A float is written as Python's shortest exact form (repr), so two values never share a name the way rounding
+    to six digits (``{:g}``) would make them; the files named after an arm keep the whole name, dots included."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        return f"{value:g}"
+        return repr(value)
     return str(value).replace("/", "_").replace(":", "_")
 
 
@@ -131,7 +134,7 @@ def _expand_sweep(raw: dict[str, Any], policies: dict[str, dict], arms: dict[str
     template_name = sweep.get("selection")
     if template_name not in selections:
         raise UserError(f"{where}.selection: {template_name!r} is not in the select section")
-    prefix = str(sweep.get("name", "sweep"))
+    prefix = check_name(sweep.get("name", "sweep"), f"{where}.name")
     seeds = _seed_list(sweep["seeds"], f"{where}") if "seeds" in sweep else None
     template_policy = dict(sweep.get("policy") or {})
     sizes: dict[int | None, str] = {}
@@ -144,6 +147,9 @@ def _expand_sweep(raw: dict[str, Any], policies: dict[str, dict], arms: dict[str
             raise UserError(f"{where}: the grid point {select_name} collides with select.{select_name}")
         selections[select_name] = selection
         name = point_name(prefix, point)
+        if name in policies:  # two values written alike (1 and "1", or a value that names another policy)
+            raise UserError(f"{where}.grid: the point {point} is named {name}, as another policy is; make the values "
+                            "distinct")  # fmt: skip
         policies[name] = {**policy, "selection": select_name, **({"seeds": seeds} if seeds else {})}
         arms[name] = {"sweep": prefix, "values": point, "selection": select_name, "size": _selection_size(selection)}
         sizes.setdefault(_selection_size(selection), name)

@@ -91,10 +91,13 @@ def trust_commands(commands: Sequence[str], recipe: str) -> None:
     write_json(path, trusted)
 
 
-def launch_training(launch: str, config: Any, log: Callable[[str], None]) -> None:
+def launch_training(
+    launch: str, config: Any, log: Callable[[str], None], lock_env: dict[str, str] | None = None
+) -> None:
     """Train one policy (a :class:`~medrlvr.train.TrainConfig`) in child processes started by the recipe's
     ``train.launch`` (e.g. ``accelerate launch``: one process per GPU). They run ``medrlvr train`` on the settings,
-    written beside the output as ``study_train.yaml``."""
+    written beside the output as ``study_train.yaml``. ``lock_env`` tells them they run under the study's lock of
+    the run directory (:func:`medrlvr.rundir.locked`)."""
     import shlex
     import subprocess
     from dataclasses import asdict
@@ -106,7 +109,7 @@ def launch_training(launch: str, config: Any, log: Callable[[str], None]) -> Non
     path.write_text(yaml.safe_dump({"train": asdict(config)}, sort_keys=False))
     command = [*shlex.split(launch), "-m", "medrlvr.cli", "train", "--config"]
     log(f"[train {config.output_dir}] {' '.join(command)} {path}")
-    code = subprocess.run([*command, str(path)]).returncode
+    code = subprocess.run([*command, str(path)], env={**os.environ, **(lock_env or {})}).returncode
     if code:
         raise StageError(f"training {out.name} failed: `{' '.join(command)} {path}` exited with {code}")
 

@@ -22,6 +22,7 @@ from ..errors import RecipeError, UserError
 from ..evaluate import EvalConfig
 from ..filter import FilterConfig
 from ..models import slug
+from ..rundir import check_distinct, check_name
 from ..select import STRATEGIES, SelectConfig
 from ..train import TrainConfig
 from ..train import check as check_backend
@@ -168,6 +169,28 @@ def _merged(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _yaml_load(text: str, path: Path) -> Any:
+    """YAML as ``yaml.safe_load`` reads it, except that a key given twice in one mapping is an error naming both
+    lines (PyYAML keeps the last one silently, so a setting written twice would win or lose unseen)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            lines: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    if key in lines:
+                        raise RecipeError(f"{path}: line {line}: key {key!r} is given twice (lines {lines[key]} and "
+                                          f"{line}); keep one")  # fmt: skip
+                    lines[key] = line
+                except TypeError:  # an unhashable key: PyYAML's own error says so
+                    pass
+            return super().construct_mapping(node, deep)
+
+    return yaml.load(text, Loader=Loader)  # a SafeLoader: builds plain values only
+
+
 def _extended(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The recipe file, over the recipe its ``extends:`` names (a path relative to it), recursively."""
     import yaml
@@ -175,7 +198,11 @@ def _extended(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(f"recipe {path} not found" + (f" (extended by {seen[-1]})" if seen else ""))
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = _yaml_load(path.read_text(encoding="utf-8"), path) or {}
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise RecipeError(f"{path}: line {line}: not UTF-8 text (byte {e.object[e.start]:#04x}); save the recipe "
+                          "as UTF-8") from None  # fmt: skip
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise RecipeError(f"{path}: line {mark.line + 1 if mark else '?'}: not valid YAML") from None
@@ -310,6 +337,29 @@ def _evals(raw: dict[str, Any], path: Path, base_url: str | None) -> tuple[list[
     return evals, eval_base, eval_serve
 
 
+def _check_names(
+    path: Path,
+    filters: list[FilterEntry],
+    selections: list[SelectEntry],
+    policies: list[Policy],
+    evals: list[EvalEntry],
+) -> None:
+    """Every name that becomes a folder of the run directory is one folder name (no path, nothing hidden) and no two
+    of one kind share a folder (case ignored, as some file systems do): one line naming the recipe key."""
+    try:
+        for kind, names in (
+            ("filter", {f"{path}: filter[{i}].name": f.name for i, f in enumerate(filters)}),
+            ("selection", {f"{path}: select.{s.name}": s.name for s in selections}),
+            ("policy", {f"{path}: train.policies.{p.name}": p.name for p in policies}),
+            ("eval", {f"{path}: eval.benchmarks[{i}]": e.spec.folder for i, e in enumerate(evals)}),
+        ):
+            for where, name in names.items():
+                check_name(name, where)
+            check_distinct(names, kind)
+    except UserError as e:
+        raise RecipeError(str(e)) from None
+
+
 def load_recipe(
     path: str | Path,
     overrides: Sequence[str] = (),
@@ -331,6 +381,7 @@ def load_recipe(
     selections = _selections(raw, path, filters)
     policies, launch, base_model = _policies(raw, path, [s.name for s in selections])
     evals, eval_base, eval_serve = _evals(raw, path, base_url)
+    _check_names(path, filters, selections, policies, evals)
     if policies and evals and evals[0].config.engine == "llamacpp":
         raise RecipeError(
             f"{path}: eval.engine llamacpp cannot load a trained LoRA adapter; use transformers or openai"

@@ -12,9 +12,15 @@ Because keys follow content, a change upstream that leaves a stage's inputs as t
 
 Nothing finished is deleted before it is replaced. A stage whose key changed first moves its old output to
 ``RUN/.previous/STAGE/NAME`` and deletes it only when the new run is done; a run that fails or is interrupted leaves
-it there, and a run with the old settings put back takes it back instead of recomputing. Before any stage runs,
-the recipe's settings are checked (types, ranges, placeholders) and its model references resolved, so a typo
-stops the study with one line naming the recipe key.
+it there, and a run with the old settings put back takes it back instead of recomputing.
+
+Nothing on disk is trusted blindly. A finished stage's marker lists the files it wrote (size, sha256, rows, ids); a
+cached stage whose files differ (cut, edited, deleted) is moved to ``RUN/.damaged/STAGE/NAME`` and computed again,
+with a line naming the file (:func:`medrlvr.study.stagedirs.damage`). One study at a time writes into a run
+directory (``RUN/.lock``, :func:`medrlvr.rundir.locked`), and every folder it writes is checked to lie inside it.
+
+Before any stage runs, the recipe's settings are checked (types, ranges, placeholders, names) and its model
+references resolved, so a typo stops the study with one line naming the recipe key.
 
 Commands (``serve``, ``train.launch``) run only once the user allowed them: :mod:`medrlvr.study.commands`.
 
@@ -42,7 +48,7 @@ from typing import Any
 from ..data import DataError, load_eval_spec, load_pool, resolve_data_dir
 from ..errors import CommandsNotAllowed, RecipeError, StageError
 from ..evaluate import EvalConfig
-from ..rundir import eval_dir
+from ..rundir import LOCK_ENV, eval_dir, inside, locked
 from ..select import SelectConfig
 from ..store import write_json
 from . import stagedirs
@@ -78,8 +84,11 @@ class Study:
         progress: bool = True,
         log: Callable[[str], None] | None = None,
         allow_commands: bool = False,
+        verify: bool = False,
     ):
         self.recipe = recipe
+        self.verify = verify  # check finished stages' large files by their sha256 too
+        self.locked = ""  # the run directory, resolved, while this study holds its lock
         self.allow_commands = allow_commands
         self.run_dir = recipe.run_dir
         self.progress = progress
@@ -111,9 +120,11 @@ class Study:
         key = stable_hash({"stage": kind, **inputs})
         store_key = stable_hash({"stage": kind, **{k: v for k, v in inputs.items() if k not in reuse}})
         marker = out / "stage.json"
-        previous = stagedirs.marker(out)
         label = f"{kind} {name}".strip()
-        kept = self.run_dir / ".previous" / out.relative_to(self.run_dir)
+        kept = inside(self.run_dir, ".previous", out.relative_to(self.run_dir))
+        for folder in (out, kept):  # a damaged output is neither reused, taken back nor continued
+            self._set_aside_if_damaged(label, folder)
+        previous = stagedirs.marker(out)
         reused = self._reuse(kind, name, out, kept, key, outputs)
         if reused:
             return reused
@@ -141,9 +152,9 @@ class Study:
             raise
         seconds = round(time.perf_counter() - started, 1)
         release_memory()
-        write_json(
-            marker, {**state, "status": "done", "finished": now(), "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
-        )
+        files = stagedirs.written(out)  # what a later run checks before it trusts this output
+        write_json(marker, {**state, "status": "done", "finished": now(), "seconds": seconds,
+                            "peak_rss_mb": peak_rss_mb(), "files": files})  # fmt: skip
         if kept.exists():  # replaced: only now is the old output removed
             shutil.rmtree(kept)
             stagedirs.prune(kept.parent, self.run_dir)
@@ -151,6 +162,22 @@ class Study:
         self._record(kind, name, out, key, status, seconds)
         self.log(f"[{label}] done in {seconds:.1f} s (peak memory so far {peak_rss_mb():.0f} MB)")
         return "ran"
+
+    def _set_aside_if_damaged(self, label: str, folder: Path) -> None:
+        """Move a finished stage folder whose files differ from what its marker recorded (cut, edited, deleted) to
+        ``RUN/.damaged/...``, so the stage is computed again instead of trusted; the copy stays there for a look.
+        A marker from before files were recorded is trusted as it was."""
+        previous = stagedirs.marker(folder)
+        if not stagedirs.finished(previous) or "files" not in previous:
+            return
+        why = stagedirs.damage(folder, previous["files"], deep=self.verify)
+        if not why:
+            return
+        aside = inside(self.run_dir, ".damaged", folder.relative_to(self.run_dir))
+        stagedirs.set_aside(folder, aside)
+        stagedirs.prune(folder.parent, self.run_dir)
+        self.manifest.setdefault("damaged", []).append({"stage": label, "why": why, "kept_in": str(aside)})
+        self.log(f"[{label}] damaged output: {why}; recomputing (the damaged copy is kept in {aside})")
 
     def _reuse(self, kind: str, name: str, out: Path, kept: Path, key: str, outputs: Sequence[str]) -> str | None:
         """ "cached" when ``out`` holds the finished stage of ``key``, "restored" when ``kept`` (RUN/.previous/...) does
@@ -241,7 +268,7 @@ class Study:
         from ..filter import filter_pool
 
         for entry in self.recipe.filters:
-            out = self.run_dir / "filter" / entry.name
+            out = inside(self.run_dir, "filter", entry.name)
             inputs = {"config": without(entry.config, "engine_options"), "pool": self.pool_hash}
 
             def work(entry=entry, out=out):
@@ -259,14 +286,14 @@ class Study:
         kept, dropped = decontaminate(self.pool, evals) if evals else (self.pool, [])
         self.manifest["data"]["decontamination"] = {"kept": len(kept), "dropped": len(dropped)}
         write_json(
-            self.run_dir / "data" / "decontamination.json",
+            inside(self.run_dir, "data", "decontamination.json"),
             {"against": list(self.decontam_sets), "pool": len(self.pool), "kept": len(kept), "dropped": dropped},
         )
         kept_hash = records_hash(kept)
         for entry in self.recipe.selections:
-            out = self.run_dir / "select" / entry.name
+            out = inside(self.run_dir, "select", entry.name)
             config = SelectConfig(**{**asdict(entry.config), "decontaminate": list(self.decontam_sets)})
-            labels_file = self.run_dir / "filter" / entry.filter / "labels.jsonl" if entry.filter else None
+            labels_file = inside(self.run_dir, "filter", entry.filter, "labels.jsonl") if entry.filter else None
             inputs = {
                 "config": asdict(config),
                 "pool": kept_hash,
@@ -297,8 +324,8 @@ class Study:
         from ..train import run as train
 
         for policy in self.recipe.policies:
-            out = self.run_dir / "train" / policy.name
-            train_file = self.run_dir / "select" / policy.selection / "train.jsonl"
+            out = inside(self.run_dir, "train", policy.name)
+            train_file = inside(self.run_dir, "select", policy.selection, "train.jsonl")
             config = copy.copy(policy.config)  # built and checked once, when the recipe was read
             config.train_file, config.output_dir = str(train_file), str(out)
             inputs = {"config": without(config, "train_file", "output_dir"), "train_file": file_hash(train_file)}
@@ -307,7 +334,7 @@ class Study:
             def work(config=config):
                 # verl starts its own processes (Ray), never under train.launch
                 if self.recipe.train_launch and config.backend != "verl":
-                    launch_training(self.recipe.train_launch, config, self.log)
+                    launch_training(self.recipe.train_launch, config, self.log, lock_env={LOCK_ENV: self.locked})
                 else:
                     train(config, data_dir=self.recipe.data.data_dir)
                 gc.collect()
@@ -350,7 +377,7 @@ class Study:
 
             def engine(config: EvalConfig) -> Any:
                 if not engines:
-                    log_dir = self.run_dir / "eval" / name
+                    log_dir = inside(self.run_dir, "eval", name)
                     stack.enter_context(served_model(self.recipe.eval_serve, ref, config.engine_options, log_dir))
                     engines.append(get_engine(config.engine, config.model, **config.engine_options))
                     stack.callback(engines[0].close)
@@ -381,7 +408,7 @@ class Study:
         names = self.recipe.model_names
         benchmarks = [e.name for e in self.recipe.evals]
         results = [eval_dir(self.run_dir, n, b) / "results.json" for n in names for b in benchmarks]
-        out = self.run_dir / "report"
+        out = inside(self.run_dir, "report")
         inputs = {
             "results": {str(p.relative_to(self.run_dir)): file_hash(p) for p in results if p.exists()},
             "metrics": {
@@ -398,7 +425,7 @@ class Study:
         inputs["arms"] = self.recipe.arms
 
         def work():
-            write_json(self.run_dir / "arms.json", self.recipe.arms)  # the report groups seeds and sweeps by it
+            write_json(inside(self.run_dir, "arms.json"), self.recipe.arms)  # the report groups seeds and sweeps by it
             report(self.run_dir, out, models=names, baseline=baseline, title=title, benchmarks=benchmarks)
 
         self._stage("report", "", out, inputs, ["index.html", "table1.md"], work)
@@ -415,16 +442,18 @@ class Study:
     def run(self) -> Path:
         self._check_commands()
         check_models(self.recipe)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._load_data()
-        self._write_manifest()
-        self.log(announce(self))  # the machine and what the stages left will take on it (medrlvr.study.eta)
-        self._filters()
-        self._selections()
-        self._trainings()
-        self._evaluations()
-        self._report()
-        self._write_manifest(finished=True)
+        # one study at a time per run directory, from before its first read to its last write
+        with locked(self.run_dir, command=" ".join(sys.argv)):
+            self.locked = str(self.run_dir.resolve())  # children (a training launcher) run under this lock
+            self._load_data()
+            self._write_manifest()
+            self.log(announce(self))  # the machine and what the stages left will take on it (medrlvr.study.eta)
+            self._filters()
+            self._selections()
+            self._trainings()
+            self._evaluations()
+            self._report()
+            self._write_manifest(finished=True)
         return self.run_dir
 
 
@@ -437,10 +466,11 @@ def run_study(
     log: Callable[[str], None] | None = None,
     allow_commands: bool = False,
     base_url: str | None = None,
+    verify: bool = False,
 ) -> Path:
     """Run (or continue) a study; returns its run directory. A recipe that runs commands (``serve``,
     ``train.launch``) needs ``allow_commands=True`` unless the user confirmed these exact commands before;
     ``base_url`` is the OpenAI-compatible server the user chose (it, and $OPENAI_BASE_URL, get the API key)."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides, data_dir=data_dir, run_dir=run_dir, base_url=base_url)
-    return Study(recipe, progress=progress, log=log, allow_commands=allow_commands).run()
+    return Study(recipe, progress=progress, log=log, allow_commands=allow_commands, verify=verify).run()
