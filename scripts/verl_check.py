@@ -36,7 +36,7 @@ GRPO = ["train.backend=verl", "train.rewards={accuracy: 1.0}", "train.rollout_en
         "train.verl={algorithm: grpo, nnodes: 1, n_gpus_per_node: 1, rollout: vllm, val: medqa:dev}"]  # fmt: skip
 # DAPO (arXiv 2503.14476) is GRPO with shared settings: dynamic sampling, clip-higher, the token-mean loss, no KL.
 DAPO = [
-    "train.policies.rlvr.verl.algorithm=grpo",
+    "train.policies.rlvr.method=grpo",
     "train.policies.rlvr.dynamic_sampling=true",
     "train.policies.rlvr.epsilon_high=0.28",
     "train.policies.rlvr.loss_type=dapo",
@@ -44,7 +44,7 @@ DAPO = [
 ]
 # The named GRPO variants verl has (medrlvr.train.grpo.VARIANTS): Dr. GRPO, GSPO (policy_loss gspo), CISPO (cispo).
 VARIANT_CASES = {
-    name: ("recipes/med-rlvr/study.yaml", "rlvr", ["train.policies.rlvr.verl.algorithm=grpo",
+    name: ("recipes/med-rlvr/study.yaml", "rlvr", ["train.policies.rlvr.method=grpo",
                                                    f"train.policies.rlvr.variant={name}"])
     for name in ("dr_grpo", "gspo", "cispo")
 }  # fmt: skip
@@ -58,7 +58,7 @@ CASES = {  # name -> (recipe, policy, recipe overrides)
         "recipes/med-rlvr/study.yaml",
         "rlvr",
         [
-            "train.policies.rlvr.verl.algorithm=grpo",
+            "train.policies.rlvr.method=grpo",
             "train.policies.rlvr.rollout_importance_sampling=token_truncate",
             "train.policies.rlvr.rollout_importance_sampling_max=2.0",
         ],

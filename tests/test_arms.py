@@ -81,7 +81,8 @@ def test_bad_sweeps_are_one_line_errors(sweep, message):
 def test_a_recipe_extends_another_and_its_seeds_and_controls_become_policies(tmp_path):
     from pathlib import Path
 
-    from medrlvr.study.recipe import load_recipe, plan
+    from medrlvr.study.plan import plan
+    from medrlvr.study.recipe import load_recipe
 
     demo = Path(__file__).parent.parent / "recipes" / "demo-cpu.yaml"
     child = tmp_path / "child.yaml"

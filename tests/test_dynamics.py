@@ -180,3 +180,20 @@ def test_an_answer_named_by_its_option_text_is_well_formed_as_the_evaluator_read
     assert [f["flag"] for f in flag_predictions(rows)] == []
     bare = [{k: v for k, v in r.items() if k not in ("answer", "well_formed")} for r in rows]
     assert "format_failure" in [f["flag"] for f in flag_predictions(bare)]  # letters alone read nothing there
+
+
+def test_a_ppo_run_has_the_same_stages_and_its_critic_in_the_table_and_chart(tmp_path):
+    """The dynamics of a PPO run are read as a GRPO run's (the same completion log), plus the critic's per-step
+    metrics (medrlvr.train.ppo writes them to metrics.jsonl), which the chart draws in a panel of their own."""
+    out = _write_log(tmp_path, True)
+    with open(out / "metrics.jsonl", "w") as f:
+        for step in range(1, 33):
+            f.write(json.dumps({"step": step, "reward": step / 32, "entropy": 2.0 - step / 20,
+                                "ppo/value_loss": 1.0 / step, "ppo/explained_variance": step / 40,
+                                "ppo/value_mean": step / 64, "ppo/return_mean": step / 32}) + "\n")  # fmt: skip
+    result = analyze_training(out)
+    assert result["stages"]["starts"] == STAGE_STARTS
+    assert result["steps"][3]["ppo/value_loss"] == pytest.approx(0.25)
+    assert result["steps"][-1]["ppo/explained_variance"] == pytest.approx(0.8)
+    png, svg = plot_dynamics(result["stages"], tmp_path / "dynamics_ppo-seed0", title="ppo")
+    assert png.name == "dynamics_ppo-seed0.png" and "explained variance" in svg.read_text()

@@ -363,3 +363,12 @@ def test_a_recipe_that_is_not_utf8_is_one_line(recipe, capsys):
         load_recipe(recipe)
     assert main(["run", str(recipe), "--plan"]) == 2
     assert "UTF-8" in _one_line(capsys)
+
+
+def test_a_yaml_merge_key_is_not_a_repeated_key(tmp_path):
+    """`<<: *anchor` (one policy's settings reused by another, as recipes/med-rlvr/study.yaml does) reads as YAML does;
+    a key the merging mapping sets again overrides the merged one."""
+    from medrlvr.study.recipe import _yaml_load
+
+    text = "a: &base {x: 1, y: 2}\nb:\n  <<: *base\n  y: 3\n"
+    assert _yaml_load(text, tmp_path / "r.yaml") == {"a": {"x": 1, "y": 2}, "b": {"x": 1, "y": 3}}

@@ -83,10 +83,10 @@ def test_critic_warmup_leaves_the_policy_alone(tiny_checkpoint, train_file, tmp_
 def test_ppo_settings_are_checked_before_anything_runs():
     from medrlvr.errors import UserError
 
-    with pytest.raises(UserError, match="method ppo samples with medrlvr's rollouts"):
-        TrainConfig(method="ppo", rollout_engine="trl")
-    with pytest.raises(UserError, match="dynamic_sampling, control and loss_type cispo are GRPO's"):
+    with pytest.raises(UserError, match="method ppo: dynamic_sampling and control are GRPO's"):
         TrainConfig(method="ppo", dynamic_sampling=True)
+    with pytest.raises(UserError, match="its loss_type is one of grpo, dapo, bnpo.*got dr_grpo"):
+        TrainConfig(method="ppo", loss_type="dr_grpo")
     with pytest.raises(UserError, match="setting 'lam' must be at most 1"):
         TrainConfig(method="ppo", lam=1.5)
 

@@ -32,6 +32,8 @@ def add_bench_commands(commands, data: argparse.ArgumentParser) -> None:
     train_bench.add_argument("overrides", nargs="*", help="section.key=value over the recipe, e.g. train.model=M")
     train_bench.add_argument("--steps", type=int, default=4, help="GRPO steps per row (the first is warm-up)")
     train_bench.add_argument("--json", help="also write the measurements to this file")
+    train_bench.add_argument("--method", choices=("grpo", "ppo"), default="grpo",
+                             help="ppo: a PPO step against a GRPO step (same rollouts, batch, lengths, KL)")  # fmt: skip
     train_bench.set_defaults(func=_bench_train)
     lmeval = bench_commands.add_parser(
         "lmeval", parents=[data], help="loglik accuracy against lm-evaluation-harness (pip install lm-eval)"
@@ -63,7 +65,7 @@ def _bench_train(args: argparse.Namespace) -> None:
 
     if args.steps < 2:
         raise UserError(f"--steps must be at least 2 (the first step is warm-up), got {args.steps}")
-    result = bench_train(args.recipe, args.data_dir, args.steps, args.overrides)
+    result = bench_train(args.recipe, args.data_dir, args.steps, args.overrides, method=args.method)
     print_train(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -43,25 +43,58 @@ def timed_generation(base: type, seconds: list[float]) -> type:
     return TimedGeneration
 
 
+def timed_critic(base: type, seconds: dict[str, list[float]]) -> type:
+    """A subclass of medrlvr's PPO trainer ``base`` that records, per call, the seconds of what PPO adds to a GRPO
+    step: the rollout batch's critic values, old log-probs and GAE (``after_scoring``), and the critic's forward in
+    the loss (its backward is inside the step's backward and shows in the rest)."""
+
+    class TimedCritic(base):
+        def after_scoring(self, output):
+            start, self._scoring = time.perf_counter(), True
+            try:
+                return super().after_scoring(output)
+            finally:
+                seconds["advantages"].append(time.perf_counter() - start)
+                self._scoring = False
+
+        def _values(self, inputs):
+            start = time.perf_counter()
+            try:
+                return super()._values(inputs)
+            finally:
+                if self.model.training and not getattr(self, "_scoring", False):
+                    seconds["critic_forward"].append(time.perf_counter() - start)
+
+    return TimedCritic
+
+
 def _grpo_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
-    """Train ``steps`` GRPO steps with medrlvr's trainer; per-step wall time and the time spent generating."""
+    """Train ``steps`` steps of ``settings["method"]`` (GRPO or PPO) with medrlvr's trainer; per-step wall time,
+    the time spent generating and, for PPO, in what it adds."""
     import torch
 
     from ..train import TrainConfig, build_trainer, training_records
-    from ..train.grpo.loss import MedrlvrGRPOTrainer
 
     generating: list[float] = []
     step_times: list[float] = []
+    extra: dict[str, list[float]] = {"advantages": [], "critic_forward": []}
     config = TrainConfig(
         **{**settings, "train_file": train_file, "output_dir": out, "max_steps": steps, "save_steps": 10**6}
     )
-    trainer_class = timed_generation(MedrlvrGRPOTrainer, generating)
+    if config.method == "ppo":
+        from ..train.ppo.trainer import MedrlvrPPOTrainer
+
+        trainer_class = timed_generation(timed_critic(MedrlvrPPOTrainer, extra), generating)
+    else:
+        from ..train.grpo.loss import MedrlvrGRPOTrainer
+
+        trainer_class = timed_generation(MedrlvrGRPOTrainer, generating)
     trainer = build_trainer(config, training_records(train_file), trainer_class=trainer_class)
     trainer.add_callback(_step_timer(step_times))
     trainer.train()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return {"steps": steps, "step_seconds": step_times, "generate_seconds": generating,
-            "device": _device_label(device)}  # fmt: skip
+            "device": _device_label(device), **{f"{k}_seconds": v for k, v in extra.items() if v}}  # fmt: skip
 
 
 def _plain_trl_steps(settings: dict, train_file: str, out: str, steps: int) -> dict:
@@ -113,10 +146,13 @@ def _plain_trl_steps(settings: dict, train_file: str, out: str, steps: int) -> d
     return {"steps": steps, "step_seconds": step_times, "generate_seconds": [], "device": _device_label(device)}
 
 
-def bench_train(recipe: str, data_dir: str | None, steps: int = 4, overrides: list[str] | None = None) -> dict:
+def bench_train(recipe: str, data_dir: str | None, steps: int = 4, overrides: list[str] | None = None,
+                method: str = "grpo") -> dict:  # fmt: skip
     """Seconds per GRPO step with TRL's own generation and with medrlvr's rollouts, one process each, with every
     other setting taken from ``recipe``'s train section (model, batch, rollouts, completion length, LoRA, seed,
-    prefill, ...). The first step (warm-up: model conversion, kernel selection) is reported but not averaged."""
+    prefill, ...). The first step (warm-up: model conversion, kernel selection) is reported but not averaged.
+    ``method="ppo"``: a GRPO and a PPO row instead, both with medrlvr's rollouts and the same batch, rollouts,
+    lengths and KL coefficient (the reference pass is in both), PPO's extra work timed apart."""
     import tempfile
 
     from ..data import load_pool, resolve_data_dir
@@ -133,6 +169,15 @@ def bench_train(recipe: str, data_dir: str | None, steps: int = 4, overrides: li
     tmp = Path(tempfile.mkdtemp(prefix="medrlvr-bench-train-"))
     write_jsonl(tmp / "train.jsonl", [r.to_dict() for r in pool[:need]])
     rows = []
+    if method == "ppo":
+        for name in ("grpo", "ppo"):
+            row = {**settings, "rollout_engine": "medrlvr", "method": name}
+            row["loss_type"] = settings["loss_type"] if name == "ppo" or settings["method"] == "grpo" else "grpo"
+            result = isolated(_grpo_steps, row, str(tmp / "train.jsonl"), str(tmp / name), steps)
+            rows.append({"rollouts": name, **result})
+        root = resolve_data_dir(recipe_obj.data.data_dir, required=False)
+        return {"recipe": recipe, "settings": settings, "pool": recipe_obj.data.pool, "data_dir": str(root),
+                "rows": rows, "method": "ppo"}  # fmt: skip
     for engine in ("trl", "medrlvr"):
         result = isolated(
             _grpo_steps, {**settings, "rollout_engine": engine}, str(tmp / "train.jsonl"), str(tmp / engine), steps
@@ -172,7 +217,8 @@ def print_train(result: dict) -> None:
     ):  # the first step (warm-up) is not in the means
         table.add_column(column, justify="left" if column == "rollouts" else "right")
     rows = result["rows"]
-    labels = {"trl": "TRL's own generate", "medrlvr": "medrlvr rollouts"}
+    labels = {"trl": "TRL's own generate", "medrlvr": "medrlvr rollouts", "grpo": "GRPO (medrlvr rollouts)",
+              "ppo": "PPO with a critic (medrlvr rollouts)"}  # fmt: skip
     for r in rows:
         label = labels.get(r["rollouts"], r["rollouts"])
         if "error" in r:
@@ -186,6 +232,14 @@ def print_train(result: dict) -> None:
     Console(width=160).print(table)
     Console().print(f"machine: {machine_line()}")  # every figure is about this CPU/GPU and dtype
     done = {r["rollouts"]: r for r in rows if "mean_step_seconds" in r}
+    if "ppo" in done and "grpo" in done:
+        ppo, grpo = done["ppo"], done["grpo"]
+        steps = max(1, len(ppo["step_seconds"]))
+        parts = ", ".join(f"{label} {sum(ppo.get(key, [])) / steps:.2f} s" for key, label in
+                          (("advantages_seconds", "old log-probs + critic values + GAE"),
+                           ("critic_forward_seconds", "critic forward in the loss")))  # fmt: skip
+        Console().print(f"a PPO step against a GRPO step, the same rollouts and batch: "
+                        f"{ppo['mean_step_seconds'] / grpo['mean_step_seconds']:.2f}x; PPO's additions per step: {parts}")  # fmt: skip
     if "trl" in done and "medrlvr" in done:
         trl, ours = done["trl"], done["medrlvr"]
         Console().print(

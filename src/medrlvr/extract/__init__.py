@@ -167,16 +167,21 @@ def extract_choice(
     body = strip_think(text)
     read = strict_choice if grammar else resolve_choice
     for name in patterns:
-        if grammar and name == "answer_tag":
-            block = one_answer_block(text, body)
-            if block is None:
-                return Extraction(None, name)
-            spans, line = block, False
-        else:
-            spans, line = _spans(name, body, numbers=False)
+        spans, line = _pattern_spans(name, text, body, grammar, numbers=False)
+        if spans is None:
+            return Extraction(None, name)
         if spans:
             return Extraction(decide(spans, lambda s, line=line: read(s, opts, line)), name)
     return Extraction(None, None)
+
+
+def _pattern_spans(name: str, text: str, body: str, grammar: bool, numbers: bool):
+    """(spans, line) of pattern ``name``; with ``grammar``, the answer tag's spans only when the tags form one block,
+    else (None, False): a second or unpaired tag refuses the whole answer."""
+    if grammar and name == "answer_tag":
+        block = one_answer_block(text, body)
+        return (None, False) if block is None else (block, False)
+    return _spans(name, body, numbers=numbers)
 
 
 def extract_number(text: str, patterns: Sequence[str] = NUMBER_PATTERNS, grammar: bool = False) -> Extraction:
@@ -189,13 +194,9 @@ def extract_number(text: str, patterns: Sequence[str] = NUMBER_PATTERNS, grammar
         if name == "last_number":
             found, answer = last_number(body)
             return Extraction(answer, name if found else None)
-        if grammar and name == "answer_tag":
-            block = one_answer_block(text, body)
-            if block is None:
-                return Extraction(None, name)
-            spans, line = block, False
-        else:
-            spans, line = _spans(name, body, numbers=True)
+        spans, line = _pattern_spans(name, text, body, grammar, numbers=True)
+        if spans is None:
+            return Extraction(None, name)
         if spans:
             return Extraction(decide(spans, lambda s, line=line: resolve_number(s, line)), name)
     return Extraction(None, None)

@@ -56,8 +56,13 @@ EMPTY_REASONING_TOKENS = 1
 SAMPLES_PER_STAGE = 3
 MAX_SAMPLE_CHARS = 600
 STAGES = ("format_failure", "verbose_formatting", "concise", "hacking", "collapsed")
-METRIC_KEYS = ("reward", "entropy", "completions/mean_length", "sampling/sampling_logp_difference/mean", "kl")
-"""Keys read from metrics.jsonl (TRL's GRPOTrainer names), besides every ``rewards/<name>/mean``."""
+PPO_KEYS = ("ppo/value_loss", "ppo/explained_variance", "ppo/value_mean", "ppo/return_mean", "ppo/clipfrac",
+            "ppo/value_clipfrac", "ppo/kl", "ppo/policy_loss")  # fmt: skip
+"""What a PPO run adds per step (medrlvr.train.ppo): the critic's loss and fit, value and return means, clip
+fractions, the KL in the reward."""
+METRIC_KEYS = ("reward", "entropy", "completions/mean_length", "sampling/sampling_logp_difference/mean", "kl",
+               *PPO_KEYS)  # fmt: skip
+"""Keys read from metrics.jsonl (TRL's GRPOTrainer names and PPO's), besides every ``rewards/<name>/mean``."""
 
 REFLECTION = re.compile(
     r"(?i)\b(wait|hmm|however|let me (?:re-?check|double[- ]check|verify|reconsider)|on second thought|"
@@ -406,7 +411,8 @@ def plot_dynamics(steps: Sequence[dict] | dict[str, Any], path: str | Path, titl
     stages = steps if isinstance(steps, Mapping) else find_stages(steps)
     rows = stages["per_step"]
     x = [r["step"] for r in rows]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    ppo = any(r.get("ppo/value_loss") is not None for r in rows)  # a PPO run: a fourth panel for its critic
+    fig, axes = plt.subplots(4 if ppo else 3, 1, figsize=(8, 10.5 if ppo else 8), sharex=True)
     series = {"well_formed": ("well-formed", "-"), "top_share": ("top-letter share", "-"),
               "collapse_share": ("top letter where gold differs", "--"), "leaked": ("leaked answer", ":"),
               "empty_reasoning": ("empty reasoning", "-."), "hacked": ("hacked", (0, (1, 3)))}  # fmt: skip
@@ -425,7 +431,9 @@ def plot_dynamics(steps: Sequence[dict] | dict[str, Any], path: str | Path, titl
         twin.plot(x, gap, color="tab:red", linestyle="--", label="sampler/trainer |log-prob gap|")
         twin.set_ylabel("mean |log-prob gap|", color="tab:red")
         twin.legend(fontsize=7, loc="upper right")
-    axes[2].set_xlabel("step")
+    if ppo:
+        _plot_critic(axes[3], x, rows)
+    axes[-1].set_xlabel("step")
     for ax in axes:
         for seg in stages["segments"]:
             ax.axvline(seg["start"], color="black", linestyle=":", linewidth=0.8)
@@ -443,3 +451,20 @@ def plot_dynamics(steps: Sequence[dict] | dict[str, Any], path: str | Path, titl
         fig.savefig(p, dpi=120)
     plt.close(fig)
     return out
+
+
+def _plot_critic(ax, x, rows) -> None:
+    """PPO's critic per step: its value loss, explained variance of the returns, and the value and return means."""
+
+    def series(key):
+        return [r.get(key) if r.get(key) is not None else float("nan") for r in rows]
+
+    ax.plot(x, series("ppo/value_loss"), color="tab:blue", label="value loss")
+    ax.plot(x, series("ppo/value_mean"), color="tab:green", linestyle="--", label="value mean")
+    ax.plot(x, series("ppo/return_mean"), color="tab:olive", linestyle=":", label="return mean")
+    ax.set_ylabel("critic")
+    twin = ax.twinx()
+    twin.plot(x, series("ppo/explained_variance"), color="tab:orange", label="explained variance")
+    twin.set_ylabel("explained variance", color="tab:orange")
+    ax.legend(fontsize=7, loc="upper left")
+    twin.legend(fontsize=7, loc="upper right")

@@ -33,6 +33,7 @@ REFERENCE = {
                 "load": 8.0, "gflops": 68.6},
 }  # fmt: skip
 REFERENCE_PARAMS = 135e6
+PPO_STEP_FACTOR = 1.5  # a PPO step over a GRPO step at the same batch (bench train --method ppo: see the README)
 
 
 def calibrate(seconds: float = 0.3) -> float:
@@ -131,7 +132,7 @@ def study_work(study) -> list[dict[str, Any]]:
             for f in r.filters if not is_finished(run / "filter" / f.name)]  # fmt: skip
     for p in r.policies:
         c = p.config
-        if c.method != "grpo" or c.backend != "trl" or is_finished(run / "train" / p.name):
+        if c.method not in ("grpo", "ppo") or c.backend != "trl" or is_finished(run / "train" / p.name):
             continue
         steps = c.max_steps if c.max_steps > 0 else None
         if steps is None:  # epochs: the selection's size is not known before it runs; its config gives it
@@ -139,6 +140,7 @@ def study_work(study) -> list[dict[str, Any]]:
             size = entry.config.n if entry.config.strategy != "ratio" else entry.config.hard + entry.config.easy
             steps = int(c.num_train_epochs * size / (c.batch_size * c.gradient_accumulation_steps)) or 1
         tokens = steps * c.batch_size * c.gradient_accumulation_steps * c.num_generations * c.max_completion_length
+        tokens *= PPO_STEP_FACTOR if c.method == "ppo" else 1  # the critic's passes (medrlvr bench train --method ppo)
         work.append({"stage": "train", "model": c.model, "label": f"train {p.name}", "train_tokens": tokens})
     models = [("base", r.base_model)] * r.eval_base + [(p.name, p.config.model) for p in r.policies]
     for name, model in models:

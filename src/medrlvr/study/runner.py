@@ -45,7 +45,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from ..data import DataError, load_eval_spec, load_pool, resolve_data_dir
 from ..errors import CommandsNotAllowed, RecipeError, StageError
 from ..evaluate import EvalConfig
 from ..rundir import LOCK_ENV, eval_dir, inside, locked
@@ -55,6 +54,8 @@ from . import stagedirs
 from .commands import commands_trusted, launch_training, served_model, trust_commands
 from .eta import announce
 from .eta import minutes as eta_text
+from .inputs import load_inputs
+from .plan import check_commands, check_models, launched, plan, recipe_commands
 from .provenance import (
     file_hash,
     library_versions,
@@ -66,7 +67,7 @@ from .provenance import (
     stable_hash,
     without,
 )
-from .recipe import Recipe, apply_overrides, check_models, load_recipe, plan, recipe_commands
+from .recipe import Recipe, apply_overrides, load_recipe
 
 # Kept importable from here for callers of the single-module study (medrlvr.study.runner.load_recipe, ...).
 __all__ = [
@@ -225,42 +226,18 @@ class Study:
     # -- data --
 
     def _load_data(self) -> None:
-        r = self.recipe
-        data_dir = r.data.data_dir
-        root = resolve_data_dir(data_dir, required=False)
-        pool = load_pool(r.data.pool, data_dir)
-        self.pool = list(pool[: r.data.pool_limit] if r.data.pool_limit else pool)
-        if not self.pool:
-            raise DataError(f"the pool {r.data.pool} is empty")
-        self.eval_sets = {e.benchmark: e.spec.load(data_dir) for e in r.evals}
-        self.decontam_sets = {
-            spec: self.eval_sets.get(spec) or load_eval_spec(spec, data_dir) for spec in r.data.decontaminate or []
-        }
-        self.pool_hash = records_hash(self.pool)
-        self.eval_hashes = {spec: records_hash(rs) for spec, rs in self.eval_sets.items()}
-        self.fewshot = {e.benchmark: e.spec.fewshot_pool(data_dir) for e in r.evals if e.config.num_fewshot}
-        self.manifest.update(
-            recipe=r.source,
-            name=r.name,
-            started=now(),
-            resolved=r.raw,
-            without_data_dir_applied=r.without_data_dir_applied,
-            data={
-                "data_dir": str(root.resolve()) if root else None,
-                "source": f"data directory {root.resolve()}" if root else "medrlvr's bundled demo sample",
-                "pool": {
-                    "spec": r.data.pool,
-                    "limit": r.data.pool_limit,
-                    "questions": len(self.pool),
-                    "sha256": self.pool_hash,
-                },
-                "eval": {s: {"questions": len(rs), "sha256": self.eval_hashes[s]} for s, rs in self.eval_sets.items()},
-                "decontaminate": list(self.decontam_sets),
-            },
-            versions=library_versions(),
-            commit=project_commit(),
-            command=" ".join(sys.argv),
+        data = load_inputs(self.recipe)
+        self.pool, self.eval_sets, self.decontam_sets, self.fewshot = (
+            data.pool,
+            data.eval_sets,
+            data.decontam,
+            data.fewshot,
         )
+        self.pool_hash, self.eval_hashes = data.pool_hash, data.eval_hashes
+        r = self.recipe
+        self.manifest.update(recipe=r.source, name=r.name, started=now(), resolved=r.raw,
+                             without_data_dir_applied=r.without_data_dir_applied, data=data.manifest(),
+                             versions=library_versions(), commit=project_commit(), command=" ".join(sys.argv))  # fmt: skip
 
     # -- stages --
 
@@ -333,7 +310,7 @@ class Study:
 
             def work(config=config):
                 # verl starts its own processes (Ray), never under train.launch
-                if self.recipe.train_launch and config.backend != "verl":
+                if self.recipe.train_launch and launched(config):
                     launch_training(self.recipe.train_launch, config, self.log, lock_env={LOCK_ENV: self.locked})
                 else:
                     train(config, data_dir=self.recipe.data.data_dir)
@@ -430,17 +407,8 @@ class Study:
 
         self._stage("report", "", out, inputs, ["index.html", "table1.md"], work)
 
-    def _check_commands(self) -> None:
-        commands = recipe_commands(self.recipe)
-        if commands and not self.allow_commands and not commands_trusted(commands):
-            listed = "; ".join(f"`{c}`" for c in commands)
-            raise CommandsNotAllowed(
-                f"{self.recipe.source or self.recipe.name}: this recipe runs commands: {listed}. Check them "
-                "(medrlvr run RECIPE --plan) and run with --allow-commands, or confirm them at a terminal"
-            )
-
     def run(self) -> Path:
-        self._check_commands()
+        check_commands(self.recipe, self.allow_commands)
         check_models(self.recipe)
         # one study at a time per run directory, from before its first read to its last write
         with locked(self.run_dir, command=" ".join(sys.argv)):

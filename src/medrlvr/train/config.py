@@ -18,6 +18,15 @@ from .variants import apply_variant
 ROLLOUT_ENGINES = ("auto", "medrlvr", "trl", "vllm")
 METHODS = ("grpo", "ppo", "sft")
 RL_METHODS = ("grpo", "ppo")  # trained on rollouts and rewards
+PPO_LOSS_AGG = ("grpo", "dapo", "bnpo")  # loss_types PPO's loss (medrlvr.train.ppo.core.aggregate) can average as
+# The shared loss_type (TRL's names) -> verl's actor.loss_agg_mode: the same normaliser of the per-token loss.
+LOSS_AGG_MODES = {
+    "grpo": "seq-mean-token-mean",  # each completion's token mean, then the mean over completions
+    "dapo": "token-mean",  # the mean over every token of the update
+    "bnpo": "token-mean",  # TRL: the tokens of one device's batch; verl: of the whole update
+    "dr_grpo": "seq-mean-token-sum-norm",  # token sums / (completions x max_completion_length): loss_scale_factor
+    "cispo": "token-mean",  # TRL's cispo normalises as dapo does; verl's policy_loss.loss_mode cispo
+}
 # TRL's names for what medrlvr sets from a train setting of another name: such a key in ``extra`` is an error naming
 # the setting (a key of the same name as a setting is one too, see :func:`check`)
 EXTRA_WITH_NAMES = {
@@ -250,12 +259,11 @@ def check(config: TrainConfig) -> None:
         raise UserError(
             "num_generations must be at least 2: GRPO compares rollouts within a group (and TRL asks it of PPO)"
         )
-    if config.method == "ppo" and config.backend == "trl" and config.rollout_engine not in ("auto", "medrlvr"):
+    if config.method == "ppo" and (config.dynamic_sampling or config.control or config.loss_type not in PPO_LOSS_AGG):
         raise UserError(
-            f"method ppo samples with medrlvr's rollouts (rollout_engine medrlvr), got {config.rollout_engine}"
+            "method ppo: dynamic_sampling and control are GRPO's, and its loss_type is one of "
+            f"{', '.join(PPO_LOSS_AGG)} (how the per-token loss is averaged); got {config.loss_type}"
         )
-    if config.method == "ppo" and (config.dynamic_sampling or config.control or config.loss_type == "cispo"):
-        raise UserError("method ppo: dynamic_sampling, control and loss_type cispo are GRPO's; unset them")
     unknown = [name for name in config.rewards if name not in REWARDS]
     if unknown:
         raise UserError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")

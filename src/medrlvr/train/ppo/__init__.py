@@ -1,12 +1,12 @@
 """``method: ppo``: PPO with a critic (Med-RLVR, arXiv 2502.19655) on the TRL path, wired as GRPO is: the same rewards,
-rollouts (medrlvr's engine) and TRL arguments (:func:`medrlvr.train.grpo.grpo_settings`, with TRL's own KL loss
+rollouts (medrlvr's engine, or TRL's generate or vLLM) and TRL arguments (:func:`medrlvr.train.grpo.grpo_settings`, with TRL's own KL loss
 off: PPO's KL is in the reward), plus the critic. The maths is :mod:`.core`, the critic :mod:`.critic`, the trainer
 :mod:`.trainer`; ``backend: verl`` launches the same settings through verl (:mod:`medrlvr.train.verl`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 from ...errors import UserError
@@ -16,39 +16,25 @@ from ..config import TrainConfig
 
 def ppo_trainer(config: TrainConfig, model, tokenizer, dataset, peft_config, common: dict[str, Any], callbacks,
                 on_gpu: bool, trainer_class: type | None = None):  # fmt: skip
-    """medrlvr's PPO trainer (``trainer_class``: a subclass of it) with its critic, ready to train."""
+    """medrlvr's PPO trainer (``trainer_class``: a subclass of it) with its critic, ready to train: GRPO's wiring
+    (:func:`medrlvr.train.grpo.grpo_trainer`) with PPO's trainer class and the critic. TRL's reference pass runs when
+    beta > 0 (the KL in PPO's reward needs it); TRL's KL *loss* never runs: the loss is PPO's own."""
     import torch
-    from trl import GRPOConfig
 
-    from ..grpo import _medrlvr_rollouts, grpo_settings, resolve_rollout_engine, reward_functions
+    from ..grpo import grpo_trainer
     from .critic import SeparateCritic
     from .trainer import CriticGradients, MedrlvrPPOTrainer
 
-    engine = resolve_rollout_engine(config, on_gpu)
-    if engine != "medrlvr":
-        raise UserError(f"method ppo samples with medrlvr's rollouts; rollout_engine resolved to {engine}")
-    funcs, scored, weights = reward_functions(config, Path(common["output_dir"]))
-    settings = grpo_settings(config, weights + [0.0, 0.0], engine)
-    # TRL's reference pass runs when beta > 0 (PPO needs it for the KL in the reward); its KL *loss* never runs,
-    # because the loss is PPO's own (MedrlvrPPOTrainer.rl_loss)
-    args = GRPOConfig(**{**common, **settings, **config.extra})
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("method ppo on the TRL path trains in one process (one GPU): run it without accelerate launch "
+                        "or torchrun, or use backend: verl for several GPUs")  # fmt: skip
     torch.manual_seed(config.seed)  # the critic's LoRA starts from the same weights in a resumed run
     critic = SeparateCritic.from_pretrained(
         checkpoint_dir(config.model), lora=_critic_lora(peft_config), init="zero", dtype=model.dtype
     )
-    trainer = (trainer_class or MedrlvrPPOTrainer)(
-        model=model,
-        reward_funcs=funcs,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[CriticGradients(critic), *callbacks],
-        rollout_func=_medrlvr_rollouts(config, args, dataset, tokenizer, scored, weights),
-    )
+    trainer = grpo_trainer(config, model, tokenizer, dataset, peft_config, common,
+                           [CriticGradients(critic), *callbacks], on_gpu, trainer_class or MedrlvrPPOTrainer)  # fmt: skip
     trainer.critic, trainer.ppo = critic, config
-    trainer.sampler_logprobs = True  # sampling/* metrics every step (the rollout gap)
-    trainer.correct_sampling = config.rollout_importance_sampling is not None
     return trainer
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from ..config import LOSS_AGG_MODES
 from ..grpo.loss import MedrlvrGRPOTrainer
 from . import core
 
@@ -92,11 +93,17 @@ class MedrlvrPPOTrainer(MedrlvrGRPOTrainer):
         mask = inputs["completion_mask"].float()
         logps, entropies = self.completion_logps(model, inputs, entropy=True)
         policy, clipfrac, approx_kl, clipfrac_lower = core.policy_loss(
-            logps, inputs["old_per_token_logps"], inputs["advantages"], mask, self.epsilon_low, self.epsilon_high
+            logps,
+            inputs["old_per_token_logps"],
+            inputs["advantages"],
+            mask,
+            self.epsilon_low,
+            self.epsilon_high,
+            agg=LOSS_AGG_MODES[self.ppo.loss_type],
         )
         values = self._values(inputs)
         value, value_clipfrac = core.value_loss(values, inputs["old_values"], inputs["returns"], mask,
-                                                self.ppo.value_clip)  # fmt: skip
+                                                self.ppo.value_clip, agg=LOSS_AGG_MODES[self.ppo.loss_type])  # fmt: skip
         warming = self.state.global_step < self.ppo.critic_warmup_steps  # the critic learns first, the policy waits
         loss = value if warming else policy + value
         metrics = self._metrics["train"]

@@ -11,20 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from ...config import build
 from ...errors import UserError
+from ..config import LOSS_AGG_MODES
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
 
 ALGORITHMS = ("ppo", "grpo")
 ROLLOUTS = ("vllm", "sglang")
-# The shared loss_type (TRL's names) -> verl's actor.loss_agg_mode: the same normaliser of the per-token loss.
-LOSS_AGG_MODES = {
-    "grpo": "seq-mean-token-mean",  # each completion's token mean, then the mean over completions
-    "dapo": "token-mean",  # the mean over every token of the update
-    "bnpo": "token-mean",  # TRL: the tokens of one device's batch; verl: of the whole update
-    "dr_grpo": "seq-mean-token-sum-norm",  # token sums / (completions x max_completion_length): loss_scale_factor
-    "cispo": "token-mean",  # TRL's cispo normalises as dapo does; verl's policy_loss.loss_mode cispo
-}
 # rollout_importance_sampling -> verl's algorithm.rollout_correction.rollout_is (truncated: ratio capped from above)
 ROLLOUT_IS = {"token_truncate": "token", "sequence_truncate": "sequence"}
 SCALE_REWARDS = {"group": True, "none": False}  # -> algorithm.norm_adv_by_std_in_grpo
