@@ -32,6 +32,7 @@ LOSS_AGG_MODES = {
 EXTRA_WITH_NAMES = {
     "per_device_train_batch_size": "batch_size",
     "steps_per_generation": "gradient_accumulation_steps",
+    "activation_checkpointing": "gradient_checkpointing",  # transformers 5's name for it
     "reward_weights": "rewards",
     "use_vllm": "rollout_engine",
     "vllm_importance_sampling_correction": "rollout_importance_sampling",
