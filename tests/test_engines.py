@@ -118,6 +118,47 @@ def test_loglikelihood_matches_a_full_forward(engine):
         assert greedy == all(int(logprobs[len(ctx) - 1 + i].argmax()) == t for i, t in enumerate(cont))
 
 
+def _bf16_model_with_close_letters(engine, context: str):
+    """A bf16 copy of the tiny model whose head gives " C" a logit above " B" by less than bf16's step (at the end
+    of ``context``) and " D" exactly the logit of " B"."""
+    import copy
+
+    model = copy.deepcopy(engine.model).to(torch.bfloat16)
+    model.config.tie_word_embeddings = False
+    tok = engine.tokenizer
+    b, c, d = (tok(letter, add_special_tokens=False)["input_ids"][-1] for letter in (" B", " C", " D"))
+    seen = {}
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, a, o: seen.setdefault("h", a[0][0, -1]))
+    with torch.inference_mode():
+        model(torch.tensor([tok(context)["input_ids"]]), logits_to_keep=1)
+    hook.remove()
+    h = seen["h"].float()
+    head = torch.nn.Linear(h.shape[0], len(tok), bias=False).to(torch.bfloat16)
+    with torch.no_grad():
+        head.weight.copy_(model.get_output_embeddings().weight)
+        row = 0.5 * torch.sign(h)  # logits near sum |h| / 2: large, where bf16's step is coarse
+        head.weight[b] = row
+        head.weight[d] = row
+        j = int(h.abs().argmax())
+        head.weight[c] = row
+        head.weight[c, j] = row[j] + torch.sign(h[j]) * 2**-8  # one bf16 step of a weight: far below a logit's
+    model.set_output_embeddings(head)
+    return model, (b, c, d)
+
+
+def test_letters_closer_than_a_bf16_step_are_told_apart_and_exact_ties_stay_ties(engine):
+    context = "Question: which? A. x B. y C. z D. w\nAnswer:"
+    model, (b, c, d) = _bf16_model_with_close_letters(engine, context)
+    tok = engine.tokenizer
+    with torch.inference_mode():
+        bf16_logits = model(torch.tensor([tok(context)["input_ids"]]), logits_to_keep=1).logits[0, -1]
+    assert bf16_logits[b] == bf16_logits[c] == bf16_logits[d]  # what the old scorer saw: a three-way tie
+    scorer = TransformersEngine(None, model_obj=model, tokenizer=tok)
+    (lb, _), (lc, _), (ld, _) = scorer.loglikelihood([(context, " B"), (context, " C"), (context, " D")])
+    assert lc > lb and lb == ld
+    assert model.get_output_embeddings().weight.dtype == torch.bfloat16  # the model itself is left as it was
+
+
 def test_sampling_validation_and_unknown_engine():
     with pytest.raises(ValueError, match="top_p"):
         Sampling(top_p=0)
