@@ -81,3 +81,31 @@ def test_the_study_table_matches_stages_across_runs(tmp_path, capsys):
     (tmp_path / "manifest.json").write_text("{")
     with pytest.raises(UserError, match=r"manifest.json: not JSON"):
         stage_table([tmp_path])
+
+
+def test_lmeval_rows_compare_question_by_question_and_flag_large_subjects():
+    """The bench's bookkeeping, without lm-eval: the first N questions of each subject, split credit for medrlvr's
+    ties, agreement on correctness, and the largest gap over subjects of more than 100 questions."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from medrlvr.bench.lmeval import LMEVAL_TASK, _first_per_subject, _row
+
+    recs = [Record(id=f"mmlu-test-{s}-{i}", question="q", options={"A": "a", "B": "b"}, answer="A", subject=s)
+            for s, n in (("anatomy", 3), ("virology", 120)) for i in range(n)]  # fmt: skip
+    assert [r.id for r in _first_per_subject(recs, 2)] == [f"mmlu-test-{s}-{i}" for s in ("anatomy", "virology")
+                                                           for i in range(2)]  # fmt: skip
+    theirs = {"anatomy": [True, False, True], "virology": [True] * 60 + [False] * 60}
+    ours = {r.id: {"correct": True, "credit": 1.0} for r in recs}
+    ours["mmlu-test-anatomy-1"] = {"correct": False, "credit": 0.5}  # a tie holding the gold
+    ours["mmlu-test-virology-119"] = {"correct": True, "credit": 1.0}
+    engine = SimpleNamespace(loglik_tokens=4096, share_prefixes=True)
+    row = _row(0, "bf16", engine, ["anatomy", "virology"], theirs, ours, 10.0, 4.0, {"accuracy": 0.6, "ties": 1})
+    assert row["ratio"] == 2.5 and row["questions"] == 123
+    assert row["per_subject"]["anatomy"]["medrlvr"] == pytest.approx(2.5 / 3)
+    assert row["same_correctness"] == pytest.approx((3 + 60) / 123)  # all of anatomy, virology's first 60
+    assert row["max_points_subjects_over_100"] == pytest.approx(50.0)  # virology only: anatomy has 3 questions
+    task = yaml.safe_load(LMEVAL_TASK.format(subject="anatomy", path="t.csv", dev="d.csv", title="anatomy"))
+    assert task["fewshot_split"] == "dev" and task["dataset_kwargs"]["data_files"] == {"test": "t.csv", "dev": "d.csv"}
+    assert task["description"].endswith("about anatomy.\n\n")

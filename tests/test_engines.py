@@ -118,6 +118,104 @@ def test_loglikelihood_matches_a_full_forward(engine):
         assert greedy == all(int(logprobs[len(ctx) - 1 + i].argmax()) == t for i, t in enumerate(cont))
 
 
+def _fed_tokens(engine):
+    """A counter of the tokens ``engine``'s model is fed, and a function that removes it."""
+    fed = [0]
+    hook = engine.model.register_forward_pre_hook(
+        lambda m, a, kw: fed.__setitem__(0, fed[0] + kw["input_ids"].numel()), with_kwargs=True
+    )
+    return fed, hook.remove
+
+
+HEADER = "The following are multiple choice questions (with answers) about {}.\n\n"
+SHOTS = "".join(f"Q{i}: what is {i}?\nA. one\nB. two\nAnswer: {'AB'[i % 2]}\n\n" for i in range(3))
+QUESTIONS = ["Which nerve?", "A 45-year-old man has chest pain. Which artery is blocked?", "Why?", "x" * 40]
+
+
+@pytest.mark.parametrize(
+    ("contexts", "budget"),
+    [
+        ([HEADER.format("anatomy") + q + "\nAnswer:" for q in QUESTIONS], 4096),  # the header only
+        ([HEADER.format("anatomy") + SHOTS + q + "\nAnswer:" for q in QUESTIONS], 4096),  # a few-shot block
+        (
+            [HEADER.format(s) + SHOTS + q + "\nAnswer:" for s in ("anatomy", "virology") for q in QUESTIONS]
+            + ["Nothing shared\nAnswer:"],
+            64,
+        ),  # two prefixes, one prompt alone, one row per batch  # fmt: skip
+    ],
+    ids=["header", "fewshot", "two-subjects-small-batches"],
+)
+def test_shared_prefixes_run_once_with_the_log_likelihoods_of_whole_prompts(engine, contexts, budget):
+    """Rows of differing lengths (left padding between the cached prefix and each row's tokens) score what each
+    prompt scored whole does, single-token letters and multi-token continuations alike, at 1e-4 in fp32."""
+    pairs = [(c, cont) for c in contexts for cont in (" A", " B", " C", " D", " two and more")]
+    shared = TransformersEngine(None, model_obj=engine.model, tokenizer=engine.tokenizer, loglik_tokens=budget)
+    whole = TransformersEngine(None, model_obj=engine.model, tokenizer=engine.tokenizer, share_prefixes=False)
+    fed, remove = _fed_tokens(engine)
+    ours = shared.loglikelihood(pairs)
+    shared_tokens, fed[0] = fed[0], 0
+    reference = whole.loglikelihood(pairs)
+    remove()
+    assert shared_tokens < fed[0] - (len(contexts) - 3) * len(HEADER)  # each prefix ran once (or a few times)
+    for (a, greedy_a), (b, greedy_b) in zip(ours, reference):
+        assert a == pytest.approx(b, abs=1e-4) and greedy_a == greedy_b
+    assert len({round(a, 3) for a, _ in ours}) > len(contexts)  # the scores differ: the comparison means something
+
+
+def test_prefix_groups_find_the_header_and_the_shots():
+    from medrlvr.engines.cache import prefix_groups
+
+    header = list(range(100, 120))
+    shots = list(range(200, 300))
+    seqs = [header + [1, 2, 3], header + [1, 2, 4, 5], header + shots + [6], header + shots + [7, 8], [9] * 30]
+    groups = dict((tuple(members), p) for p, members in prefix_groups(seqs, cost=16))
+    assert groups == {(0, 1): 22, (2, 3): 120, (4,): 0}  # [1, 2] is shared too: 22 tokens, not only the header
+    assert prefix_groups([header + [1], header + [2]], cost=100) == [(0, [0, 1])]  # 20 tokens saved: not worth it
+    assert prefix_groups([[1] * 5 + [2], [1] * 5 + [3]], cost=0) == [(0, [0, 1])]  # under min_prefix
+    assert prefix_groups([[5]]) == [(0, [0])]
+
+
+def _bf16_model_with_close_letters(engine, context: str):
+    """A bf16 copy of the tiny model whose head gives " C" a logit above " B" by less than bf16's step (at the end
+    of ``context``) and " D" exactly the logit of " B"."""
+    import copy
+
+    model = copy.deepcopy(engine.model).to(torch.bfloat16)
+    model.config.tie_word_embeddings = False
+    tok = engine.tokenizer
+    b, c, d = (tok(letter, add_special_tokens=False)["input_ids"][-1] for letter in (" B", " C", " D"))
+    seen = {}
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, a, o: seen.setdefault("h", a[0][0, -1]))
+    with torch.inference_mode():
+        model(torch.tensor([tok(context)["input_ids"]]), logits_to_keep=1)
+    hook.remove()
+    h = seen["h"].float()
+    head = torch.nn.Linear(h.shape[0], len(tok), bias=False).to(torch.bfloat16)
+    with torch.no_grad():
+        head.weight.copy_(model.get_output_embeddings().weight)
+        row = 0.5 * torch.sign(h)  # logits near sum |h| / 2: large, where bf16's step is coarse
+        head.weight[b] = row
+        head.weight[d] = row
+        j = int(h.abs().argmax())
+        head.weight[c] = row
+        head.weight[c, j] = row[j] + torch.sign(h[j]) * 2**-8  # one bf16 step of a weight: far below a logit's
+    model.set_output_embeddings(head)
+    return model, (b, c, d)
+
+
+def test_letters_closer_than_a_bf16_step_are_told_apart_and_exact_ties_stay_ties(engine):
+    context = "Question: which? A. x B. y C. z D. w\nAnswer:"
+    model, (b, c, d) = _bf16_model_with_close_letters(engine, context)
+    tok = engine.tokenizer
+    with torch.inference_mode():
+        bf16_logits = model(torch.tensor([tok(context)["input_ids"]]), logits_to_keep=1).logits[0, -1]
+    assert bf16_logits[b] == bf16_logits[c] == bf16_logits[d]  # what the old scorer saw: a three-way tie
+    scorer = TransformersEngine(None, model_obj=model, tokenizer=tok)
+    (lb, _), (lc, _), (ld, _) = scorer.loglikelihood([(context, " B"), (context, " C"), (context, " D")])
+    assert lc > lb and lb == ld
+    assert model.get_output_embeddings().weight.dtype == torch.bfloat16  # the model itself is left as it was
+
+
 def test_sampling_validation_and_unknown_engine():
     with pytest.raises(ValueError, match="top_p"):
         Sampling(top_p=0)

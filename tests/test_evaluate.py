@@ -38,6 +38,32 @@ def test_loglik_accuracy_ci_and_breakdown(tmp_path):
     assert [r["correct"] for r in rows] == [i % 2 == 0 for i in range(10)]
 
 
+class TieEngine(ScriptedEngine):
+    """Question 0: A and B tie for the best (gold A); question 1: B and C tie (gold B is first); question 2: A and
+    B tie, gold C; the rest: the gold alone is best."""
+
+    TIED = {0: "AB", 1: "BC", 2: "AB"}
+
+    def loglikelihood(self, pairs):
+        out = []
+        for context, continuation in pairs:
+            i = int(context.split("Question ")[-1].split("?")[0])
+            best = self.TIED.get(i, RECS[i].answer)
+            out.append((-1.0 if continuation.strip() in best else -3.0, False))
+        return out
+
+
+def test_loglik_ties_are_reported_and_split_the_credit(tmp_path):
+    res = evaluate(RECS, EvalConfig(model="fake"), tmp_path, "mmlu", engine=TieEngine({}), progress=False)
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "predictions.jsonl").read_text().splitlines())}
+    assert res["ties"] == 3 and res["by_subject"]["anatomy"]["ties"] == 3
+    assert [rows[f"e{i}"]["tied"] for i in range(3)] == [["A", "B"], ["B", "C"], ["A", "B"]]
+    assert all(rows[f"e{i}"]["answer"] is None and not rows[f"e{i}"]["correct"] for i in range(3))
+    assert [rows[f"e{i}"]["credit"] for i in range(3)] == [0.5, 0.5, 0.0]
+    assert "tied" not in rows["e3"] and rows["e3"]["answer"] == RECS[3].answer
+    assert res["accuracy"] == pytest.approx((0.5 + 0.5 + 0 + 7) / 10) and "1/k" in res["accuracy_is"]
+
+
 def test_generate_strict_flexible_and_failures(tmp_path):
     templates = ["<answer>{}</answer>", "The answer is {}", "no idea"]
     script = {f"Question {i}?": [templates[i % 3].format(RECS[i].answer)] for i in range(10)}

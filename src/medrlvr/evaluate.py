@@ -5,7 +5,10 @@ Two modes, as the field scores multiple choice:
   then the shared extractor. *Strict* reads only the format the prompt asks for (answer tag, or ``\\boxed{}``);
   *flexible* reads every pattern. Both accuracies and the extraction-failure rate are reported side by side.
 - ``loglik``: the log-likelihood of each option letter after the question (" A", " B", ...), as
-  lm-evaluation-harness scores MMLU; the most likely letter is the answer.
+  lm-evaluation-harness scores MMLU; the most likely letter is the answer. The engine scores the letters from fp32
+  logits whatever the model's dtype (bf16 logits tie in steps of 1/16 nat). Letters that still tie exactly are a
+  tie, not the first of them: the row names them (``tied``), has no single answer, and earns 1/k of a point when the
+  gold is among the k (``credit``); accuracy is the mean credit and results.json counts the ``ties``.
 
 Predictions are written per chunk of questions to ``predictions.jsonl`` (fsync; 16 questions in generate mode, 64 in
 loglik mode by default), so a kill loses at most the chunk in flight and a rerun skips what is done. Each row
@@ -110,8 +113,10 @@ def summarize(rows: Sequence[dict], benchmark: str) -> dict[str, Any]:
 
     def block(items: Sequence[dict]) -> dict[str, Any]:
         n = len(items)
-        strict = sum(r["correct"] for r in items)
+        strict = sum(r.get("credit", r["correct"]) for r in items)  # loglik: split credit for ties
         out = {"n": n, "accuracy": strict / n if n else 0.0, "ci95": wilson(strict, n)}
+        if items and "loglik" in items[0]:
+            out["ties"] = sum("tied" in r for r in items)
         if items and "correct_flexible" in items[0]:
             flexible = sum(r["correct_flexible"] for r in items)
             out.update(
@@ -181,6 +186,7 @@ def prediction_settings(config: EvalConfig, fingerprint: str | None = None) -> d
     }
     if config.mode == "loglik":
         settings["num_fewshot"] = config.num_fewshot
+        settings["scoring"] = "fp32-head,ties"  # rows of the bf16-logit scorer (first letter wins a tie) not reused
     else:
         settings.update(
             prompt=config.prompt,
@@ -295,6 +301,7 @@ def evaluate(
         "prediction_key": key,
         "prediction_settings": settings,
         **summarize(rows, benchmark),
+        **({"accuracy_is": LOGLIK_ACCURACY} if config.mode == "loglik" else {}),
         **pass_at_k_results(rows),
         "too_long": too_long,
     }
@@ -302,8 +309,13 @@ def evaluate(
     return results
 
 
+LOGLIK_ACCURACY = "mean credit: 1 when the gold letter alone is the most likely, 1/k when it is one of k tied"
+
+
 def _loglik_rows(chunk: Sequence[Record], guard: ContextGuard, shots_by_subject, num_fewshot: int) -> list[dict]:
-    """One prediction row per question: the option letter the model finds most likely after the question."""
+    """One prediction row per question: the option letter the model finds most likely after the question, or the
+    letters that tie for it (``tied``: no single answer, ``correct`` false, ``credit`` 1/k if the gold is one of
+    the k)."""
     pairs, spans = [], []
     for r in chunk:
         context = loglik_context(r, shots_by_subject.get(r.subject, [])[:num_fewshot])
@@ -314,11 +326,18 @@ def _loglik_rows(chunk: Sequence[Record], guard: ContextGuard, shots_by_subject,
     for r, (offset, letters) in zip(chunk, spans):
         row = {"id": r.id, "subject": r.subject, "gold": r.answer}
         if offset in guard.too_long:  # not sent to the model: unanswered
-            rows.append({**row, "answer": None, "correct": False, "loglik": None, "too_long": guard.too_long[offset]})
+            rows.append({**row, "answer": None, "correct": False, "credit": 0.0, "loglik": None,
+                         "too_long": guard.too_long[offset]})  # fmt: skip
             continue
         lls = [scores[offset + i][0] for i in range(len(letters))]
-        answer = letters[max(range(len(letters)), key=lambda i: lls[i])]
-        rows.append({**row, "answer": answer, "correct": answer == r.answer, "loglik": lls})
+        best = [letter for letter, ll in zip(letters, lls) if ll == max(lls)]
+        if len(best) > 1:  # a tie is reported as one, never as the first of its letters
+            credit = 1 / len(best) if r.answer in best else 0.0
+            rows.append({**row, "answer": None, "correct": False, "credit": credit, "tied": best, "loglik": lls})
+            continue
+        answer = best[0]
+        rows.append({**row, "answer": answer, "correct": answer == r.answer, "credit": float(answer == r.answer),
+                     "loglik": lls})  # fmt: skip
     return rows
 
 

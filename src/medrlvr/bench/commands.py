@@ -41,6 +41,11 @@ def add_bench_commands(commands, data: argparse.ArgumentParser) -> None:
     lmeval.add_argument("--model", default="smollm2-135m-instruct")
     lmeval.add_argument("--subjects", default="medical", help="MMLU subjects or a group")
     lmeval.add_argument("--out", default="runs/lmeval")
+    lmeval.add_argument("--limit", type=int, help="the first N questions of each subject (default: all)")
+    lmeval.add_argument("--num-fewshot", default="0,5", help="comma-separated shot counts, one lm-eval run each")
+    lmeval.add_argument("--dtypes", default="fp32,bf16", help="medrlvr's trunk dtypes (comma-separated) against "
+                        "lm-eval in fp32; medrlvr's head is fp32 in every row")  # fmt: skip
+    lmeval.add_argument("--json", help="also write the measurements to this file")
     lmeval.set_defaults(func=_bench_lmeval)
     study = bench_commands.add_parser(
         "study", help="seconds and peak memory per stage of finished studies, side by side (before/after)"
@@ -74,9 +79,20 @@ def _bench_train(args: argparse.Namespace) -> None:
 def _bench_lmeval(args: argparse.Namespace) -> None:
     import json
 
-    from . import bench_lmeval
+    from . import bench_lmeval, print_lmeval
 
-    print(json.dumps(bench_lmeval(args.model, args.data_dir, args.subjects, args.out), indent=2))
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
+    try:
+        shots = tuple(int(s) for s in args.num_fewshot.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--num-fewshot takes comma-separated whole numbers, got {args.num_fewshot!r}") from None
+    dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
+    result = bench_lmeval(args.model, args.data_dir, args.subjects, args.out, shots=shots, dtypes=dtypes,
+                          limit=args.limit)  # fmt: skip
+    print_lmeval(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
 
 
 def _bench_study(args: argparse.Namespace) -> None:

@@ -1,8 +1,19 @@
 """``medrlvr bench lmeval``: medrlvr's log-likelihood evaluation against lm-evaluation-harness on the same MMLU
-questions and model, question by question (same correctness, accuracy difference in points, time)."""
+questions and model, question by question: each side's settings, questions per second, the ratio, accuracy per
+subject, and how many questions the two sides get the same.
+
+One lm-eval run per number of shots (fp32, its ``hf`` model at batch 8), compared with medrlvr in each dtype asked for (the trunk in that dtype, the head at the
+scored positions in fp32). lm-eval reads the same CSV files through task YAMLs written here, with MMLU's prompt
+and, for few-shot rows, the first examples of the dev split (``first_n``), as medrlvr's ``loglik_context`` does.
+``limit`` keeps the first N questions of each subject on both sides (lm-eval's own ``limit``).
+
+The clocks favour lm-eval: its seconds are those of its model's ``loglikelihood`` calls (tokenizing, batching,
+forward passes; not loading the CSV files into datasets or building its tasks), medrlvr's those of the whole
+``evaluate`` call (prompts, scoring, writing predictions.jsonl and results.json). Both models are loaded before."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -10,9 +21,12 @@ LMEVAL_TASK = """task: medrlvr_mmlu_{subject}
 dataset_path: csv
 dataset_name: null
 dataset_kwargs:
-  data_files: {{test: "{path}"}}
+  data_files: {{test: "{path}", dev: "{dev}"}}
   column_names: [question, A, B, C, D, answer]
 test_split: test
+fewshot_split: dev
+fewshot_config:
+  sampler: first_n
 output_type: multiple_choice
 description: "The following are multiple choice questions (with answers) about {title}.\\n\\n"
 doc_to_text: "{{{{question.strip()}}}}\\nA. {{{{A}}}}\\nB. {{{{B}}}}\\nC. {{{{C}}}}\\nD. {{{{D}}}}\\nAnswer:"
@@ -23,11 +37,21 @@ metric_list:
     aggregation: mean
     higher_is_better: true
 """
+LMEVAL_BATCH = 8
+LARGE_SUBJECT = 100  # subjects with more questions than this must agree within 0.5 point in a bf16 row
 
 
-def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", out_dir: str = "runs/lmeval") -> dict:
-    """Zero-shot loglik accuracy on MMLU subjects from lm-evaluation-harness (reading the same CSV files through
-    a task YAML written here) and from medrlvr's evaluator, on the same model in fp32, question by question."""
+def bench_lmeval(
+    model: str,
+    data_dir: str | None,
+    subjects: str = "medical",
+    out_dir: str = "runs/lmeval",
+    *,
+    shots: tuple[int, ...] = (0, 5),
+    dtypes: tuple[str, ...] = ("fp32", "bf16"),
+    limit: int | None = None,
+) -> dict:
+    """One row per (shots, medrlvr dtype) against lm-eval in fp32 with the same shots; see the module docstring."""
     import torch
 
     from ..errors import require
@@ -37,73 +61,171 @@ def bench_lmeval(model: str, data_dir: str | None, subjects: str = "medical", ou
     from ..data import load_benchmark
     from ..data.subjects import expand_subjects
     from ..engines import get_engine
-    from ..evaluate import EvalConfig, evaluate
-    from ..store import read_jsonl
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # both sides on the device in use, in fp32
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     names = sorted(expand_subjects("mmlu", subjects))
     out = Path(out_dir)
-    start = time.perf_counter()
-    theirs = _lm_eval_correct(model, data_dir, names, out / "tasks", device)
-    lm_seconds = time.perf_counter() - start
-    records = load_benchmark("mmlu", "test", data_dir, subjects=names)
-    engine = get_engine("transformers", model, dtype="fp32", device=device)
-    start = time.perf_counter()
-    ours_res = evaluate(
-        records, EvalConfig(model=model), out / "medrlvr", f"mmlu:{subjects}", engine=engine, progress=False
-    )
-    our_seconds = time.perf_counter() - start
-    ours = {row["id"]: row["correct"] for row in read_jsonl(out / "medrlvr" / "predictions.jsonl")}
-    agree = total = 0
-    per_subject = {}
-    for s in names:
-        mine = [ours[f"mmlu-test-{s}-{i}"] for i in range(len(theirs[s]))]
-        per_subject[s] = {"n": len(mine), "lm_eval": sum(theirs[s]) / len(mine), "medrlvr": sum(mine) / len(mine)}
-        agree += sum(a == b for a, b in zip(mine, theirs[s]))
-        total += len(mine)
-    lm_acc = sum(sum(v) for v in theirs.values()) / total
+    records = _first_per_subject(load_benchmark("mmlu", "test", data_dir, subjects=names), limit)
+    pool = load_benchmark("mmlu", "dev", data_dir, subjects=names) if any(shots) else []
+    lm = _lm_eval_model(model, device)
+    engines = {d: get_engine("transformers", model, dtype=d, device=device) for d in dtypes}
+    rows = []
+    for n_shots in shots:
+        theirs, lm_seconds = _lm_eval_correct(lm, data_dir, names, out / "tasks", n_shots, limit)
+        for dtype, engine in engines.items():
+            ours, our_seconds, results = _medrlvr_correct(
+                engine, records, pool, n_shots, out / f"{n_shots}shot-{dtype}"
+            )
+            rows.append(_row(n_shots, dtype, engine, names, theirs, ours, lm_seconds, our_seconds, results))
     return {
+        "model": model,
+        "device": device,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "limit_per_subject": limit,
+        "lm_eval": {"version": _version("lm_eval"), "dtype": "fp32", "batch_size": LMEVAL_BATCH},
+        "rows": rows,
+    }
+
+
+def _first_per_subject(records, limit: int | None):
+    """The first ``limit`` questions of each subject, in file order (what lm-eval's ``limit`` keeps)."""
+    if limit is None:
+        return list(records)
+    seen: dict[str, int] = {}
+    kept = []
+    for r in records:
+        seen[r.subject] = seen.get(r.subject, 0) + 1
+        if seen[r.subject] <= limit:
+            kept.append(r)
+    return kept
+
+
+def _row(n_shots, dtype, engine, names, theirs, ours, lm_seconds, our_seconds, results) -> dict:
+    per_subject = {}
+    agree = total = 0
+    for s in names:
+        ids = [f"mmlu-test-{s}-{i}" for i in range(len(theirs[s]))]
+        mine = [ours[i]["credit"] for i in ids]
+        n = len(ids)
+        lm_acc, our_acc = sum(theirs[s]) / n, sum(mine) / n
+        per_subject[s] = {"n": n, "lm_eval": lm_acc, "medrlvr": our_acc, "points": round(100 * (our_acc - lm_acc), 2)}
+        agree += sum(ours[i]["correct"] == t for i, t in zip(ids, theirs[s]))
+        total += n
+    lm_acc = sum(sum(v) for v in theirs.values()) / total
+    large = [v["points"] for v in per_subject.values() if v["n"] > LARGE_SUBJECT]
+    return {
+        "shots": n_shots,
         "questions": total,
+        "medrlvr": {
+            "dtype": dtype,
+            "head": "fp32",
+            "loglik_tokens": engine.loglik_tokens,
+            "share_prefixes": engine.share_prefixes,
+        },  # fmt: skip
+        "lm_eval_qps": total / lm_seconds,
+        "medrlvr_qps": total / our_seconds,
+        "ratio": lm_seconds / our_seconds,
+        "lm_eval_seconds": round(lm_seconds, 1),
+        "medrlvr_seconds": round(our_seconds, 1),
         "lm_eval_accuracy": lm_acc,
-        "medrlvr_accuracy": ours_res["accuracy"],
-        "difference_points": 100 * (ours_res["accuracy"] - lm_acc),
+        "medrlvr_accuracy": results["accuracy"],  # split credit for ties (results["ties"] of them)
+        "medrlvr_ties": results["ties"],
+        "difference_points": round(100 * (results["accuracy"] - lm_acc), 2),
         "same_correctness": agree / total,
-        "lm_eval_seconds": lm_seconds,
-        "medrlvr_seconds": our_seconds,
+        f"max_points_subjects_over_{LARGE_SUBJECT}": max(map(abs, large)) if large else None,
         "per_subject": per_subject,
     }
 
 
-def _lm_eval_correct(model: str, data_dir: str | None, names: list[str], tasks: Path, device: str) -> dict:
-    """subject -> lm-evaluation-harness's correctness per question (in file order), through task YAMLs written to
-    ``tasks`` that read medrlvr's MMLU CSV files."""
-    from ..errors import require
+def _medrlvr_correct(engine, records, pool, n_shots: int, out: Path):
+    """id -> prediction row, seconds, results of medrlvr's evaluation (from an empty folder: nothing resumed)."""
+    from ..evaluate import EvalConfig, evaluate
+    from ..store import read_jsonl
 
-    require("lm_eval", "medrlvr bench lmeval", "medrlvr[lmeval]")
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    results = evaluate(records, EvalConfig(model=engine.model_name, num_fewshot=n_shots), out, "mmlu",
+                       fewshot_pool=pool, engine=engine, progress=False)  # fmt: skip
+    seconds = time.perf_counter() - start
+    return {row["id"]: row for row in read_jsonl(out / "predictions.jsonl")}, seconds, results
+
+
+def _lm_eval_model(model: str, device: str):
+    from lm_eval.models.huggingface import HFLM
+
+    from ..models import checkpoint_dir
+
+    return HFLM(pretrained=str(checkpoint_dir(model)), dtype="float32", batch_size=LMEVAL_BATCH, device=device)
+
+
+def _lm_eval_correct(lm, data_dir: str | None, names: list[str], tasks: Path, n_shots: int, limit: int | None):
+    """subject -> lm-evaluation-harness's correctness per question (in file order), and its seconds, through task
+    YAMLs written to ``tasks`` that read medrlvr's MMLU CSV files."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     from ..data import resolve_data_dir
-    from ..models import checkpoint_dir
 
-    root = resolve_data_dir(data_dir) / "mmlu" / "test"
+    root = resolve_data_dir(data_dir) / "mmlu"
     tasks.mkdir(parents=True, exist_ok=True)
     for s in names:
         (tasks / f"{s}.yaml").write_text(
-            LMEVAL_TASK.format(subject=s, path=root / f"{s}_test.csv", title=s.replace("_", " "))
+            LMEVAL_TASK.format(
+                subject=s,
+                path=root / "test" / f"{s}_test.csv",
+                dev=root / "dev" / f"{s}_dev.csv",
+                title=s.replace("_", " "),
+            )  # fmt: skip
         )
-    res = lm_eval.simple_evaluate(
-        model="hf",
-        model_args=f"pretrained={checkpoint_dir(model)},dtype=float32",
-        batch_size=8,
-        device=device,
-        tasks=[f"medrlvr_mmlu_{s}" for s in names],
-        task_manager=TaskManager(include_path=str(tasks)),
-        log_samples=True,
-        num_fewshot=0,
-    )
+    manager = TaskManager(include_path=str(tasks))
+    spent = [0.0]
+    scorer = type(lm).loglikelihood.__get__(lm)
+
+    def timed(requests, *args, **kwargs):  # its model's time only: building the datasets and tasks is not counted
+        start = time.perf_counter()
+        try:
+            return scorer(requests, *args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    lm.loglikelihood = timed
+    res = lm_eval.simple_evaluate(model=lm, tasks=[f"medrlvr_mmlu_{s}" for s in names], task_manager=manager,
+                                  log_samples=True, num_fewshot=n_shots, limit=limit)  # fmt: skip
+    seconds = spent[0]
     theirs: dict[str, list[bool]] = {}
     for s in names:
         samples = sorted(res["samples"][f"medrlvr_mmlu_{s}"], key=lambda x: x["doc_id"])
         theirs[s] = [bool(x["acc"]) for x in samples]
-    return theirs
+    return theirs, seconds
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def print_lmeval(result: dict) -> None:
+    """The rows as a table, then each row's accuracy per subject."""
+    lm = result["lm_eval"]
+    print(f"{result['model']} on MMLU, {result['device']} ({result['cpu_capability']}, {result['threads']} threads), "
+          f"limit {result['limit_per_subject'] or 'none'} per subject; lm-eval {lm['version']} {lm['dtype']} "
+          f"batch {lm['batch_size']}")  # fmt: skip
+    print("| shots | medrlvr dtype (head fp32) | loglik_tokens | questions | lm-eval q/s | medrlvr q/s | ratio | "
+          "lm-eval acc | medrlvr acc | same | ties |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in result["rows"]:
+        m = r["medrlvr"]
+        print(f"| {r['shots']} | {m['dtype']} | {m['loglik_tokens']} | {r['questions']} | {r['lm_eval_qps']:.2f} | "
+              f"{r['medrlvr_qps']:.2f} | {r['ratio']:.2f}x | {r['lm_eval_accuracy']:.4f} | "
+              f"{r['medrlvr_accuracy']:.4f} | {r['same_correctness']:.3f} | {r['medrlvr_ties']} |")  # fmt: skip
+    for r in result["rows"]:
+        print(
+            f"\n{r['shots']}-shot, medrlvr {r['medrlvr']['dtype']}: accuracy per subject (lm-eval / medrlvr, points)"
+        )
+        for s, v in r["per_subject"].items():
+            print(f"  {s:<24} n={v['n']:<4} {v['lm_eval']:.4f} / {v['medrlvr']:.4f}  {v['points']:+.2f}")

@@ -1,7 +1,8 @@
 """The decode cache of medrlvr's transformers engine: a DynamicCache whose layers preallocate their buffers and fill
 them in place (:class:`GrowingLayer`, which alone touches its buffers: ``reserve``, ``write``, ``update``), the
 shared-prefix rule the engine's prefill and the GRPO loss both use, and the decode attention that reads the
-buffers without copying them.
+buffers without copying them. Log-likelihood scoring groups its prompts by the prefixes they share
+(:func:`prefix_groups`) and runs each prefix once.
 
 Why a growing cache. Decoding is many small steps, and transformers' default cache grows by ``torch.cat`` every
 step, re-copying the whole cache: with batch 64 that copy was two thirds of a decode step on a CPU (SmolLM2-135M).
@@ -27,6 +28,57 @@ def shared_prefix(seqs, keep: int = 1) -> int:
     while n < shortest and all(seq[n] == first[n] for seq in seqs):
         n += 1
     return n if n >= MIN_SHARED_PREFIX else 0
+
+
+PREFIX_GROUP_COST = 64  # tokens' worth of compute one more prefix group costs: a forward call, a smaller batch
+PREFIX_MAX_DEPTH = 64  # nested prefix levels looked into (real prompts have two: a benchmark's header, its shots)
+
+
+def prefix_groups(seqs, min_prefix: int = 8, cost: int = PREFIX_GROUP_COST) -> list[tuple[int, list[int]]]:
+    """The sequences ``seqs`` (token lists) in groups that each run a shared prefix once: ``(prefix length,
+    indices)``, the indices in sorted order; one group of prefix length 0 holds every sequence that shares nothing
+    worth running once (log-likelihood scoring: an MMLU subject's header, its few-shot block).
+
+    Sorted, sequences that share a prefix are neighbours. A run of them sharing ``p`` tokens saves ``(n - 1) * p``
+    tokens by running the prefix once, less ``cost``; where it splits into runs that share longer prefixes (all of
+    MMLU shares "The following are ... about", a subject also its name and its shots), the split is taken when it
+    saves more. Prefixes shorter than ``min_prefix`` are not worth a group of their own.
+
+    >>> prefix_groups([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 2, 3, 4, 5, 6, 7, 8, 9, 11], [9]], cost=0)
+    [(9, [0, 1]), (0, [2])]"""
+    order = sorted(range(len(seqs)), key=lambda i: list(seqs[i]))
+    lcp = [_common(seqs[a], seqs[b]) for a, b in zip(order, order[1:])]
+
+    def best(lo: int, hi: int, depth: int) -> tuple[list[tuple[int, int, int]], int]:
+        """The groups of ``order[lo:hi]`` (prefix, lo, hi) and the tokens they save."""
+        if hi - lo < 2:
+            return [(0, lo, hi)], 0
+        p = min(lcp[lo : hi - 1])
+        here = (hi - lo - 1) * p - cost if p >= min_prefix else 0
+        whole = ([(p, lo, hi)], here) if here > 0 else ([(0, lo, hi)], 0)
+        cuts = [lo] + [j + 1 for j in range(lo, hi - 1) if lcp[j] == p] + [hi]
+        if depth >= PREFIX_MAX_DEPTH or len(cuts) - 1 == hi - lo:  # nothing longer is shared below
+            return whole
+        parts, saved = [], 0
+        for a, b in zip(cuts, cuts[1:]):
+            groups, s = best(a, b, depth + 1)
+            parts += groups
+            saved += s
+        return (parts, saved) if saved > whole[1] else whole
+
+    groups, _ = best(0, len(order), 0)
+    out = [(p, [order[j] for j in range(lo, hi)]) for p, lo, hi in groups if p]
+    rest = [order[j] for p, lo, hi in groups if not p for j in range(lo, hi)]
+    return out + ([(0, rest)] if rest else [])
+
+
+def _common(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def cache_argument(model) -> str:
