@@ -28,14 +28,12 @@ from . import Completion, Prompt, Sampling, truncate_at_stop
 from .cache import (
     cache_argument,
     growing_cache,
-    prefix_groups,
     register_decode_attention,
     shared_prefix,
-    supports_growing_cache,
 )
+from .loglik import LOGLIK_TOKENS, LoglikScoring
 
 log = logging.getLogger(__name__)
-LOGLIK_TOKENS = 4096  # tokens of one log-likelihood forward pass (fed, padding included): see the README
 
 
 @dataclass
@@ -46,7 +44,7 @@ class Rollout:
     logprobs: list[float] | None = None  # per token, under the sampling distribution
 
 
-class TransformersEngine:
+class TransformersEngine(LoglikScoring):
     name = "transformers"
 
     def __init__(
@@ -342,145 +340,12 @@ class TransformersEngine:
         finish = "stop" if end is not None or stopped else "length"
         return Completion(text, len(tokens) + (end is not None), finish, prompt_tokens)
 
-    # -- log-likelihood ----------------------------------------------------------------------------------
-
-    def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[tuple[float, bool]]:
-        """Sum of log-probabilities of each continuation's tokens, and whether each was the argmax.
-
-        Context and continuation are tokenized separately and joined (as lm-evaluation-harness does), so the
-        continuation's tokens are the same whatever the context ends with. Only the continuation's positions get
-        logits (a full 49k-vocabulary logit tensor for 64 rows of 500 tokens would be 6 GB), from an fp32 head
-        (:func:`fp32_head`). Pairs that share a context and whose continuation is one token (" A", " B", ... for
-        multiple choice) share one forward pass. Contexts that share a prefix (a benchmark's header and few-shot
-        block) run it once: it goes into a KV cache that every row of their batches starts from
-        (:func:`medrlvr.engines.cache.prefix_groups`). Batches hold rows of similar length up to ``loglik_tokens``
-        tokens: a CPU runs a forward pass of a few thousand tokens near its GEMM speed, and more only grows the
-        activations."""
-        encoded = []
-        for context, continuation in pairs:
-            ctx = tuple(self._encode([self.render(context)])[0])
-            cont = tuple(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
-            if not cont:
-                raise ValueError(f"empty continuation {continuation!r}")
-            encoded.append((ctx, cont))
-        # One sequence per distinct (context, multi-token continuation) or per context for single tokens.
-        sequences: dict[tuple, list[int]] = {}
-        for k, (ctx, cont) in enumerate(encoded):
-            key = (ctx, None) if len(cont) == 1 else (ctx, cont)
-            sequences.setdefault(key, []).append(k)
-        keys = list(sequences)
-        # tokens fed: the context, plus all but the last continuation token; kept: the positions predicting it
-        fed = [list(ctx) + list(cont[:-1]) if cont else list(ctx) for ctx, cont in keys]
-        if self.share_prefixes and supports_growing_cache(self.model):
-            # a prefix ends before the context's last token: the positions scored are never in the cache
-            groups = prefix_groups([ctx[:-1] for ctx, _ in keys])
-        else:
-            groups = [(0, list(range(len(keys))))]
-        results: dict[int, tuple[float, bool]] = {}
-        for shared, members in groups:
-            head = self._run_prefix(fed[members[0]][:shared]) if shared else None
-            members = sorted(members, key=lambda m: -len(fed[m]))  # little padding within a batch
-            for batch in self._loglik_batches([len(fed[m]) - shared for m in members], shared):
-                rows = [members[i] for i in batch]
-                keep = max(len(keys[m][1] or (0,)) for m in rows)
-                logprobs = self._last_logprobs([fed[m][shared:] for m in rows], keep, head, shared)
-                for row, m in enumerate(rows):
-                    for k in sequences[keys[m]]:
-                        target = encoded[k][1]
-                        lp = logprobs[row, keep - len(target) :]
-                        total = float(sum(lp[i, t] for i, t in enumerate(target)))
-                        greedy = all(int(lp[i].argmax()) == t for i, t in enumerate(target))
-                        results[k] = (total, greedy)
-        return [results[k] for k in range(len(pairs))]
-
-    def _loglik_batches(self, widths: list[int], shared: int) -> list[list[int]]:
-        """Rows (longest first) in batches of at most ``loglik_tokens`` padded tokens fed, ``batch_size`` rows and
-        ``batch_tokens`` cache positions (the shared prefix is copied into each row's cache), and a new batch when a
-        row is under half the batch's width."""
-        batches: list[list[int]] = []
-        width = 0
-        for i, w in enumerate(widths):
-            rows = len(batches[-1]) + 1 if batches else 0
-            if batches and (
-                rows <= self.batch_size
-                and rows * width <= self.loglik_tokens
-                and rows * (shared + width) <= self.batch_tokens
-                and 2 * w >= width
-            ):
-                batches[-1].append(i)
-            else:
-                batches.append([i])
-                width = w
-        return batches
-
-    def _run_prefix(self, prefix: list[int]):
-        """A growing cache holding ``prefix`` (one row), for :meth:`_last_logprobs` to start its rows from."""
-        import torch
-
-        head = growing_cache(self.model, len(prefix))
-        ids = torch.tensor([prefix], device=self.device)
-        with torch.inference_mode():
-            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(len(prefix),
-                       device=self.device)[None], use_cache=True, logits_to_keep=1, **{self._cache_arg: head})  # fmt: skip
-        return head
-
-    def _last_logprobs(self, seqs: list[list[int]], keep: int, head=None, shared: int = 0):
-        """Log-softmax over the vocabulary at the last ``keep`` positions of each (left-padded) sequence; with
-        ``head``, a cache holding ``shared`` tokens every sequence continues (the layout of :meth:`_prefill`:
-        the prefix in the first columns, then each row's tokens left-padded)."""
-        import torch
-
-        ids, mask, positions = self._left_pad(seqs)
-        cache = {"use_cache": False}
-        if head is not None:
-            grown = growing_cache(self.model, shared + ids.shape[1])
-            for grow, cached in zip(grown.layers, head.layers):
-                grow.reserve(cached.keys, cached.values, len(seqs), shared)
-                grow.write(cached.keys, cached.values, 0)
-            mask = torch.cat([torch.ones(len(seqs), shared, dtype=mask.dtype, device=self.device), mask], dim=1)
-            positions = positions + shared
-            cache = {"use_cache": True, self._cache_arg: grown}
-        with torch.inference_mode(), fp32_head(self.model):
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep,
-                                **cache).logits  # fmt: skip
-        return torch.log_softmax(logits[:, -keep:].float(), dim=-1)
-
     def close(self) -> None:
         self.model = None
         with contextlib.suppress(Exception):
             import gc
 
             gc.collect()
-
-
-@contextlib.contextmanager
-def fp32_head(model):
-    """Within the block, ``model``'s output head computes its logits in fp32 (the trunk keeps its own dtype).
-
-    bf16 logits of a 135M-0.5B model sit around 10-30 nats, where bf16's step is 1/16 to 1/8: option letters that
-    differ by less tie, and a tie went to whichever letter came first (6 of 200 MMLU questions for
-    Qwen2.5-Coder-0.5B, 17 more within one step). The head is one matmul at the few positions that are scored, so
-    recomputing it from the same hidden state with an fp32 copy of its weights costs little. The copy is made per
-    block, never kept: an engine around a model that is being trained must not read stale weights."""
-    import torch
-
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    weight = getattr(head, "weight", None)
-    if weight is None or weight.dtype == torch.float32:
-        yield
-        return
-    weight32 = weight.float()
-    bias = getattr(head, "bias", None)
-    bias32 = bias.float() if bias is not None else None
-
-    def in_fp32(module, args, output):  # replaces the low-precision logits the head just computed
-        return torch.nn.functional.linear(args[0].float(), weight32, bias32)
-
-    handle = head.register_forward_hook(in_fp32)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 def sample_next(logits, sampling: Sampling, generator):
