@@ -7,12 +7,12 @@ import json
 
 import pytest
 
+from medrlvr.report.charts import plot_dynamics
 from medrlvr.report.dynamics import (
     analyze_training,
     detect,
     find_stages,
     flag_predictions,
-    plot_dynamics,
     read_completions,
     step_table,
 )

@@ -5,68 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections import Counter
 from pathlib import Path
 
 from .bench.commands import add_bench_commands
 from .cliargs import add_settings, config_from, data_dir, data_dir_parent
-from .data import BENCHMARKS, SUBJECT2CATEGORY, benchmark_files, load_benchmark, resolve_data_dir
+from .data.commands import add_data_commands
 from .errors import UserError
-from .prompts import render_question
 from .rundir import check_name, inside, locked
 from .store import USER_OS_ERRORS, output_error
-
-
-def _data_list(args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    root = resolve_data_dir(args.data_dir, required=False)
-    table = Table(title=f"benchmarks (data directory: {root or 'not set; use --data-dir or MEDRLVR_DATA_DIR'})")
-    for column in ("name", "benchmark", "splits found", "splits known", "Hugging Face id"):
-        table.add_column(column)
-    for name, bench in BENCHMARKS.items():
-        found = [s for s in bench.files if (bench.root or root) and benchmark_files(name, s, root)]
-        table.add_row(name, bench.title, ", ".join(found) or "-", ", ".join(bench.files), bench.hf_id)
-    Console().print(table)
-
-
-def _data_show(args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    records = load_benchmark(args.name, args.split, args.data_dir, args.subjects, on_error=args.on_error)
-    console = Console()
-    split = records[0].split if records else args.split
-    console.print(
-        f"[bold]{args.name}[/bold] {split}: {len(records)} questions"
-        + (f", {len(records.skipped)} malformed rows skipped" if records.skipped else "")
-    )
-    categories = SUBJECT2CATEGORY.get(args.name, {})
-    table = Table(title="by subject")
-    table.add_column("subject")
-    if categories:
-        table.add_column("category")
-    table.add_column("questions", justify="right")
-    for subject, count in sorted(Counter(r.subject for r in records).items()):
-        table.add_row(subject or "-", *([categories.get(subject, "-")] if categories else []), str(count))
-    console.print(table)
-    answers = Counter(r.answer for r in records)
-    if records and records[0].is_multiple_choice:
-        console.print(
-            "answer letters: " + "  ".join(f"{k} {v} ({v / len(records):.1%})" for k, v in sorted(answers.items()))
-        )
-        console.print(
-            "options per question: "
-            + ", ".join(f"{k}: {v}" for k, v in sorted(Counter(len(r.options) for r in records).items()))
-        )
-    if records:
-        sample = records[min(args.index, len(records) - 1)]
-        console.print(
-            f"\n[bold]sample[/bold] {sample.id} (subject {sample.subject or '-'}; gold {sample.answer})",
-            highlight=False,
-        )
-        console.print(render_question(sample), markup=False, highlight=False)
 
 
 def _positive(text: str) -> int:
@@ -102,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="medrlvr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     data = data_dir_parent()
-    _data_commands(commands, data)
+    add_data_commands(commands, data)
     add_bench_commands(commands, data)
     _stage_commands(commands, data)
     _run_command(commands, data)
@@ -115,24 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("name")
     pull.set_defaults(func=_models_pull)
     return parser
-
-
-def _data_commands(commands, data: argparse.ArgumentParser) -> None:
-    data_cmd = commands.add_parser("data", help="the benchmarks medrlvr knows and what the data directory holds")
-    data_commands = data_cmd.add_subparsers(dest="data_command", required=True)
-    listing = data_commands.add_parser(
-        "list", parents=[data], help="known benchmarks and which splits the data directory has"
-    )
-    listing.set_defaults(func=_data_list)
-    show = data_commands.add_parser(
-        "show", parents=[data], help="counts by split and subject, answer letters, one sample"
-    )
-    show.add_argument("name", choices=list(BENCHMARKS))
-    show.add_argument("--split", default="test")
-    show.add_argument("--subjects", help="subject or group names, comma-separated (e.g. medical)")
-    show.add_argument("--index", type=int, default=0, help="which question to render as the sample")
-    show.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="what a malformed row does")
-    show.set_defaults(func=_data_show)
 
 
 def _stage_command(commands, data, name: str, help: str, func, base_url: bool = False) -> argparse.ArgumentParser:

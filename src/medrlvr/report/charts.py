@@ -3,10 +3,12 @@ per-category bars with 95% intervals (its Fig. 4-15)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..store import read_jsonl
+from .dynamics import find_stages
 
 REWARD_CURVES = (
     ("rewards/format_reward/mean", "format"),
@@ -126,3 +128,74 @@ def bars(table: dict[str, dict[str, dict]], benchmark: str):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plot_dynamics(steps: Sequence[dict] | dict[str, Any], path: str | Path, title: str = "") -> list[Path]:
+    """Smoothed well-formed, top-letter (also where the gold is another letter), leaked, empty-reasoning and hacked
+    shares, mean length and entropy against step, stage starts as vertical lines; ``steps`` is a :func:`step_table`
+    or :func:`find_stages` result. Writes PATH.png and PATH.svg and returns both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = steps if isinstance(steps, Mapping) else find_stages(steps)
+    rows = stages["per_step"]
+    x = [r["step"] for r in rows]
+    ppo = any(r.get("ppo/value_loss") is not None for r in rows)  # a PPO run: a fourth panel for its critic
+    fig, axes = plt.subplots(4 if ppo else 3, 1, figsize=(8, 10.5 if ppo else 8), sharex=True)
+    series = {"well_formed": ("well-formed", "-"), "top_share": ("top-letter share", "-"),
+              "collapse_share": ("top letter where gold differs", "--"), "leaked": ("leaked answer", ":"),
+              "empty_reasoning": ("empty reasoning", "-."), "hacked": ("hacked", (0, (1, 3)))}  # fmt: skip
+    for key, (label, style) in series.items():
+        values = [r.get(key) if r.get(key) is not None else float("nan") for r in rows]
+        axes[0].plot(x, values, label=label, linestyle=style)
+    axes[0].set_ylim(-0.05, 1.05)
+    axes[0].set_ylabel("share")
+    axes[1].plot(x, [r.get("mean_tokens") or float("nan") for r in rows], color="tab:purple")
+    axes[1].set_ylabel("mean length (tokens)")
+    axes[2].plot(x, [r.get("entropy", float("nan")) for r in rows], color="tab:gray", label="entropy")
+    axes[2].set_ylabel("entropy")
+    gap = [r.get("sampling/sampling_logp_difference/mean", float("nan")) for r in rows]
+    if any(g == g for g in gap):  # the sampler/trainer log-prob gap, where the rollouts reported log-probs
+        twin = axes[2].twinx()
+        twin.plot(x, gap, color="tab:red", linestyle="--", label="sampler/trainer |log-prob gap|")
+        twin.set_ylabel("mean |log-prob gap|", color="tab:red")
+        twin.legend(fontsize=7, loc="upper right")
+    if ppo:
+        _plot_critic(axes[3], x, rows)
+    axes[-1].set_xlabel("step")
+    for ax in axes:
+        for seg in stages["segments"]:
+            ax.axvline(seg["start"], color="black", linestyle=":", linewidth=0.8)
+    for seg in stages["segments"]:
+        axes[0].annotate(seg["stage"], (seg["start"], 1.02), fontsize=7, rotation=30, annotation_clip=False)
+    axes[0].legend(fontsize=7, loc="center right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the name is added to, not cut at its last dot: an arm's name holds values such as 0.0005
+    out = [path.with_name(f"{path.name}.png"), path.with_name(f"{path.name}.svg")]
+    for p in out:
+        fig.savefig(p, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _plot_critic(ax, x, rows) -> None:
+    """PPO's critic per step: its value loss, explained variance of the returns, and the value and return means."""
+
+    def series(key):
+        return [r.get(key) if r.get(key) is not None else float("nan") for r in rows]
+
+    ax.plot(x, series("ppo/value_loss"), color="tab:blue", label="value loss")
+    ax.plot(x, series("ppo/value_mean"), color="tab:green", linestyle="--", label="value mean")
+    ax.plot(x, series("ppo/return_mean"), color="tab:olive", linestyle=":", label="return mean")
+    ax.set_ylabel("critic")
+    twin = ax.twinx()
+    twin.plot(x, series("ppo/explained_variance"), color="tab:orange", label="explained variance")
+    twin.set_ylabel("explained variance", color="tab:orange")
+    ax.legend(fontsize=7, loc="upper left")
+    twin.legend(fontsize=7, loc="upper right")

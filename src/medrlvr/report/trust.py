@@ -13,7 +13,8 @@ from typing import Any
 from ..rundir import eval_dir
 from ..store import read_jsonl
 from .baselines import gain_verdict
-from .dynamics import analyze_training, flag_predictions, plot_dynamics
+from .charts import plot_dynamics
+from .dynamics import analyze_training, flag_predictions
 
 TRIVIAL_HEADER = ["Model", "Benchmark", "n", "Accuracy [95% CI]", "Chance", "Best constant", "Own top letter",
                   "Always own top letter", "Answer / gold entropy (bits)", "McNemar p vs own letter",
