@@ -46,15 +46,16 @@ class MedrlvrPPOTrainer(MedrlvrGRPOTrainer):
     def after_scoring(self, output: dict) -> dict:
         mask = output["completion_mask"].float()
         scores = self.sequence_scores().to(mask.device).float()
-        old = output.get("old_per_token_logps")
-        if old is None:  # TRL skips it with one epoch; the KL in the reward and the ratio need the rollout policy's
-            old, _ = self._batched(lambda part: self.completion_logps(self.model, part), output)
+        old, ref = output.get("old_per_token_logps"), output.get("ref_per_token_logps")
+        if old is None and ref is not None:  # TRL skips it with one epoch; the KL in the reward needs the rollout
+            old = self._batched(lambda part: self.completion_logps(self.model, part)[0], output)  # policy's
             output["old_per_token_logps"] = old
-        ref = output.get("ref_per_token_logps")
-        beta = self.ppo.beta if ref is not None else 0.0
-        values = self._batched(lambda part: (self._values(part), None), output)[0]
-        token_rewards, kl = core.kl_in_reward(scores, old, ref if ref is not None else old, mask, beta,
-                                              self.ppo.kl_estimator)  # fmt: skip
+        values = self._batched(self._values, output)
+        if ref is None:  # beta 0: no reference pass, no KL (the loss then takes TRL's on-policy ratio of 1)
+            zero = torch.zeros_like(values)
+            token_rewards, kl = core.kl_in_reward(scores, zero, zero, mask, 0.0, self.ppo.kl_estimator)
+        else:
+            token_rewards, kl = core.kl_in_reward(scores, old, ref, mask, self.ppo.beta, self.ppo.kl_estimator)
         advantages, returns = core.gae(token_rewards, values, mask, self.ppo.gamma, self.ppo.lam,
                                        whiten=self.ppo.whiten_advantages)  # fmt: skip
         output.update(advantages=advantages, returns=returns, old_values=values)
@@ -80,21 +81,18 @@ class MedrlvrPPOTrainer(MedrlvrGRPOTrainer):
         ``steps_per_generation`` of them), results concatenated."""
         size = self.args.per_device_train_batch_size
         keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
-        first, second = [], []
-        for start in range(0, output["completion_ids"].size(0), size):
-            a, b = fn({k: output[k][start : start + size] for k in keys})
-            first.append(a)
-            second.append(b)
-        return torch.cat(first), None
+        rows = output["completion_ids"].size(0)
+        return torch.cat([fn({k: output[k][start : start + size] for k in keys}) for start in range(0, rows, size)])
 
     # -- the loss ----------------------------------------------------------------------------------------------
 
     def rl_loss(self, model, inputs):
         mask = inputs["completion_mask"].float()
         logps, entropies = self.completion_logps(model, inputs, entropy=True)
+        old = inputs.get("old_per_token_logps")  # None: one epoch and no KL pass -- the rollout policy is this one
         policy, clipfrac, approx_kl, clipfrac_lower = core.policy_loss(
             logps,
-            inputs["old_per_token_logps"],
+            logps.detach() if old is None else old,
             inputs["advantages"],
             mask,
             self.epsilon_low,
