@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .config import check_ranges, setting
-from .errors import UserError
-from .prompts import chat_messages, verl_rows  # noqa: F401 (verl_rows: select writes verl's parquet)
-from .records import Record
-from .store import read_jsonl, write_json, write_jsonl
+from ..config import check_ranges, setting
+from ..errors import UserError
+from ..prompts import chat_messages, verl_rows  # noqa: F401 (verl_rows: select writes verl's parquet)
+from ..records import Record
+from ..store import read_jsonl, write_json, write_jsonl
 
 
 class SelectionError(UserError):
@@ -181,8 +181,8 @@ def run_selection(
     """The select stage, as ``medrlvr select`` and a study run it: drop the pool questions that overlap the
     benchmarks in ``config.decontaminate`` (``eval_sets`` holds those already loaded), draw the training set, write
     train.jsonl, stats.json and decontaminated.jsonl to ``out_dir``; returns ``out_dir``."""
-    from .data import load_eval_spec
-    from .data.decontam import decontaminate
+    from ..data import load_eval_spec
+    from ..data.decontam import decontaminate
 
     if not pool:
         raise SelectionError("the pool is empty: there is nothing to select from (check --pool and --limit)")

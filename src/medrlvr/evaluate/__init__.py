@@ -35,18 +35,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import check_ranges, setting
-from .data import SUBJECT2CATEGORY, BenchmarkSpec, DataError
-from .engines import EngineSettings, Sampling, get_engine, takes_chat
-from .engines.context import ContextGuard
-from .errors import UserError
-from .extract import boxed_blocks, extract_answer, extract_choice
-from .prompts import render, render_question
-from .records import Record
-from .rewards import format_reward
-from .rundir import eval_dir
-from .stats import wilson
-from .store import JsonlStore, write_json
+from ..config import check_ranges, setting
+from ..data import SUBJECT2CATEGORY, BenchmarkSpec, DataError
+from ..engines import EngineSettings, Sampling, get_engine, takes_chat
+from ..engines.context import ContextGuard
+from ..errors import UserError
+from ..extract import boxed_blocks, extract_answer, extract_choice
+from ..prompts import render, render_question
+from ..records import Record
+from ..rewards import format_reward
+from ..rundir import eval_dir
+from ..stats import wilson
+from ..store import JsonlStore, write_json
 
 log = logging.getLogger(__name__)
 STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
@@ -156,7 +156,7 @@ def model_fingerprint(model: str, engine: str = "transformers") -> str:
     """Which weights answer. Local weights (a .gguf, a checkpoint or adapter folder, a packaged model) are known by
     a cheap identity of each weight file (size, sha256 of its first and last MiB), so weights retrained at the same
     path are another model; a hub id or a served model is known only by its name."""
-    from .models import ModelError, _file_key, resolve
+    from ..models import ModelError, _file_key, resolve
 
     if engine == "openai":
         return model
@@ -212,7 +212,7 @@ def _strict(text: str, record: Record, prompt: str) -> str | None:
 def pass_at_k_results(rows: Sequence[dict]) -> dict[str, Any]:
     """pass@k (Chen et al.'s unbiased estimator) for k = 1, 2, 4, ... up to the samples per question, with 95%
     bootstrap intervals over questions (:func:`medrlvr.report.baselines.pass_at_k_summary`)."""
-    from .stats import pass_at_k_summary
+    from ..stats import pass_at_k_summary
 
     counts = [(r["samples"], r["samples_correct"]) for r in rows if "samples" in r]
     if not counts:
