@@ -134,3 +134,34 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_policy_and_critic(tiny_ch
         b = load_file(tmp_path / "cut" / "adapter" / name)
         assert a.keys() == b.keys()
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), name
+
+
+def test_on_policy_loss_equals_the_two_pass_form(tiny_checkpoint, train_file, tmp_path, monkeypatch):
+    """One epoch, one mini-batch: the advantages computed in the loss from its own forward passes (no separate
+    no-grad pass of the policy and the critic over the rollout batch) give the same policy and critic as the
+    two-pass form that several epochs or mini-batches need (without dropout: with it, the two forms see different
+    dropout masks, as two passes of any PPO do)."""
+    import torch
+
+    from medrlvr import rewards
+    from medrlvr.train.ppo.trainer import MedrlvrPPOTrainer
+
+    monkeypatch.setitem(rewards.REWARDS, "length", length_reward)
+    passes = []
+    fused = train(TrainConfig(**{**_values(tiny_checkpoint, train_file, tmp_path / "fused"), "max_steps": 2, "lora_dropout": 0.0}))
+    original = MedrlvrPPOTrainer._values
+    monkeypatch.setattr(MedrlvrPPOTrainer, "on_policy", lambda self: False)
+    monkeypatch.setattr(MedrlvrPPOTrainer, "_values", lambda self, inputs: passes.append(1) or original(self, inputs))
+    two_pass = train(TrainConfig(**{**_values(tiny_checkpoint, train_file, tmp_path / "two"), "max_steps": 2, "lora_dropout": 0.0}))
+    assert len(passes) == 4  # the two-pass form did run: a no-grad critic pass and the loss's, per step
+    for name in ("adapter_model.safetensors", "critic/critic.safetensors"):
+        a, b = load_file(fused / "adapter" / name), load_file(two_pass / "adapter" / name)
+        assert a.keys() == b.keys()
+        assert any(float(v.abs().sum()) > 0 for v in a.values())
+        for key in a:  # float noise between the passes; Adam turns a near-zero gradient's sign into a full step
+            assert float((a[key] - b[key]).norm()) <= 0.02 * float(a[key].norm()) + 1e-6, key
+    read = lambda out: [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    for m1, m2 in zip(read(fused), read(two_pass), strict=True):
+        for key in ("ppo/kl", "ppo/value_mean", "ppo/return_mean", "ppo/explained_variance", "ppo/value_loss"):
+            if key in m1:
+                assert m1[key] == pytest.approx(m2[key], rel=1e-4, abs=1e-6), key

@@ -42,15 +42,32 @@ class MedrlvrPPOTrainer(MedrlvrGRPOTrainer):
 
     # -- rollouts -> advantages --------------------------------------------------------------------------------
 
+    def on_policy(self) -> bool:
+        """Whether each rollout batch is one loss call and one optimizer step (one PPO epoch, one mini-batch, no
+        gradient accumulation): then the policy that sampled it is the one in the loss, its log-probs and the
+        critic's values there are the "old" ones, and the advantages are computed in the loss from that single
+        forward of each model (no separate no-grad pass over the batch: the same numbers, one pass fewer each)."""
+        return self.ppo.num_iterations == 1 and self.args.steps_per_generation == 1
+
     @torch.no_grad()
     def after_scoring(self, output: dict) -> dict:
         mask = output["completion_mask"].float()
         scores = self.sequence_scores().to(mask.device).float()
+        if self.on_policy():
+            output["ppo_scores"] = scores  # the advantages come in the loss, from its own forward passes
+            return output
         old, ref = output.get("old_per_token_logps"), output.get("ref_per_token_logps")
         if old is None and ref is not None:  # TRL skips it with one epoch; the KL in the reward needs the rollout
             old = self._batched(lambda part: self.completion_logps(self.model, part)[0], output)  # policy's
             output["old_per_token_logps"] = old
         values = self._batched(self._values, output)
+        advantages, returns = self._advantages(scores, old, ref, values, mask)
+        output.update(advantages=advantages, returns=returns, old_values=values)
+        return output
+
+    def _advantages(self, scores, old, ref, values, mask):
+        """GAE advantages and returns of a rollout batch (the KL to the reference in the reward when there is a
+        reference pass, i.e. beta > 0), with the batch's PPO metrics logged."""
         if ref is None:  # beta 0: no reference pass, no KL (the loss then takes TRL's on-policy ratio of 1)
             zero = torch.zeros_like(values)
             token_rewards, kl = core.kl_in_reward(scores, zero, zero, mask, 0.0, self.ppo.kl_estimator)
@@ -58,14 +75,13 @@ class MedrlvrPPOTrainer(MedrlvrGRPOTrainer):
             token_rewards, kl = core.kl_in_reward(scores, old, ref, mask, self.ppo.beta, self.ppo.kl_estimator)
         advantages, returns = core.gae(token_rewards, values, mask, self.ppo.gamma, self.ppo.lam,
                                        whiten=self.ppo.whiten_advantages)  # fmt: skip
-        output.update(advantages=advantages, returns=returns, old_values=values)
         metrics = self._metrics["train"]
         metrics["ppo/kl"].append(core.masked_mean(kl, mask).item())
         metrics["ppo/score_mean"].append(scores.mean().item())
         metrics["ppo/value_mean"].append(core.masked_mean(values, mask).item())
         metrics["ppo/return_mean"].append(core.masked_mean(returns, mask).item())
         metrics["ppo/explained_variance"].append(core.explained_variance(values, returns, mask).item())
-        return output
+        return advantages, returns
 
     def _values(self, inputs: dict) -> torch.Tensor:
         """The critic's value of the state before each completion token (the position that predicts it)."""
@@ -89,19 +105,26 @@ class MedrlvrPPOTrainer(MedrlvrGRPOTrainer):
     def rl_loss(self, model, inputs):
         mask = inputs["completion_mask"].float()
         logps, entropies = self.completion_logps(model, inputs, entropy=True)
+        values = self._values(inputs)
+        if "ppo_scores" in inputs:  # on policy: this forward is the rollout policy's and the critic's "old" one
+            with torch.no_grad():
+                old_values = values.detach()
+                advantages, returns = self._advantages(inputs["ppo_scores"], logps.detach(),
+                                                       inputs.get("ref_per_token_logps"), old_values, mask)  # fmt: skip
+        else:
+            advantages, returns, old_values = inputs["advantages"], inputs["returns"], inputs["old_values"]
         old = inputs.get("old_per_token_logps")  # None: one epoch and no KL pass -- the rollout policy is this one
         policy, clipfrac, approx_kl, clipfrac_lower = core.policy_loss(
             logps,
             logps.detach() if old is None else old,
-            inputs["advantages"],
+            advantages,
             mask,
             self.epsilon_low,
             self.epsilon_high,
             agg=LOSS_AGG_MODES[self.ppo.loss_type],
         )
-        values = self._values(inputs)
-        value, value_clipfrac = core.value_loss(values, inputs["old_values"], inputs["returns"], mask,
-                                                self.ppo.value_clip, agg=LOSS_AGG_MODES[self.ppo.loss_type])  # fmt: skip
+        value, value_clipfrac = core.value_loss(values, old_values, returns, mask, self.ppo.value_clip,
+                                                agg=LOSS_AGG_MODES[self.ppo.loss_type])  # fmt: skip
         warming = self.state.global_step < self.ppo.critic_warmup_steps  # the critic learns first, the policy waits
         loss = value if warming else policy + value
         metrics = self._metrics["train"]
