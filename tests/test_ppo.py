@@ -141,18 +141,23 @@ def test_on_policy_loss_equals_the_two_pass_form(tiny_checkpoint, train_file, tm
     no-grad pass of the policy and the critic over the rollout batch) give the same policy and critic as the
     two-pass form that several epochs or mini-batches need (without dropout: with it, the two forms see different
     dropout masks, as two passes of any PPO do)."""
-    import torch
 
     from medrlvr import rewards
     from medrlvr.train.ppo.trainer import MedrlvrPPOTrainer
 
     monkeypatch.setitem(rewards.REWARDS, "length", length_reward)
     passes = []
-    fused = train(TrainConfig(**{**_values(tiny_checkpoint, train_file, tmp_path / "fused"), "max_steps": 2, "lora_dropout": 0.0}))
+    fused = train(
+        TrainConfig(
+            **{**_values(tiny_checkpoint, train_file, tmp_path / "fused"), "max_steps": 2, "lora_dropout": 0.0}
+        )
+    )
     original = MedrlvrPPOTrainer._values
     monkeypatch.setattr(MedrlvrPPOTrainer, "on_policy", lambda self: False)
     monkeypatch.setattr(MedrlvrPPOTrainer, "_values", lambda self, inputs: passes.append(1) or original(self, inputs))
-    two_pass = train(TrainConfig(**{**_values(tiny_checkpoint, train_file, tmp_path / "two"), "max_steps": 2, "lora_dropout": 0.0}))
+    two_pass = train(
+        TrainConfig(**{**_values(tiny_checkpoint, train_file, tmp_path / "two"), "max_steps": 2, "lora_dropout": 0.0})
+    )
     assert len(passes) == 4  # the two-pass form did run: a no-grad critic pass and the loss's, per step
     for name in ("adapter_model.safetensors", "critic/critic.safetensors"):
         a, b = load_file(fused / "adapter" / name), load_file(two_pass / "adapter" / name)
