@@ -15,7 +15,7 @@ from typing import Any
 
 from ..data import folder_name
 from . import arms as arm_sections
-from . import trust
+from . import probes, trust
 from .charts import TRAINING_HEADER, bars, radar, training_summary
 from .tables import (
     GENERATE_HEADER,
@@ -71,6 +71,9 @@ def report(
     ]  # fmt: skip
     for _, head, body in ((n, h, b) for n, h, b in sections[1:] if b):
         (out / f"{_STEMS[head[-1]]}.md").write_text(to_markdown(head, body))
+    for stem, name, head, body in probes.sections(table):  # split.md, prefill.md, open_form.md
+        (out / f"{stem}.md").write_text(to_markdown(head, body))
+        sections.append((name, head, body))
     training_fig, found, extra = _training_sections(out, run_dir, models, sections)
     figures = [("training", training_fig)]
     arms = arm_sections.load_arms(run_dir)
