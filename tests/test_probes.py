@@ -240,3 +240,88 @@ def test_each_row_carries_its_label_and_results_split_the_accuracy(tmp_path):
     assert kinds["reasoning"]["n"] == 4 and kinds["reasoning"]["accuracy"] == 0.5
     assert kinds["knowledge"]["n"] == 6 and kinds["knowledge"]["accuracy"] == 0.5
     assert kinds["knowledge"]["ci95"] == pytest.approx(list(wilson(3, 6))) and "at least 2" in kinds["rule"]
+
+
+# --- a study whose report shows the probes ----------------------------------------------------------------------
+
+
+class ServedModel(BaseHTTPRequestHandler):
+    """One OpenAI-compatible server for the evaluated model and the judge (no model is loaded): multiple choice is
+    answered "A", an open question "Flumazenil", a prefilled answer follows the push, and the judge says CORRECT
+    when the candidate's answer holds the reference."""
+
+    seen_auth: list = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen_auth.append(self.headers.get("Authorization"))
+        messages = body["messages"]
+        last = messages[-1]["content"]
+        if messages[0]["content"].startswith("You grade answers"):
+            reference = last.split("Reference answer: ")[1].split("\n")[0]
+            reply = "CORRECT" if reference.lower() in last.split("Candidate's answer: ")[1].lower() else "INCORRECT"
+        elif messages[-1]["role"] == "assistant" and "My first thought" in last:  # the adversarial prefill
+            pushed = re.search(r"the answer is ([A-J])\.", last).group(1)
+            reply = f"</think><answer>{pushed}</answer>"
+        elif next(m["content"] for m in messages if m["role"] == "user").endswith(OPEN_FORM_NOTE):
+            reply = "</think><answer>Flumazenil</answer>"
+        else:
+            reply = "</think><answer>A</answer>"
+        payload = {"choices": [{"message": {"content": reply}, "finish_reason": "stop"}], "usage": {}}
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(payload).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+STUDY = """
+name: probes
+data: {{pool: demo:train, pool_limit: 4}}
+train: {{model: served-m}}
+eval:
+  engine: openai
+  benchmarks:
+    - {{benchmark: demo, mode: generate, prefill: "<think>", max_new_tokens: 8, adversarial_prefill: true,
+       open_form: true, judge_model: judge-m, judge_options: {{base_url: "{url}"}}}}
+    - {{benchmark: demo, mode: generate, name: plain, max_new_tokens: 8}}
+"""
+
+
+def test_a_study_requests_the_probes_per_benchmark_and_its_report_shows_them(tmp_path, monkeypatch):
+    from medrlvr.study.runner import load_recipe, run_study
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ServedModel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    secret = "sk-study-judge-secret-99"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("MEDRLVR_DATA_DIR", raising=False)
+    recipe = tmp_path / "probes.yaml"
+    recipe.write_text(STUDY.format(url=url))
+    try:
+        # a judge at an address the recipe chose gets no key; at the one the user chose (--base-url) it does
+        assert load_recipe(recipe).evals[0].config.judge_options["api_key_env"] is None
+        loaded = load_recipe(recipe, run_dir=str(tmp_path / "run"), base_url=url)
+        assert "api_key_env" not in loaded.evals[0].config.judge_options and not loaded.evals[1].config.open_form
+        run = run_study(loaded, progress=False, log=lambda line: None)
+    finally:
+        server.shutdown()
+    results = json.loads((run / "eval" / "base" / "demo@generate" / "results.json").read_text())
+    probe, open_form = results["adversarial_prefill"], results["open_form"]
+    assert probe["n"] == 40 and probe["followed"]["count"] == 40 and probe["accuracy"] == 0.0
+    assert probe["right_to_wrong"]["count"] == probe["right_to_wrong"]["n"] == round(40 * results["accuracy"])
+    assert open_form["n"] >= 30 and 1 <= round(open_form["judge"]["accuracy"] * open_form["n"]) <= 2  # flumazenil
+    assert "adversarial_prefill" not in json.loads((run / "eval" / "base" / "plain" / "results.json").read_text())
+    report = run / "report"
+    prefill_md, open_md, split_md = ((report / f"{s}.md").read_text() for s in ("prefill", "open_form", "split"))
+    assert "| base | demo@generate | 40 |" in prefill_md and prefill_md.count(" [") == 5  # 5 rates, each with its interval
+    assert "| base | demo@generate |" in open_md and "(judge-m, 0 unparseable)" in open_md and open_md.count(" [") >= 4
+    assert "| base | plain |" in split_md and "| base | demo@generate |" in split_md
+    page = (report / "index.html").read_text()
+    assert "Adversarial prefill" in page and "Open-form answers" in page and "Reasoning- vs knowledge-heavy" in page
+    assert ServedModel.seen_auth and set(ServedModel.seen_auth) == {f"Bearer {secret}"}
+    assert _files_containing(tmp_path, secret) == []

@@ -24,6 +24,8 @@ def _acc(block: dict[str, Any]) -> str:
 
 
 def _flips(block: dict[str, Any]) -> str:
+    if not block["n"]:
+        return "0/0"
     lo, hi = block["ci95"]
     return f"{block['count']}/{block['n']} = {block['rate']:.3f} [{lo:.3f}, {hi:.3f}]"
 
