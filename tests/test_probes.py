@@ -12,7 +12,7 @@ import pytest
 from fakes import ScriptedEngine
 
 from medrlvr.engines import Completion
-from medrlvr.errors import UserError
+from medrlvr.errors import RecipeError, UserError
 from medrlvr.evaluate import EvalConfig, evaluate
 from medrlvr.evaluate.openform import free_answer, normalise, skip_reason, verdict
 from medrlvr.evaluate.prefill import wrong_option
@@ -70,7 +70,9 @@ def test_adversarial_prefill_counts_flips_against_the_plain_run(tmp_path):
     assert evaluate(RECS, config, tmp_path, "mmlu@generate", engine=again, progress=False) == res
     assert again.calls == []  # plain and probe rows are both resumed, nothing asked twice
     with pytest.raises(UserError, match="adversarial_prefill' needs mode generate"):
-        EvalConfig(model="fake", adversarial_prefill=True)
+        evaluate(RECS, EvalConfig(model="fake", adversarial_prefill=True), tmp_path / "x", "mmlu", engine=engine)
+    with pytest.raises(UserError, match="judge_model' judges open-form answers"):
+        EvalConfig(model="fake", judge_model="j")
 
 
 # --- open form ------------------------------------------------------------------------------------------------
@@ -305,6 +307,8 @@ def test_a_study_requests_the_probes_per_benchmark_and_its_report_shows_them(tmp
     try:
         # a judge at an address the recipe chose gets no key; at the one the user chose (--base-url) it does
         assert load_recipe(recipe).evals[0].config.judge_options["api_key_env"] is None
+        with pytest.raises(RecipeError, match=r"probes.yaml: eval \(demo\): setting 'adversarial_prefill' needs mode"):
+            load_recipe(recipe, ["eval.benchmarks=[{benchmark: demo, adversarial_prefill: true}]"])
         loaded = load_recipe(recipe, run_dir=str(tmp_path / "run"), base_url=url)
         assert "api_key_env" not in loaded.evals[0].config.judge_options and not loaded.evals[1].config.open_form
         run = run_study(loaded, progress=False, log=lambda line: None)
@@ -318,10 +322,36 @@ def test_a_study_requests_the_probes_per_benchmark_and_its_report_shows_them(tmp
     assert "adversarial_prefill" not in json.loads((run / "eval" / "base" / "plain" / "results.json").read_text())
     report = run / "report"
     prefill_md, open_md, split_md = ((report / f"{s}.md").read_text() for s in ("prefill", "open_form", "split"))
-    assert "| base | demo@generate | 40 |" in prefill_md and prefill_md.count(" [") == 5  # 5 rates, each with its interval
+    assert (
+        "| base | demo@generate | 40 |" in prefill_md and prefill_md.count(" [") == 5
+    )  # 5 rates, each with its interval
     assert "| base | demo@generate |" in open_md and "(judge-m, 0 unparseable)" in open_md and open_md.count(" [") >= 4
     assert "| base | plain |" in split_md and "| base | demo@generate |" in split_md
     page = (report / "index.html").read_text()
     assert "Adversarial prefill" in page and "Open-form answers" in page and "Reasoning- vs knowledge-heavy" in page
     assert ServedModel.seen_auth and set(ServedModel.seen_auth) == {f"Bearer {secret}"}
     assert _files_containing(tmp_path, secret) == []
+
+
+def test_medrlvr_eval_takes_the_probes_as_flags_and_prints_them(tmp_path, monkeypatch, capsys):
+    from medrlvr.cli import main
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ServedModel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-secret-123")
+    monkeypatch.delenv("MEDRLVR_DATA_DIR", raising=False)
+    argv = ["eval", "--engine", "openai", "--base-url", url, "--model", "m", "--benchmarks", "demo@generate",
+            "--limit", "4", "--adversarial-prefill", "--open-form", "--judge-model", "j", "--judge-options",
+            f"base_url={url}", "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    try:
+        assert main(argv) == 0
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out
+    assert "adversarial prefill: 0.000 [" in out and "took the pushed option 4/4" in out
+    assert "open form on 4 (0 skipped): multiple choice" in out and ", judge 0." in out and "knowledge-heavy" in out
+    assert _files_containing(tmp_path, "sk-cli-secret-123") == []
+    argv = ["eval", "--model", "m", "--benchmarks", "demo@generate,demo", "--adversarial-prefill"]
+    assert main(argv) == 2  # the loglik one is refused before any model loads
+    assert "demo: setting 'adversarial_prefill' needs mode generate" in capsys.readouterr().err

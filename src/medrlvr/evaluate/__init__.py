@@ -37,7 +37,7 @@ import os
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +107,15 @@ class EvalConfig(EngineSettings):
     def __post_init__(self) -> None:
         # 0 or a negative number used to mean "all" or "all but N" through Python's slicing: refused by the ranges
         check_ranges(self)
+        if self.judge_model and not self.open_form:
+            raise UserError("setting 'judge_model' judges open-form answers: set open_form too")
+
+    def check_probes(self) -> None:
+        """The probes fit the mode; checked once the mode is final (``NAME@generate`` sets it per benchmark)."""
         if self.adversarial_prefill and self.mode != "generate":
             raise UserError(
                 "setting 'adversarial_prefill' needs mode generate (the prefill begins a generated answer)"
             )
-        if self.judge_model and not self.open_form:
-            raise UserError("setting 'judge_model' judges open-form answers: set open_form too")
 
     @property
     def chunk(self) -> int:
@@ -292,6 +295,7 @@ def evaluate(
     is the open-form judge's engine (default: ``config.judge_model`` on its server, when set)."""
     from tqdm import tqdm
 
+    config.check_probes()
     out = Path(out_dir)
     records = subsample(records, config.limit, config.seed)
     if not records:
@@ -387,7 +391,7 @@ def _probes(records, rows, config: EvalConfig, out: Path, settings, model, judge
             made = {}
             if ask:
                 guard, chat = model()
-                for row in _generate_rows(ask, guard, config, chat, texts):
+                for row in _generate_rows(ask, guard, replace(config, samples=1), chat, texts):  # one greedy answer
                     made[row["id"]] = prefill.probe_row(row, wrong[row["id"]])
             return [made.get(r.id) or prefill.skipped_row(r) for r in chunk]
 
@@ -512,6 +516,11 @@ def run(
     config)`` of ``jobs``, each into RUN/eval/MODEL/FOLDER (predictions.jsonl, results.json); returns RUN/eval/MODEL.
     The engine is loaded once, for the first benchmark, and closed at the end. (A study drives :func:`evaluate` per
     benchmark itself, with its stage cache: :mod:`medrlvr.study.runner`.)"""
+    for spec, config in jobs:
+        try:
+            config.check_probes()
+        except UserError as e:
+            raise UserError(f"{spec.label}: {e}") from None
     with contextlib.ExitStack() as stack:
         engine = None
         for spec, config in jobs:

@@ -21,10 +21,14 @@ a patient in front of it, and "What is the most likely cause of X?" without a ca
 innervates the diaphragm?" has none. The rule's texts are English and Chinese (CMMLU), the languages of the
 benchmarks medrlvr reads; a question in another language gets only the language-free signs (3 and 4).
 
-How it was checked: ``tests/test_split.py`` labels questions written for the purpose (vignettes with labs asking the
+How it was checked: ``tests/test_probes.py`` labels questions written for the purpose (vignettes with labs asking the
 next step, one-line recall questions, the borderline cases above). The rule was written before any benchmark was
-labelled and was not changed after; its agreement with MedXpertQA's expert labels (its reasoning and understanding
-subsets) is a figure in the project's notes, measured once, never a target.
+labelled and was not changed after. Measured once against MedXpertQA's expert labels (its reasoning and
+understanding subsets, 1,861 + 589 questions; labels only, no model's scores), on 2026-12-06: 80.7% agreement
+(1,696 of 1,861 reasoning questions labelled reasoning, 282 of 589 understanding questions labelled knowledge;
+Cohen's kappa 0.43), where calling every question reasoning would agree on 76.0%: the rule finds vignettes well and
+over-calls long understanding questions that carry a case. BioMed-R1's trained classifier agreed with experts on
+81%. The same rule labels 93% of MedQA-USMLE test, 3% of MedMCQA dev and 5% of MMLU test reasoning-heavy.
 """
 
 from __future__ import annotations
