@@ -47,7 +47,7 @@ from ..engines import EngineSettings, Sampling, get_engine, takes_chat
 from ..engines.context import ContextGuard
 from ..errors import UserError
 from ..extract import boxed_blocks, extract_answer, extract_choice
-from ..prompts import adversarial_prefill, open_question, render, render_question
+from ..prompts import adversarial_prefill, render, render_question
 from ..records import Record
 from ..rewards import format_reward
 from ..rundir import eval_dir
@@ -399,28 +399,11 @@ def _probes(records, rows, config: EvalConfig, out: Path, settings, model, judge
                              f"prefill {benchmark}" if progress else "")  # fmt: skip
         found["adversarial_prefill"] = prefill.summarize(rows, probed)
     if config.open_form:
-
-        def asked(chunk: Sequence[Record]) -> list[dict]:
-            ask = [r for r in chunk if openform.skip_reason(r) is None]
-            graded = {}
-            if ask:
-                guard, chat = model()
-                sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=0.0, seed=config.seed,
-                                    stop=tuple(config.stop), include_stop=True)  # fmt: skip
-                prompts = [render(r, config.prompt, chat, config.prefill, open_question(r)) for r in ask]
-                outputs = guard.generate(prompts, n=1, sampling=sampling)
-                graded = {r.id: openform.grade(r, (config.prefill or "") + o[0].text, config.prompt)
-                          for r, o in zip(ask, outputs)}  # fmt: skip
-                for i, tokens in guard.too_long.items():
-                    graded[ask[i].id]["too_long"] = tokens
-                if config.judge_model or judge is not None:
-                    engine = judge or openform.judge_engine(config.judge_model, config.judge_options)
-                    name = config.judge_model or getattr(engine, "name", "judge")
-                    openform.judge(list(graded.values()), ask, engine, name)
-            return [graded.get(r.id) or openform.skipped_row(r, openform.skip_reason(r)) for r in chunk]
-
+        if judge is None and config.judge_model:  # no request is made until a free answer needs judging
+            judge = openform.judge_engine(config.judge_model, config.judge_options)
         made = _probe_rows(out, "open_form", openform.settings(settings, config), records, config.chunk,
-                           asked, f"open form {benchmark}" if progress else "")  # fmt: skip
+                           lambda chunk: openform.ask(chunk, model, config, judge),
+                           f"open form {benchmark}" if progress else "")  # fmt: skip
         found["open_form"] = openform.summarize(rows, made)
     return found
 

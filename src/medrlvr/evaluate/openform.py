@@ -32,13 +32,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..engines import Sampling, get_engine
 from ..extract import boxed_blocks
 from ..extract.spans import tag_blocks
-from ..prompts import JUDGE_SYSTEM, JUDGE_USER, OPEN_FORM_NOTE, judge_messages
+from ..prompts import JUDGE_SYSTEM, JUDGE_USER, OPEN_FORM_NOTE, judge_messages, open_question, render
 from ..records import Record
 from ..stats import mcnemar, wilson
 
@@ -110,7 +110,7 @@ def free_answer(text: str, prompt: str) -> str | None:
 
 
 def grade(record: Record, response: str, prompt: str) -> dict[str, Any]:
-    """One open-form row, graded by exact and normalised match (the judge's fields are added by :func:`judge`)."""
+    """One open-form row, graded by exact and normalised match (the judge's fields are added by :func:`judge_rows`)."""
     answer = free_answer(response, prompt)
     gold = record.answer_text.strip()
     return {
@@ -137,7 +137,7 @@ def judge_engine(model: str, options: dict[str, Any]) -> Any:
     return get_engine("openai", model, **options)
 
 
-def judge(rows: list[dict[str, Any]], records: Sequence[Record], engine: Any, model: str) -> None:
+def judge_rows(rows: list[dict[str, Any]], records: Sequence[Record], engine: Any, model: str) -> None:
     """Ask the judge about every row with a free answer; store its messages, raw reply and verdict in the row. A
     row without an answer is not sent: it fails, with no reply."""
     asked = [(row, record) for row, record in zip(rows, records) if row["answer"] is not None]
@@ -147,6 +147,28 @@ def judge(rows: list[dict[str, Any]], records: Sequence[Record], engine: Any, mo
         row.update(judge_model=model, judge_prompt=None, judge_raw=None, judge=False)
     for (row, _), prompt, (reply, *_) in zip(asked, messages, replies):
         row.update(judge_prompt=prompt, judge_raw=reply.text, judge=verdict(reply.text))
+
+
+def ask(chunk: Sequence[Record], model: Callable[[], tuple[Any, bool]], config: Any, judge: Any = None) -> list[dict]:
+    """One open-form row per record of ``chunk``: asked without its options (greedy, under ``config``'s prompt, chat,
+    prefill, max_new_tokens and stop), graded, and judged by ``judge`` when there is one; or skipped, with why.
+    ``model()`` gives the engine (behind a context guard) and whether it takes chat prompts."""
+    asked = [r for r in chunk if skip_reason(r) is None]
+    graded: dict[str, dict[str, Any]] = {}
+    if asked:
+        guard, chat = model()
+        sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=0.0, seed=config.seed,
+                            stop=tuple(config.stop), include_stop=True)  # fmt: skip
+        prompts = [render(r, config.prompt, chat, config.prefill, open_question(r)) for r in asked]
+        outputs = guard.generate(prompts, n=1, sampling=sampling)
+        for r, (completion, *_) in zip(asked, outputs):
+            graded[r.id] = grade(r, (config.prefill or "") + completion.text, config.prompt)
+        for i, tokens in guard.too_long.items():  # not sent: no answer
+            graded[asked[i].id]["too_long"] = tokens
+        if judge is not None:
+            name = config.judge_model or getattr(judge, "name", "judge")
+            judge_rows(list(graded.values()), asked, judge, name)
+    return [graded.get(r.id) or skipped_row(r, skip_reason(r)) for r in chunk]
 
 
 def skipped_row(record: Record, reason: str) -> dict[str, Any]:
