@@ -45,7 +45,8 @@ def report(
 
     Before any gain: every multiple-choice accuracy is set against chance and constant answers (``baselines.md``),
     a model whose generate-mode answers collapsed onto one letter, hacked the format or never answer in it is
-    flagged in Table 1, and each policy's training stages are in ``dynamics.md``."""
+    flagged in Table 1, and each policy's training stages are in ``dynamics.md``. The robustness probes a benchmark
+    ran have a table each (:mod:`medrlvr.report.probes`: ``split.md``, ``prefill.md``, ``open_form.md``)."""
     table = collect(run_dir, models, benchmarks)
     out = Path(out_dir or Path(run_dir) / "report")
     out.mkdir(parents=True, exist_ok=True)
