@@ -228,6 +228,34 @@ def _print_results(name: str, out: Path) -> None:
     if res.get("too_long"):
         extra += f", {res['too_long']} too long for the model's context (scored as unanswered)"
     print(f"{name}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {res['n']} questions{extra} -> {out}")
+    for line in _probe_lines(res):
+        print(f"  {line}")
+
+
+def _probe_lines(res: dict) -> list[str]:
+    """What the robustness probes in ``res`` (results.json) found, a line each."""
+
+    def acc(block: dict) -> str:
+        return f"{block['accuracy']:.3f} [{block['ci95'][0]:.3f}, {block['ci95'][1]:.3f}]"
+
+    lines = []
+    kinds = res.get("by_kind")
+    if kinds:
+        lines.append(f"reasoning-heavy {acc(kinds['reasoning'])} on {kinds['reasoning']['n']}, knowledge-heavy "
+                     f"{acc(kinds['knowledge'])} on {kinds['knowledge']['n']}")  # fmt: skip
+    probe = res.get("adversarial_prefill")
+    if probe:
+        flips = probe["right_to_wrong"], probe["wrong_to_right"]
+        lines.append(f"adversarial prefill: {acc(probe)} (plain {probe['accuracy_plain']:.3f}); right -> wrong "
+                     f"{flips[0]['count']}/{flips[0]['n']}, wrong -> right {flips[1]['count']}/{flips[1]['n']}, "
+                     f"took the pushed option {probe['followed']['count']}/{probe['n']}")  # fmt: skip
+    probe = res.get("open_form")
+    if probe:
+        judge = f", judge {acc(probe['judge'])}" if "judge" in probe else ""
+        lines.append(f"open form on {probe['n']} ({sum(probe['skipped'].values())} skipped): multiple choice "
+                     f"{acc(probe['multiple_choice'])}, exact {acc(probe['exact'])}, normalised "
+                     f"{acc(probe['normalised'])}{judge}")  # fmt: skip
+    return lines
 
 
 def _compare(args: argparse.Namespace) -> None:

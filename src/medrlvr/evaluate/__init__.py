@@ -19,6 +19,12 @@ that key is asked for again.
 
 A question that does not fit the model's context is not sent; it is scored as unanswered and counted
 (``too_long`` in results.json).
+
+Robustness probes, each in its own module and its own keyed store beside the predictions, reported in results.json:
+every row is labelled reasoning- or knowledge-heavy and accuracy is given for each (:mod:`.split`, ``by_kind``);
+``adversarial_prefill`` asks again with the answer begun by an argument for a wrong option (:mod:`.prefill`,
+``prefill.jsonl``); ``open_form`` asks without the options and grades the free answer (:mod:`.openform`,
+``open_form.jsonl``).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import os
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +47,13 @@ from ..engines import EngineSettings, Sampling, get_engine, takes_chat
 from ..engines.context import ContextGuard
 from ..errors import UserError
 from ..extract import boxed_blocks, extract_answer, extract_choice
-from ..prompts import render, render_question
+from ..prompts import adversarial_prefill, render, render_question
 from ..records import Record
 from ..rewards import format_reward
 from ..rundir import eval_dir
 from ..stats import wilson
 from ..store import JsonlStore, write_json
+from . import openform, prefill, split
 
 log = logging.getLogger(__name__)
 STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
@@ -81,9 +88,34 @@ class EvalConfig(EngineSettings):
         "training's rollouts did); the string stays in the answer"
     )  # fmt: skip
 
+    adversarial_prefill: bool = setting(
+        False, help="generate mode: ask each question again with the answer begun by a sentence arguing for a "
+        "seeded wrong option (BioMed-R1's probe); reports accuracy under it and the flips against the plain answers"
+    )  # fmt: skip
+    open_form: bool = setting(
+        False, help="also ask each question without its options and grade the free answer against the gold "
+        "option's text (exact and normalised match, and judge_model if given), beside the multiple-choice accuracy"
+    )  # fmt: skip
+    judge_model: str | None = setting(
+        None, help="open_form: the served model that judges free answers on an OpenAI-compatible server (its "
+        "base_url in judge_options; the key is $OPENAI_API_KEY)"
+    )  # fmt: skip
+    judge_options: dict[str, Any] = setting(
+        default_factory=dict, help="open_form judge's engine options, as JSON or key=value (base_url, concurrency)"
+    )
+
     def __post_init__(self) -> None:
         # 0 or a negative number used to mean "all" or "all but N" through Python's slicing: refused by the ranges
         check_ranges(self)
+        if self.judge_model and not self.open_form:
+            raise UserError("setting 'judge_model' judges open-form answers: set open_form too")
+
+    def check_probes(self) -> None:
+        """The probes fit the mode; checked once the mode is final (``NAME@generate`` sets it per benchmark)."""
+        if self.adversarial_prefill and self.mode != "generate":
+            raise UserError(
+                "setting 'adversarial_prefill' needs mode generate (the prefill begins a generated answer)"
+            )
 
     @property
     def chunk(self) -> int:
@@ -230,17 +262,18 @@ def prediction_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def open_predictions(out: Path, key: str) -> JsonlStore:
-    """``out/predictions.jsonl`` holding only rows made under ``key``. A file of another key is set aside as
-    ``predictions-OTHER.jsonl`` (rows from before keys existed: ``predictions-unkeyed.jsonl``), and a file set
-    aside earlier under ``key`` is taken back, so switching settings back and forth loses and mixes nothing."""
-    path = out / "predictions.jsonl"
+def open_predictions(out: Path, key: str, name: str = "predictions") -> JsonlStore:
+    """``out/predictions.jsonl`` (``out/NAME.jsonl``) holding only rows made under ``key``. A file of another key is
+    set aside as ``predictions-OTHER.jsonl`` (rows from before keys existed: ``predictions-unkeyed.jsonl``), and a
+    file set aside earlier under ``key`` is taken back, so switching settings back and forth loses and mixes
+    nothing."""
+    path = out / f"{name}.jsonl"
     if path.exists():
         keys = {row.get("key") for row in JsonlStore(path, unique=None)}  # a mixed file may repeat ids
         if keys and keys != {key}:
             other = next(iter(keys)) if len(keys) == 1 else "mixed"
-            os.replace(path, out / f"predictions-{other or 'unkeyed'}.jsonl")
-    kept = out / f"predictions-{key}.jsonl"
+            os.replace(path, out / f"{name}-{other or 'unkeyed'}.jsonl")
+    kept = out / f"{name}-{key}.jsonl"
     if not path.exists() and kept.exists():
         os.replace(kept, path)
     return JsonlStore(path)
@@ -255,11 +288,14 @@ def evaluate(
     engine: Any = None,
     progress: bool = True,
     fingerprint: str | None = None,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Evaluate one benchmark; writes predictions.jsonl and results.json in ``out_dir`` and returns the results.
-    ``fingerprint`` names the model's weights (default: :func:`model_fingerprint`) in the prediction key."""
+    ``fingerprint`` names the model's weights (default: :func:`model_fingerprint`) in the prediction key; ``judge``
+    is the open-form judge's engine (default: ``config.judge_model`` on its server, when set)."""
     from tqdm import tqdm
 
+    config.check_probes()
     out = Path(out_dir)
     records = subsample(records, config.limit, config.seed)
     if not records:
@@ -284,13 +320,23 @@ def evaluate(
         chunk = todo[start : start + config.chunk]
         rows = (_loglik_rows(chunk, guard, shots_by_subject, config.num_fewshot) if config.mode == "loglik"
                 else _generate_rows(chunk, guard, config, chat))  # fmt: skip
-        for row in rows:
-            row["key"] = key
+        for r, row in zip(chunk, rows):
+            row.update(key=key, kind=split.question_kind(r))  # the reasoning/knowledge label, stored with the row
         store.append(rows)
         done.update((row["id"], row) for row in rows)
         bar.update(len(chunk))
     bar.close()
     rows = [done[r.id] for r in records]
+    split.label(records, rows)
+
+    def model() -> tuple[ContextGuard, bool]:  # for the probes: the engine, loaded only if a probe has work
+        nonlocal engine, guard
+        if engine is None:
+            engine = get_engine(config.engine, config.model, **config.engine_options)
+        guard = guard or ContextGuard(engine)
+        return guard, config.chat if config.chat is not None else takes_chat(engine)
+
+    probes = _probes(records, rows, config, out, settings, model, judge, progress, benchmark)
     too_long = sum("too_long" in row for row in rows)
     if too_long:
         log.warning("eval %s: %d of %d questions do not fit the model's context; scored as unanswered",
@@ -304,9 +350,62 @@ def evaluate(
         **({"accuracy_is": LOGLIK_ACCURACY} if config.mode == "loglik" else {}),
         **pass_at_k_results(rows),
         "too_long": too_long,
+        "by_kind": split.results(rows),
+        **probes,
     }
     write_json(out / "results.json", results)
     return results
+
+
+def _probe_rows(out: Path, name: str, settings: dict[str, Any], records: Sequence[Record], chunk: int, make,
+                desc: str) -> list[dict]:  # fmt: skip
+    """One row per record in ``out/NAME.jsonl``, kept under the key of ``settings`` as predictions are; rows not yet
+    made are made by ``make(records)``, a chunk at a time (a kill loses at most one chunk)."""
+    from tqdm import tqdm
+
+    key = prediction_key(settings)
+    store = open_predictions(out, key, name)
+    done = {row["id"]: row for row in store}
+    todo = [r for r in records if r.id not in done]
+    with tqdm(total=len(records), initial=len(records) - len(todo), unit="q", desc=desc, disable=desc == "") as bar:
+        for start in range(0, len(todo), chunk):
+            rows = make(todo[start : start + chunk])
+            for row in rows:
+                row["key"] = key
+            store.append(rows)
+            done.update((row["id"], row) for row in rows)
+            bar.update(len(rows))
+    return [done[r.id] for r in records]
+
+
+def _probes(records, rows, config: EvalConfig, out: Path, settings, model, judge, progress: bool, benchmark: str):
+    """The probes ``config`` asks for, each run on what its store lacks: results.json's ``adversarial_prefill`` and
+    ``open_form`` blocks."""
+    found: dict[str, Any] = {}
+    if config.adversarial_prefill:
+
+        def pushed(chunk: Sequence[Record]) -> list[dict]:
+            ask = [r for r in chunk if r.options]
+            wrong = {r.id: prefill.wrong_option(r, config.seed) for r in ask}
+            texts = [adversarial_prefill(r, wrong[r.id], config.prefill) for r in ask]
+            made = {}
+            if ask:
+                guard, chat = model()
+                for row in _generate_rows(ask, guard, replace(config, samples=1), chat, texts):  # one greedy answer
+                    made[row["id"]] = prefill.probe_row(row, wrong[row["id"]])
+            return [made.get(r.id) or prefill.skipped_row(r) for r in chunk]
+
+        probed = _probe_rows(out, "prefill", prefill.settings(settings, config.seed), records, config.chunk, pushed,
+                             f"prefill {benchmark}" if progress else "")  # fmt: skip
+        found["adversarial_prefill"] = prefill.summarize(rows, probed)
+    if config.open_form:
+        if judge is None and config.judge_model:  # no request is made until a free answer needs judging
+            judge = openform.judge_engine(config.judge_model, config.judge_options)
+        made = _probe_rows(out, "open_form", openform.settings(settings, config), records, config.chunk,
+                           lambda chunk: openform.ask(chunk, model, config, judge),
+                           f"open form {benchmark}" if progress else "")  # fmt: skip
+        found["open_form"] = openform.summarize(rows, made)
+    return found
 
 
 LOGLIK_ACCURACY = "mean credit: 1 when the gold letter alone is the most likely, 1/k when it is one of k tied"
@@ -341,17 +440,21 @@ def _loglik_rows(chunk: Sequence[Record], guard: ContextGuard, shots_by_subject,
     return rows
 
 
-def _generate_rows(chunk: Sequence[Record], guard: ContextGuard, config: EvalConfig, chat: bool) -> list[dict]:
+def _generate_rows(
+    chunk: Sequence[Record], guard: ContextGuard, config: EvalConfig, chat: bool, prefills: Sequence[str] | None = None
+) -> list[dict]:
     """One prediction row per question: a greedy answer to the prompt (with ``samples`` > 1, the first of that
-    many sampled answers, and how many of them are right), read strictly and flexibly."""
-    prompts = [render(r, config.prompt, chat, config.prefill) for r in chunk]
+    many sampled answers, and how many of them are right), read strictly and flexibly. ``prefills``: each
+    question's own prefill in place of ``config.prefill`` (the adversarial-prefill probe)."""
+    prefills = list(prefills) if prefills is not None else [config.prefill] * len(chunk)
+    prompts = [render(r, config.prompt, chat, p) for r, p in zip(chunk, prefills)]
     temperature = config.temperature if config.samples > 1 else 0.0
     sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=temperature, seed=config.seed,
                         stop=tuple(config.stop), include_stop=True)  # fmt: skip
     outputs = guard.generate(prompts, n=config.samples, sampling=sampling)
     rows = []
-    for r, (completion, *others) in zip(chunk, outputs):
-        text = (config.prefill or "") + completion.text  # the prefill is part of the answer, as in training
+    for r, p, (completion, *others) in zip(chunk, prefills, outputs):
+        text = (p or "") + completion.text  # the prefill is part of the answer, as in training
         strict = _strict(text, r, config.prompt)
         flexible = extract_choice(text, dict(r.options)).answer if r.options else extract_answer(text)
         gold = r.answer if r.options else extract_answer(f"#### {r.answer}")
@@ -377,7 +480,7 @@ def _generate_rows(chunk: Sequence[Record], guard: ContextGuard, config: EvalCon
         if others:  # pass@k: how many of the samples are right (strict reading)
             rows[-1]["samples"] = 1 + len(others)
             rows[-1]["samples_correct"] = int(rows[-1]["correct"]) + sum(
-                _strict((config.prefill or "") + o.text, r, config.prompt) == gold for o in others
+                _strict((p or "") + o.text, r, config.prompt) == gold for o in others
             )
     for i, tokens in guard.too_long.items():  # held back: an empty completion, scored as unanswered
         rows[i]["too_long"] = tokens
@@ -396,6 +499,11 @@ def run(
     config)`` of ``jobs``, each into RUN/eval/MODEL/FOLDER (predictions.jsonl, results.json); returns RUN/eval/MODEL.
     The engine is loaded once, for the first benchmark, and closed at the end. (A study drives :func:`evaluate` per
     benchmark itself, with its stage cache: :mod:`medrlvr.study.runner`.)"""
+    for spec, config in jobs:
+        try:
+            config.check_probes()
+        except UserError as e:
+            raise UserError(f"{spec.label}: {e}") from None
     with contextlib.ExitStack() as stack:
         engine = None
         for spec, config in jobs:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..data import folder_name
 from . import arms as arm_sections
-from . import trust
+from . import probes, trust
 from .charts import TRAINING_HEADER, bars, radar, training_summary
 from .tables import (
     GENERATE_HEADER,
@@ -45,7 +45,8 @@ def report(
 
     Before any gain: every multiple-choice accuracy is set against chance and constant answers (``baselines.md``),
     a model whose generate-mode answers collapsed onto one letter, hacked the format or never answer in it is
-    flagged in Table 1, and each policy's training stages are in ``dynamics.md``."""
+    flagged in Table 1, and each policy's training stages are in ``dynamics.md``. The robustness probes a benchmark
+    ran have a table each (:mod:`medrlvr.report.probes`: ``split.md``, ``prefill.md``, ``open_form.md``)."""
     table = collect(run_dir, models, benchmarks)
     out = Path(out_dir or Path(run_dir) / "report")
     out.mkdir(parents=True, exist_ok=True)
@@ -71,6 +72,9 @@ def report(
     ]  # fmt: skip
     for _, head, body in ((n, h, b) for n, h, b in sections[1:] if b):
         (out / f"{_STEMS[head[-1]]}.md").write_text(to_markdown(head, body))
+    for stem, name, head, body in probes.sections(table):  # split.md, prefill.md, open_form.md
+        (out / f"{stem}.md").write_text(to_markdown(head, body))
+        sections.append((name, head, body))
     training_fig, found, extra = _training_sections(out, run_dir, models, sections)
     figures = [("training", training_fig)]
     arms = arm_sections.load_arms(run_dir)

@@ -29,24 +29,27 @@ def _normal_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def key_policy(config: Any, where: str, user_base_url: str | None, served: bool) -> dict:
+def key_policy(
+    config: Any, where: str, user_base_url: str | None, served: bool, field: str = "engine_options", engine: str = ""
+) -> dict:
     """The engine options a study uses. The API key (``$OPENAI_API_KEY``) goes only to an address the user chose:
     ``--base-url`` or ``$OPENAI_BASE_URL``. A ``base_url`` from the recipe (or the local address of a server the
-    recipe starts) that is not one of them gets no key, so a recipe cannot send the key where it likes."""
-    options = dict(config.engine_options)
+    recipe starts) that is not one of them gets no key, so a recipe cannot send the key where it likes. ``field``
+    names other options under the same rule (an evaluation's ``judge_options``, for the ``engine`` given)."""
+    options = dict(getattr(config, field))
     if "api_key_env" in options:
         raise RecipeError(
-            f"{where}.engine_options.api_key_env: a recipe may not choose which environment variable is sent as the "
+            f"{where}.{field}.api_key_env: a recipe may not choose which environment variable is sent as the "
             "API key; the key is $OPENAI_API_KEY, sent only to --base-url or $OPENAI_BASE_URL"
         )
-    if config.engine != "openai":
+    if (engine or config.engine) != "openai":
         return options
     if served:  # the engine talks to the server the study starts, not to $OPENAI_BASE_URL
         options.setdefault("base_url", DEFAULT_BASE_URL)
     if user_base_url:
         options.setdefault("base_url", user_base_url)
     if "base_url" in options:
-        url = _url(options["base_url"], f"{where}.engine_options.base_url")
+        url = _url(options["base_url"], f"{where}.{field}.base_url")
         trusted = {_normal_url(u) for u in (user_base_url, os.environ.get("OPENAI_BASE_URL")) if u}
         if _normal_url(url) not in trusted:
             options["api_key_env"] = None  # the engine then sends no Authorization header

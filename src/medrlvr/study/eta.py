@@ -149,11 +149,14 @@ def study_work(study) -> list[dict[str, Any]]:
                 continue
             n = min(len(study.eval_sets[e.benchmark]), e.config.limit or 10**9)
             label = f"eval {name} {e.name}"
+            # the probes generate once more per question each (adversarial prefill, open form)
+            probes = int(e.config.adversarial_prefill) + int(e.config.open_form)
             if e.config.mode == "generate":
-                tokens = n * e.config.max_new_tokens * e.config.samples
+                tokens = n * e.config.max_new_tokens * (e.config.samples + probes)
                 work.append({"stage": "eval", "model": model, "label": label, "tokens": tokens})
             else:
-                work.append({"stage": "eval", "model": model, "label": label, "questions": n})
+                work.append({"stage": "eval", "model": model, "label": label, "questions": n,
+                             "tokens": n * e.config.max_new_tokens * probes})  # fmt: skip
     return work
 
 

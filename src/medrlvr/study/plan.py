@@ -98,7 +98,13 @@ def plan(recipe: Recipe) -> list[str]:
     names = recipe.model_names
     for e in recipe.evals:
         c = e.config
-        lines.append(f"eval {e.name}: {c.mode}, limit={c.limit}, engine={c.engine} for {', '.join(names)}")
+        probes = [name for name, on in (("adversarial prefill", c.adversarial_prefill), ("open form", c.open_form))
+                  if on]  # fmt: skip
+        judge = f" (judge {c.judge_model})" if c.judge_model else ""
+        probes_text = f", probes: {', '.join(probes)}{judge}" if probes else ""
+        lines.append(
+            f"eval {e.name}: {c.mode}, limit={c.limit}, engine={c.engine}{probes_text} for {', '.join(names)}"
+        )
     lines.append("report: table1.md/csv/tex, charts, index.html")
     commands = recipe_commands(recipe)
     if commands:

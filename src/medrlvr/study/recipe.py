@@ -330,7 +330,13 @@ def _evals(raw: dict[str, Any], path: Path, base_url: str | None) -> tuple[list[
         config = _build(
             EvalConfig, {**eval_values, **item}, f"{path}: eval ({bench})", drop=("model",), fixed={"model": "-"}
         )
+        try:
+            config.check_probes()
+        except UserError as e:
+            raise RecipeError(f"{path}: eval ({bench}): {e}") from None
         config.engine_options = key_policy(config, f"{path}: eval", base_url, bool(eval_serve))
+        if config.judge_model:  # the open-form judge's server: the same rule for the key
+            config.judge_options = key_policy(config, f"{path}: eval", base_url, False, "judge_options", "openai")
         evals.append(EvalEntry(bench, config, label))
     names = [e.name for e in evals]
     if len(set(names)) != len(names):
