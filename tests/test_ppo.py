@@ -170,3 +170,30 @@ def test_on_policy_loss_equals_the_two_pass_form(tiny_checkpoint, train_file, tm
         for key in ("ppo/kl", "ppo/value_mean", "ppo/return_mean", "ppo/explained_variance", "ppo/value_loss"):
             if key in m1:
                 assert m1[key] == pytest.approx(m2[key], rel=1e-4, abs=1e-6), key
+
+
+def test_a_lora_critic_holds_no_second_copy_of_the_base(tiny_checkpoint):
+    """The separate critic's frozen base weights are the policy's own tensors (LoRA: neither ever changes them),
+    its adapter and head its own; a fully trained policy shares nothing."""
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+
+    from medrlvr.train.ppo.critic import SeparateCritic
+
+    policy = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+    policy.requires_grad_(False)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="FEATURE_EXTRACTION")
+    critic = SeparateCritic.from_pretrained(tiny_checkpoint, lora=lora)
+    shared = critic.share_frozen(policy)
+    decoder = {n: p.data_ptr() for n, p in policy.get_decoder().named_parameters()}
+    frozen = [(n, p) for n, p in critic.backbone.get_base_model().named_parameters() if not p.requires_grad]
+    assert frozen and all(p.data_ptr() == decoder[n.replace(".base_layer.", ".")] for n, p in frozen)
+    assert shared == sum(p.numel() * p.element_size() for _, p in frozen)
+    assert all(p.data_ptr() not in decoder.values() for p in critic.parameters())  # its trained weights are its own
+    ids = torch.tensor([[1, 2, 3, 4]])
+    values = critic.values(ids, torch.ones_like(ids))
+    values.sum().backward()  # the critic's loss reaches its adapter and head, never the policy's weights
+    assert all(p.grad is None for p in policy.parameters())
+    trained = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)  # full fine-tuning: its weights move
+    assert SeparateCritic.from_pretrained(tiny_checkpoint, lora=lora).share_frozen(trained) == 0

@@ -134,6 +134,9 @@ def test_after_an_optimizer_step_rollouts_come_from_the_updated_weights(tmp_path
     _, trl_after = _trl_own_generation(trainer, prompts)
     assert after != before  # training moved the policy (so a stale copy would be caught below)
     assert after == [list(c) for c in trl_after]  # the copy samples what the trained policy samples
+    copy = rollouts.model.params  # in the policy's dtype, the copy holds the frozen base weights once
+    frozen = {n: p for n, p in trainer.model.named_parameters() if not p.requires_grad}
+    assert frozen and {p.data_ptr() for p in frozen.values()} <= {p.data_ptr() for p in copy.values()}
 
 
 def test_logprobs_match_a_recomputation_within_bf16_tolerance(tmp_path, length_rewards):

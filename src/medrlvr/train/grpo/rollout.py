@@ -113,6 +113,9 @@ class RolloutModel:
     method), and a deepcopy would carry that closure along and quietly run the policy instead of the copy. It takes
     the policy's ``generation_config`` (its end tokens: an instruct model may end a turn on several).
 
+    Frozen weights (LoRA's base) in the sampling dtype are not copied: the copy holds the policy's own tensors
+    (they never change), so a bf16 LoRA policy and its copy hold the base once.
+
     LoRA layers stay unmerged in the copy (:func:`_low_rank_linear_class`), as PEFT runs them in the policy: the
     base weight in the sampling dtype, the adapter in fp32. Merging into a bf16 weight rounded small updates away
     (measured: cosine 0.61 between the copy's and the policy's change in log-probs after one step at lr 2e-5;
@@ -189,7 +192,15 @@ class RolloutModel:
                     continue
                 if target not in self.params:
                     raise KeyError(f"the rollout copy has no parameter for the policy's {name!r}")
-                self.params[target].copy_(param.detach())
+                mine = self.params[target]
+                if not param.requires_grad and (mine.dtype, mine.shape, mine.device) == (
+                    param.dtype,
+                    param.shape,
+                    param.device,
+                ):  # a frozen weight (LoRA's base) never changes: the copy holds the policy's own tensor
+                    mine.data = param.detach()
+                    continue
+                mine.copy_(param.detach())
         self.syncs += 1
 
     def _set_low_rank(self, module, layer, adapters: list[str]) -> None:

@@ -35,6 +35,8 @@ def ppo_trainer(config: TrainConfig, model, tokenizer, dataset, peft_config, com
     trainer = grpo_trainer(config, model, tokenizer, dataset, peft_config, common,
                            [CriticGradients(critic), *callbacks], on_gpu, trainer_class or MedrlvrPPOTrainer)  # fmt: skip
     trainer.critic, trainer.ppo = critic, config
+    if peft_config is not None:  # the base weights held once, now that TRL has frozen the policy's under its LoRA
+        critic.share_frozen(trainer.accelerator.unwrap_model(trainer.model))
     return trainer
 
 

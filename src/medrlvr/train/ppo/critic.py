@@ -138,6 +138,28 @@ class SeparateCritic(_Critic):
 
         return cls(AutoModel.from_pretrained(str(path), **kwargs), lora, init)
 
+    def share_frozen(self, policy) -> int:
+        """Point every frozen weight of this critic's base at the equal frozen weight of ``policy`` (a LoRA policy on
+        the same base model): both are the base checkpoint and neither ever changes, so the critic stays a separate
+        model with its own adapter and head while the base weights are held once. Returns how many bytes are now
+        shared. Nothing is shared with a fully trained policy (its weights move) or across dtypes."""
+        decoder = policy.get_base_model().get_decoder() if hasattr(policy, "get_base_model") else policy.get_decoder()
+        plain = lambda name: name.replace(".base_layer.", ".")  # noqa: E731 (PEFT's wrapper, on either side or none)
+        theirs = {plain(name): p for name, p in decoder.named_parameters()}
+        base = self.backbone.get_base_model() if self.lora else self.backbone
+        shared = 0
+        for name, mine in base.named_parameters():
+            other = theirs.get(plain(name))
+            if (mine.requires_grad or other is None or other.requires_grad or other.shape != mine.shape
+                    or other.dtype != mine.dtype or other.device != mine.device):  # fmt: skip
+                continue
+            if mine.data_ptr() != other.data_ptr():
+                if not torch.equal(mine, other):
+                    raise ValueError(f"critic weight {name!r} differs from the policy's: not the same base model")
+                mine.data = other.data
+                shared += mine.numel() * mine.element_size()
+        return shared
+
     def hidden_states(self, input_ids, attention_mask):
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask),
                             use_cache=False)  # fmt: skip
