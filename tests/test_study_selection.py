@@ -52,7 +52,7 @@ def recipe(tiny_checkpoint, tmp_path, monkeypatch):
 def test_a_pilot_trains_before_the_selections_that_read_it(recipe, tmp_path):
     lines = plan(load_recipe(recipe))
     trains = [line.split(":")[0] for line in lines if line.startswith("train ")]
-    assert trains[0] == "train pilot" and "from pilot pilot's run" in next(
+    assert trains[0] == "train pilot" and "reading the run of pilot pilot" in next(
         x for x in lines if x.startswith("select limr")
     )
     run_dir = run_study(recipe, run_dir=str(tmp_path / "run"), progress=False, log=lambda line: None)
@@ -108,3 +108,20 @@ def test_more_questions_than_the_decontaminated_pool_holds_stops_before_any_stag
     err = capsys.readouterr().err.strip()
     assert code == 2 and "select.limr: asks for 41 questions and the pool holds 40" in err
     assert len(err.splitlines()) == 1 and not (run / "filter").exists()
+
+
+def test_the_cpu_selection_sweep_plans_every_strategy_at_one_size(monkeypatch, fixture_data):
+    from pathlib import Path
+
+    from medrlvr.select import STRATEGIES
+
+    monkeypatch.setenv("MEDRLVR_DATA_DIR", str(fixture_data))
+    path = Path(__file__).resolve().parents[1] / "recipes" / "sweep-selection-cpu.yaml"
+    assert "medrlvr run recipes/sweep-selection-cpu.yaml" in path.read_text()
+    recipe = load_recipe(path)
+    strategies = {s.config.strategy for s in recipe.selections}
+    assert strategies == set(STRATEGIES) - {"ratio", "band"}
+    assert {s.size for s in recipe.selections if s.name != "pilot-pool"} == {16}
+    assert recipe.arms["control"]["control"] == "random_reward" and len(recipe.arms["limr"]["policies"]) == 2
+    assert recipe.data.pool == "medmcqa:train"
+    assert any(line.startswith("train pilot") for line in plan(recipe)[:20])
