@@ -432,6 +432,11 @@ class Study:
         inputs["completions"] = {p.name: file_hash(self.run_dir / "train" / p.name / "completions.jsonl")
                                  for p in self.recipe.policies}  # fmt: skip
         inputs["arms"] = self.recipe.arms
+        # the selections' profiles: what each chose and the filters' pass rates it is described by
+        inputs["selections"] = {s.name: file_hash(self.run_dir / "select" / s.name / "stats.json")
+                                for s in self.recipe.selections}  # fmt: skip
+        inputs["labels"] = {f.name: file_hash(self.run_dir / "filter" / f.name / "labels.jsonl")
+                            for f in self.recipe.filters}  # fmt: skip
 
         def work():
             write_json(inside(self.run_dir, "arms.json"), self.recipe.arms)  # the report groups seeds and sweeps by it
