@@ -173,3 +173,31 @@ def test_every_strategy_is_pure_and_stats_profile_the_selection(tmp_path):
             assert all(sum(h.values()) == 3 for h in stats["pass_rate_histogram"].values())
     stats = json.loads((tmp_path / "fail_then_diverse" / "stats.json").read_text())
     assert stats["pass_rate_histogram"] == {"a": {"0.00": 3}, "b": {"0.00": 3}}
+
+
+def test_the_select_command_reads_several_filters_and_a_pilot(tmp_path, capsys):
+    from medrlvr.cli import main
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in POOL20))
+    for name, k, rates in (("a", 4, MIDDLE), ("b", 1, [0.0] * 20)):
+        folder = tmp_path / "run" / "filter" / name
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"k": k}))
+        (folder / "labels.jsonl").write_text("".join(json.dumps({"id": i, **row}) + "\n"
+                                                     for i, row in labels_of(rates).items()))  # fmt: skip
+    common = ["--pool", str(pool), "--run-dir", str(tmp_path / "run")]
+    assert main(["select", "--strategy", "variance", "--filter-model", "a", "--n", "4", *common]) == 0
+    stats = json.loads((tmp_path / "run" / "select" / "variance" / "stats.json").read_text())
+    assert stats["ids"] == ["q16", "q17", "q18", "q19"]
+    assert main(["select", "--strategy", "variance", "--filter-model", "b", "--n", "1", *common]) == 2
+    assert "k >= 2" in capsys.readouterr().err  # filter b sampled once
+    assert main(["select", "--strategy", "fail_then_diverse", "--filter-model", "a,b", "--n", "8", *common]) == 0
+    stats = json.loads((tmp_path / "run" / "select" / "fail_then_diverse" / "stats.json").read_text())
+    assert stats["ids"] == [f"q{i:02d}" for i in range(8)] and set(stats["pass_rate_histogram"]) == {"a", "b"}
+    rows, _, _ = pilot_log()
+    pilot = tmp_path / "run" / "train" / "pilot"
+    pilot.mkdir(parents=True)
+    (pilot / "question_rewards.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["select", "--strategy", "limr", "--pilot", str(pilot), "--n", "2", *common]) == 0
+    assert json.loads((tmp_path / "run" / "select" / "limr" / "stats.json").read_text())["ids"] == ["q00", "q01"]
