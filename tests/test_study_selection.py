@@ -123,5 +123,5 @@ def test_the_cpu_selection_sweep_plans_every_strategy_at_one_size(monkeypatch, f
     assert strategies == set(STRATEGIES) - {"ratio", "band"}
     assert {s.size for s in recipe.selections if s.name != "pilot-pool"} == {16}
     assert recipe.arms["control"]["control"] == "random_reward" and len(recipe.arms["limr"]["policies"]) == 2
-    assert recipe.data.pool == "medmcqa:train"
+    assert recipe.data.pool.startswith("medmcqa:")
     assert any(line.startswith("train pilot") for line in plan(recipe)[:20])
