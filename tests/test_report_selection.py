@@ -84,7 +84,7 @@ def test_strategies_against_random_profiles_and_overlaps(tmp_path):
 
     text = (out / "selections.md").read_text()
     # learnability's questions under the self filter: 0.25, 0.5, 0.75, 0.5 -> mean 0.50; no 0 and no 1
-    assert "| learnability | learnability | 4 | 3 | s1 2, " in text
+    assert "| learnability | learnability | 4 | 0 | 3 | s1 2, " in text
     row = next(x for x in text.splitlines() if x.startswith("| learnability |"))
     assert "self 0.50" in row and "other 0.00" in row and row.endswith("| 0.00 / 0.00 (self) |")
     limr_row = next(x for x in text.splitlines() if x.startswith("| limr |"))

@@ -7,7 +7,15 @@ from collections import Counter
 import pytest
 
 from medrlvr.records import Record
-from medrlvr.select import SelectConfig, SelectionError, select, trajectories, with_samples, write_selection
+from medrlvr.select import (
+    SelectConfig,
+    SelectionError,
+    select,
+    select_filled,
+    trajectories,
+    with_samples,
+    write_selection,
+)
 from medrlvr.select.passrate import group_variance
 from medrlvr.select.pilot import limr_scores, mean_curve
 
@@ -39,6 +47,21 @@ def test_pass_rate_rules_pick_the_middle(strategy):
     with pytest.raises(SelectionError, match="asked for 5 .* questions, the pool has 4"):
         select(POOL20, labels, SelectConfig(strategy=strategy, n=5))
     assert len(select(POOL20, labels, SelectConfig(strategy=strategy, n=5, allow_short=True))) == 4
+
+
+def test_fill_short_tops_a_rule_up_at_random_and_says_how_many():
+    config = SelectConfig(strategy="learnability", n=6, fill_short=True, seed=3)
+    chosen, filled = select_filled(POOL20, labels_of(MIDDLE), config)
+    assert len(chosen) == 6 and filled == 2
+    assert {r.id for r in chosen[:4]} == {"q16", "q17", "q18", "q19"}  # the rule's own come first
+    assert len({r.id for r in chosen}) == 6 and [r.id for r in select(POOL20, labels_of(MIDDLE), config)] == [
+        r.id for r in chosen
+    ]
+    assert (
+        select_filled(POOL20, labels_of(MIDDLE), SelectConfig(strategy="learnability", n=3, fill_short=True))[1] == 0
+    )
+    with pytest.raises(SelectionError, match="asked for 17 further"):
+        select(POOL20, labels_of(MIDDLE), SelectConfig(strategy="variance", n=21, fill_short=True))
 
 
 def test_learnability_samples_in_proportion_to_p_times_one_minus_p():

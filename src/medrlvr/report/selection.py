@@ -21,7 +21,7 @@ from .arms import _measures, _paired_p, arm_values
 STRATEGY_HEADER = ["Strategy (arm)", "Selection", "Questions", "Benchmark", "Measure", "Seeds", "Mean ± std",
                    "Min-max", "Against", "Difference", "Welch p", "Permutation p", "McNemar p (matched seeds)",
                    "Verdict"]  # fmt: skip
-PROFILE_HEADER = ["Selection", "Strategy", "Questions", "Subjects", "Top subjects", "Mean pass rate by filter",
+PROFILE_HEADER = ["Selection", "Strategy", "Questions", "Filled at random", "Subjects", "Top subjects", "Mean pass rate by filter",
                   "Share at pass rate 0 / 1 (reference filter)"]  # fmt: skip
 
 
@@ -166,7 +166,7 @@ def profile_rows(run_dir) -> tuple[list[list[str]], list[str], list[list[str]]]:
                 zero, one = (sum(v == end for v in known) / len(known) for end in (0, 1))
                 ends = f"{zero:.2f} / {one:.2f} ({ref})"
         rows.append([name, stats.get("config", {}).get("strategy", "?"), str(stats.get("selected", len(ids))),
-                     str(len(subjects)), top, "; ".join(means) or "-", ends])  # fmt: skip
+                     str(stats.get("filled", 0)), str(len(subjects)), top, "; ".join(means) or "-", ends])  # fmt: skip
     names = list(chosen)
     sets = {n: set(chosen[n].get("ids", [])) for n in names}
     matrix = [[n] + [f"{jaccard(sets[n], sets[m]):.2f}" for m in names] for n in names]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,7 +33,16 @@ from .filters import fail_then_diverse, filter_agreement
 from .passrate import learnability, variance
 from .pilot import limr, pilot_variance, trajectories
 
-__all__ = ["STRATEGIES", "SelectConfig", "SelectionError", "select", "run_selection", "trajectories", "with_samples"]
+__all__ = [
+    "STRATEGIES",
+    "SelectConfig",
+    "SelectionError",
+    "select",
+    "select_filled",
+    "run_selection",
+    "trajectories",
+    "with_samples",
+]
 
 
 def _random(pool: list[Record], labels, config: SelectConfig, rng: random.Random) -> list[Record]:
@@ -110,6 +119,9 @@ class SelectConfig:
     )
     stratify: bool = setting(False, help="draw in proportion to subjects")
     allow_short: bool = setting(False, help="take what there is when the pool is short")
+    fill_short: bool = setting(
+        False, help="fewer candidates than n: fill up with questions drawn at random from the rest (stats: filled)"
+    )
     seed: int = setting(0, help="the draw's seed")
     decontaminate: list[str] = setting(
         default_factory=list, help="eval sets to drop 8-gram overlaps with, e.g. medqa,mmlu:medical"
@@ -127,6 +139,11 @@ def select(
     pool: Sequence[Record], labels: Mapping[str, Mapping[str, Any]] | None, config: SelectConfig
 ) -> list[Record]:
     """The training set: a pure function of its arguments (the same inputs give the same list)."""
+    return select_filled(pool, labels, config)[0]
+
+
+def select_filled(pool: Sequence[Record], labels: Any, config: SelectConfig) -> tuple[list[Record], int]:
+    """The training set and how many of its questions ``fill_short`` drew at random (the rule's own come first)."""
     rng = random.Random(config.seed)
     pool = sorted(pool, key=lambda r: r.id)  # independent of the order the pool was read in
     strategy = STRATEGIES[config.strategy]
@@ -143,7 +160,16 @@ def select(
                 f"{len(missing)} pool questions have no filter label (first: {missing[0]}); "
                 "run the filter over the same pool"
             )
-    return strategy.draw(pool, labels, config, rng)
+    if not config.fill_short:
+        return strategy.draw(pool, labels, config, rng), 0
+    chosen = strategy.draw(pool, labels, replace(config, allow_short=True), rng)
+    short = (config.hard + config.easy if config.strategy == "ratio" else config.n) - len(chosen)
+    if short <= 0:
+        return chosen, 0
+    taken = {r.id for r in chosen}
+    rest = [r for r in pool if r.id not in taken]
+    filled = _draw(rest, short, rng, config.stratify, "further (fill_short)", config.allow_short)
+    return chosen + filled, len(filled)
 
 
 def with_samples(labels: Mapping[str, Mapping[str, Any]], samples: int) -> dict[str, dict[str, Any]]:
@@ -203,6 +229,7 @@ def write_selection(
     config: SelectConfig,
     out_dir: str | Path,
     parquet: bool = False,
+    filled: int = 0,
 ) -> Path:
     out = Path(out_dir)
     rows = []
@@ -213,7 +240,8 @@ def write_selection(
             row.update(label=one[r.id]["label"], pass_rate=one[r.id]["pass_rate"])
         rows.append(row)
     write_jsonl(out / "train.jsonl", rows)
-    write_json(out / "stats.json", {"config": asdict(config), **stats(chosen, labels, dropped, config.strategy)})
+    profile = stats(chosen, labels, dropped, config.strategy)
+    write_json(out / "stats.json", {"config": asdict(config), **profile, "filled": filled})
     write_jsonl(out / "decontaminated.jsonl", dropped)
     if parquet:
         import pyarrow as pa
@@ -243,8 +271,8 @@ def run_selection(
     loaded = dict(eval_sets or {})
     evals = [r for spec in config.decontaminate for r in loaded.get(spec) or load_eval_spec(spec, data_dir)]
     kept, dropped = decontaminate(pool, evals) if evals else (list(pool), [])
-    chosen = select(kept, labels, config)
-    return write_selection(chosen, labels, dropped, config, out_dir, parquet=parquet)
+    chosen, filled = select_filled(kept, labels, config)
+    return write_selection(chosen, labels, dropped, config, out_dir, parquet=parquet, filled=filled)
 
 
 def load_selection(path: str | Path) -> list[Record]:

@@ -89,7 +89,8 @@ def plan(recipe: Recipe) -> list[str]:
         what = STRATEGIES[c.strategy].describe(c)
         by = f" by {' and '.join(s.filters)}" if s.filters else ""
         after = f", reading the run of pilot {s.pilot} (trained first)" if s.pilot else ""
-        lines.append(f"select {s.name}: {c.strategy} {what}{by}{after}")
+        fill = ", the rest random (fill_short)" if c.fill_short else ""
+        lines.append(f"select {s.name}: {c.strategy} {what}{by}{after}{fill}")
     pilots = {s.pilot for s in recipe.selections if s.pilot}
     for p in sorted(recipe.policies, key=lambda p: p.name not in pilots):  # the order they train in
         c = p.config
