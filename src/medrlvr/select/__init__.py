@@ -10,7 +10,8 @@ trajectories (:attr:`Strategy.needs`).
 - ``limr``, ``pilot_variance``: by a pilot run's reward trajectories (:mod:`medrlvr.select.pilot`).
 
 ``stratify=True`` draws each group in proportion to its subjects (largest remainder). When the pool cannot supply
-what is asked for, :class:`SelectionError` says what is short, unless ``allow_short=True`` takes what there is.
+what is asked for, :class:`SelectionError` says what is short, unless ``allow_short=True`` takes what there is or
+``fill_short=True`` tops the rule's questions up with random ones (stats.json counts them: ``filled``).
 """
 
 from __future__ import annotations
@@ -150,10 +151,8 @@ def select_filled(pool: Sequence[Record], labels: Any, config: SelectConfig) -> 
     if strategy.needs and labels is None:
         raise SelectionError(f"strategy {config.strategy} needs " + (
             "a pilot run's question log" if strategy.needs == "pilot" else "filter labels"))  # fmt: skip
-    label_sets = (
-        [labels] if strategy.needs == "labels" else list(labels.values()) if strategy.needs == "filters" else []
-    )
-    for rows in label_sets:
+    read = [labels] if strategy.needs == "labels" else list(labels.values()) if strategy.needs == "filters" else []
+    for rows in read:
         missing = [r.id for r in pool if r.id not in rows]
         if missing:
             raise SelectionError(
