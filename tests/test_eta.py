@@ -44,3 +44,27 @@ def test_the_machine_line_names_capability_and_dtype():
     assert facts["cpu_capability"] in line and facts["dtype"] in line
     assert machine_line({"device": "cpu", "cpu_capability": "AVX2", "native_bf16": False, "dtype": "float32",
                          "threads": 2}) == "CPU AVX2, native bf16: no, computing in float32, 2 threads"  # fmt: skip
+
+
+def test_plan_estimates_from_the_recipe_alone_where_sizes_are_given(monkeypatch, fixture_data):
+    from pathlib import Path
+
+    from medrlvr.study import eta
+    from medrlvr.study.recipe import load_recipe
+
+    monkeypatch.setenv("MEDRLVR_DATA_DIR", str(fixture_data))
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    monkeypatch.setattr(eta, "calibrate", lambda seconds=0.3: REFERENCE["bfloat16"]["gflops"])
+    demo = load_recipe(root / "demo-cpu.yaml")
+    line = eta.plan_estimate(demo)
+    assert line.startswith("estimate: filter ") and "train" in line and "eval" in line
+    seen = []
+    monkeypatch.setattr(
+        eta,
+        "estimate",
+        lambda work, **kw: seen.append(work) or {"seconds": {}, "total": 0.0, "speed": 1.0, "unknown": []},
+    )
+    eta.plan_estimate(demo)
+    filters = [w for w in seen[0] if w["stage"] == "filter"]
+    assert filters[0]["tokens"] == 64 * 96  # the pool as data.pool_limit questions
+    assert "needs data.pool_limit" in eta.plan_estimate(load_recipe(root / "demo-cpu.yaml", ["data.pool_limit=null"]))

@@ -27,7 +27,7 @@ data: {pool: demo:train, pool_limit: 12}
 filter:
   - {name: tiny, model: m}
 select:
-  random: {strategy: random, n: 4}
+  random: {strategy: random, n: 4, allow_short: true}  # the defaults (n: 500) ask for more than pool_limit
 train: {model: m}
 eval: {benchmarks: [demo]}
 """

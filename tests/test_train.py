@@ -89,6 +89,30 @@ def test_grpo_two_steps_with_lora(tiny_checkpoint, train_file, tmp_path, monkeyp
     ):
         assert key in logged, key
     assert (out / "completions.jsonl").read_text().strip()
+    # each question's rewards per step (what a pilot run's selection reads): the batch's questions, their means
+    # average to the step's logged reward
+    rows = [json.loads(line) for line in (out / "question_rewards.jsonl").read_text().splitlines()]
+    assert sorted({r["step"] for r in rows}) == [1, 2]
+    for step in (1, 2):
+        mine = [r for r in rows if r["step"] == step]
+        assert len(mine) == 2 and {r["id"] for r in mine} <= {"t0", "t1", "t2", "t3"}
+        assert all(r["rollouts"] == 2 and 0 <= r["accuracy"] <= 1 for r in mine)
+        logged_reward = next(m["reward"] for m in metrics if m["step"] == step and "reward" in m)
+        assert sum(r["reward"] for r in mine) / 2 == pytest.approx(logged_reward, abs=1e-4)
+
+
+def test_question_rewards_group_rollouts_by_question():
+    import torch
+
+    from medrlvr.train.grpo.loss import question_rewards
+
+    # two processes of 4 rows each, gathered; this is process 1: rows 4-7, questions b (x2) and c (x2)
+    per_func = torch.tensor([[9.0, 9.0]] * 4 + [[1.0, 0.5], [0.0, 0.5], [1.0, float("nan")], [1.0, 0.0]])
+    scores = torch.tensor([2.0, 0.0, 1.0, 3.0])
+    rows = question_rewards(scores, per_func, ["accuracy_reward", "format_reward"], 1, ["b", "b", "c", "c"])
+    assert rows == [{"id": "b", "rollouts": 2, "reward": 1.0, "accuracy": 0.5},
+                    {"id": "c", "rollouts": 2, "reward": 2.0, "accuracy": 1.0}]  # fmt: skip
+    assert question_rewards(scores, per_func, ["format_reward", "x"], 1, ["b", "b", "c", "c"])[0]["accuracy"] is None
 
 
 class Interrupt(Exception):

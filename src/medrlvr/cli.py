@@ -85,7 +85,12 @@ def _stage_commands(commands, data: argparse.ArgumentParser) -> None:
 
     sel = _stage_command(commands, data, "select", "choose the training set from the pool and the filter labels",
                          _select)  # fmt: skip
-    sel.add_argument("--filter-model", help="whose labels (the --model given to filter); not needed for random")
+    sel.add_argument(
+        "--filter-model",
+        help="whose labels (the --model given to filter; several comma-separated for "
+        "fail_then_diverse and filter_agreement); not needed for random",
+    )
+    sel.add_argument("--pilot", help="limr, pilot_variance: a GRPO run's folder holding question_rewards.jsonl")
     _pool_arguments(sel)
     sel.add_argument("--parquet", action="store_true", help="also write train.parquet in verl's format")
     sel.add_argument("--name", help="output folder name under RUN_DIR/select (default: the strategy)")
@@ -175,16 +180,28 @@ def _select(args: argparse.Namespace) -> None:
 
     from .filter import load_labels
     from .models import slug
-    from .select import STRATEGIES, SelectConfig, run_selection
+    from .select import STRATEGIES, SelectConfig, run_selection, trajectories, with_samples
+    from .store import read_jsonl
 
     config = config_from(args, SelectConfig, "select")
     name = check_name(args.name, "--name") if args.name is not None else config.strategy
+    needs = STRATEGIES[config.strategy].needs
     with locked(args.run_dir):
         labels = None
-        if STRATEGIES[config.strategy].needs_labels or args.filter_model:
+        if needs == "pilot":
+            if not args.pilot:
+                raise UserError(f"--strategy {config.strategy} needs --pilot (a GRPO run's folder, RUN/train/NAME)")
+            labels = trajectories(read_jsonl(Path(args.pilot) / "question_rewards.jsonl"))
+        elif needs or args.filter_model:
             if not args.filter_model:
                 raise UserError(f"--strategy {config.strategy} needs --filter-model (whose labels to use)")
-            labels = load_labels(inside(args.run_dir, "filter", slug(args.filter_model)))
+            sets = {}
+            for model in args.filter_model.split(","):  # several: fail_then_diverse, filter_agreement
+                folder = inside(args.run_dir, "filter", slug(model))
+                settings = folder / "config.json"  # the filter's settings: its k samples per question
+                k = json.loads(settings.read_text()).get("k", 1) if settings.is_file() else 1
+                sets[slug(model)] = with_samples(load_labels(folder), k)
+            labels = sets if needs == "filters" else next(iter(sets.values()))
         out = inside(args.run_dir, "select", name)
         out = run_selection(_pool(args), labels, config, out, data_dir=args.data_dir, parquet=args.parquet)
     print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
@@ -315,7 +332,10 @@ def _run(args: argparse.Namespace) -> None:
         args.recipe, args.overrides, data_dir=args.data_dir, run_dir=args.run_dir, base_url=args.base_url
     )
     if args.plan:
+        from .study.eta import plan_estimate
+
         print("\n".join(plan(recipe)))
+        print(plan_estimate(recipe))
         return
     allow = args.allow_commands
     commands = recipe_commands(recipe)

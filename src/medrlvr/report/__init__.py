@@ -16,6 +16,7 @@ from typing import Any
 from ..data import folder_name
 from . import arms as arm_sections
 from . import probes, trust
+from . import selection as selection_sections
 from .charts import TRAINING_HEADER, bars, radar, training_summary
 from .tables import (
     GENERATE_HEADER,
@@ -82,6 +83,10 @@ def report(
         sections += _arm_sections(out, run_dir, table, arms)
         figures += [(f"sweep_{s}", arm_sections.sweep_figure(table, arms, s))
                     for s in sorted({a["sweep"] for a in arms.values() if a.get("sweep")})]  # fmt: skip
+    if selection_sections.selections(run_dir):
+        sections += _selection_sections(out, run_dir, table, arms)
+        figures += [("strategies", selection_sections.strategy_figure(table, arms, run_dir)),
+                    ("selections", selection_sections.profile_figure(run_dir))]  # fmt: skip
     pass_rows = arm_sections.pass_rows(table)
     if pass_rows:
         (out / "pass_at_k.md").write_text(to_markdown(arm_sections.PASS_HEADER, pass_rows))
@@ -123,6 +128,20 @@ def _arm_sections(out: Path, run_dir, table, arms) -> list[tuple[str, list[str],
                                  + to_markdown(arm_sections.COMPARE_HEADER, compare))  # fmt: skip
     return [("Arms: mean and spread over seeds", arm_sections.SEEDS_HEADER, seed_rows),
             (COMPARE_TITLE, arm_sections.COMPARE_HEADER, compare)]  # fmt: skip
+
+
+def _selection_sections(out: Path, run_dir, table, arms) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The strategies compared with random selection of their size, and each selection's profile and overlaps."""
+    strategy_rows = selection_sections.strategy_rows(run_dir, table, arms) if arms else []
+    profiles, overlap_header, overlaps = selection_sections.profile_rows(run_dir)
+    if strategy_rows:
+        (out / "strategies.md").write_text(to_markdown(selection_sections.STRATEGY_HEADER, strategy_rows))
+    (out / "selections.md").write_text(to_markdown(selection_sections.PROFILE_HEADER, profiles) + "\n"
+                                       + to_markdown(overlap_header, overlaps))  # fmt: skip
+    return [("Selection strategies against random selection of the same size (seeds as the unit; McNemar on "
+             "matched seeds' questions)", selection_sections.STRATEGY_HEADER, strategy_rows),
+            ("Selections: size, subjects, difficulty under each filter", selection_sections.PROFILE_HEADER, profiles),
+            ("Selections: overlap (Jaccard of their questions)", overlap_header, overlaps)]  # fmt: skip
 
 
 COMPARE_TITLE = ("Arms compared against seed variance (Welch's t and a permutation test on per-seed values; McNemar "

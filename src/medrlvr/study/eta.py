@@ -171,3 +171,20 @@ def announce(study) -> str:
     study.manifest.update(machine=facts, estimate_seconds=round(result["total"]),
                           calibration_gflops=round(result["gflops"], 1))  # fmt: skip
     return describe(result, machine_line(facts))
+
+
+def plan_estimate(recipe) -> str:
+    """The estimate ``medrlvr run --plan`` prints, from the recipe alone (no data read): the pool as ``data.pool_limit``
+    questions and each evaluation as its ``limit`` (upper bounds: decontamination and a short benchmark only shorten
+    them); without those sizes, a line saying the study prints its estimate when it starts."""
+    from types import SimpleNamespace
+
+    from .provenance import machine_line
+
+    limits = {e.benchmark: e.config.limit for e in recipe.evals}
+    if recipe.data.pool_limit is None or None in limits.values():
+        return ("estimate: needs data.pool_limit and every evaluation's limit; `medrlvr run` prints it before its "
+                "first stage")  # fmt: skip
+    study = SimpleNamespace(recipe=recipe, run_dir=recipe.run_dir, pool=[None] * recipe.data.pool_limit,
+                            eval_sets={b: [None] * n for b, n in limits.items()})  # fmt: skip
+    return describe(estimate(study_work(study)), machine_line())

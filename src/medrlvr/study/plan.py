@@ -87,13 +87,18 @@ def plan(recipe: Recipe) -> list[str]:
     for s in recipe.selections:
         c = s.config
         what = STRATEGIES[c.strategy].describe(c)
-        lines.append(f"select {s.name}: {c.strategy} {what}" + (f" by {s.filter}" if s.filter else ""))
-    for p in recipe.policies:
+        by = f" by {' and '.join(s.filters)}" if s.filters else ""
+        after = f", reading the run of pilot {s.pilot} (trained first)" if s.pilot else ""
+        fill = ", the rest random (fill_short)" if c.fill_short else ""
+        lines.append(f"select {s.name}: {c.strategy} {what}{by}{after}{fill}")
+    pilots = {s.pilot for s in recipe.selections if s.pilot}
+    for p in sorted(recipe.policies, key=lambda p: p.name not in pilots):  # the order they train in
         c = p.config
         steps = f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs}"
         control = f", control {c.control}" if getattr(c, "control", None) else ""
+        pilot = " (a pilot: trains before the selections that read it)" if p.name in pilots else ""
         lines.append(f"train {p.name}: {c.method} on select/{p.selection}, {c.model}, {steps}, seed {c.seed}"
-                     f"{control}{_cached(recipe.run_dir / 'train' / p.name)}")  # fmt: skip
+                     f"{control}{pilot}{_cached(recipe.run_dir / 'train' / p.name)}")  # fmt: skip
     lines += _arm_lines(recipe)
     names = recipe.model_names
     for e in recipe.evals:

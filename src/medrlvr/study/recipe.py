@@ -58,7 +58,14 @@ class FilterEntry:
 class SelectEntry:
     name: str
     config: SelectConfig
-    filter: str | None = None  # whose labels (a filter's name); needed by ratio and band
+    filter: str | None = None  # whose labels (a filter's name); needed by ratio and band; the first of ``filters``
+    filters: list[str] = field(default_factory=list)  # every filter it reads (fail_then_diverse, filter_agreement)
+    pilot: str | None = None  # the policy whose training log it reads (limr, pilot_variance): trained before it
+
+    @property
+    def size(self) -> int:
+        """How many questions it asks for."""
+        return self.config.hard + self.config.easy if self.config.strategy == "ratio" else self.config.n
 
 
 @dataclass
@@ -255,20 +262,64 @@ def _filters(raw: dict[str, Any], path: Path, base_url: str | None) -> list[Filt
 
 
 def _selections(raw: dict[str, Any], path: Path, filters: list[FilterEntry]) -> list[SelectEntry]:
-    filter_names = {f.name for f in filters} | {f.config.model for f in filters}
+    by_name = {f.name: f for f in filters} | {f.config.model: f for f in filters}
     selections = []
     for name, entry in _mapping(raw.get("select"), f"{path}: select").items():
-        entry = _mapping(entry, f"{path}: select.{name}")
-        whose = entry.pop("filter", None)
-        config = _build(SelectConfig, entry, f"{path}: select.{name}", drop=("decontaminate",))
-        if STRATEGIES[config.strategy].needs_labels and not whose:
-            raise RecipeError(f"{path}: select.{name}: strategy {config.strategy} needs 'filter' (whose labels)")
-        if whose and whose not in filter_names:
-            raise RecipeError(f"{path}: select.{name}: filter {whose!r} is not in the filter section")
-        if whose:
-            whose = next(f.name for f in filters if whose in (f.name, f.config.model))
-        selections.append(SelectEntry(str(name), config, whose))
+        where = f"{path}: select.{name}"
+        entry = _mapping(entry, where)
+        whose = _typed(entry.pop("filter", None), str | list[str] | None, f"{where}.filter")
+        whose = [whose] if isinstance(whose, str) else list(whose or [])
+        pilot = _typed(entry.pop("pilot", None), str | None, f"{where}.pilot")
+        config = _build(SelectConfig, entry, where, drop=("decontaminate",))
+        strategy = STRATEGIES[config.strategy]
+        for w in whose:
+            if w not in by_name:
+                raise RecipeError(f"{where}: filter {w!r} is not in the filter section")
+        whose = list(dict.fromkeys(by_name[w].name for w in whose))
+        if strategy.needs in ("labels", "filters") and not whose:
+            raise RecipeError(f"{where}: strategy {config.strategy} needs 'filter' (whose labels)")
+        if strategy.needs == "labels" and len(whose) > 1:
+            raise RecipeError(f"{where}: strategy {config.strategy} reads one filter's labels, got {whose}")
+        if config.strategy == "filter_agreement" and len(whose) < 2:
+            raise RecipeError(f"{where}: filter_agreement compares filters: name two or more (filter: [A, B])")
+        for w in whose:
+            if by_name[w].config.k < strategy.samples:
+                raise RecipeError(
+                    f"{where}: strategy {config.strategy} needs k >= {strategy.samples} samples per question (one "
+                    f"sample has no variance); filter {w} has k={by_name[w].config.k}: set its k and temperature > 0"
+                )
+        if strategy.needs == "pilot" and not pilot:
+            raise RecipeError(
+                f"{where}: strategy {config.strategy} needs 'pilot' (the policy whose short run it reads)"
+            )
+        if pilot and strategy.needs != "pilot":
+            raise RecipeError(f"{where}: strategy {config.strategy} reads no pilot run; drop 'pilot'")
+        selections.append(SelectEntry(str(name), config, whose[0] if whose else None, whose, pilot))
     return selections
+
+
+def _check_pilots(path: Path, selections: list[SelectEntry], policies: list[Policy], pool_limit: int | None) -> None:
+    """A pilot is a policy of the recipe that trains on a selection needing no pilot itself, on the TRL path (which
+    logs per-question rewards); no selection asks for more questions than a limited pool holds."""
+    by_name = {p.name: p for p in policies}
+    needs_pilot = {s.name for s in selections if s.pilot}
+    for s in selections:
+        where = f"{path}: select.{s.name}"
+        if pool_limit is not None and s.size > pool_limit and not s.config.allow_short:
+            raise RecipeError(f"{where}: asks for {s.size} questions and the pool holds at most {pool_limit} "
+                              "(data.pool_limit); ask for fewer or set allow_short")  # fmt: skip
+        if not s.pilot:
+            continue
+        pilot = by_name.get(s.pilot)
+        if pilot is None:
+            raise RecipeError(f"{where}: pilot {s.pilot!r} is not a policy of this recipe (policies: "
+                              f"{', '.join(by_name) or 'none'}; a policy with seeds is named NAME-seedN)")  # fmt: skip
+        if pilot.selection in needs_pilot:
+            raise RecipeError(f"{where}: pilot {s.pilot} trains on select.{pilot.selection}, which needs a pilot "
+                              "itself; a pilot trains on a selection of its own")  # fmt: skip
+        if pilot.config.method not in ("grpo", "ppo") or pilot.config.backend != "trl":
+            raise RecipeError(f"{where}: pilot {s.pilot} trains with {pilot.config.method} on {pilot.config.backend}, "
+                              "which logs no per-question rewards; a pilot is a GRPO or PPO policy on the TRL path")  # fmt: skip
 
 
 def _policies(raw: dict[str, Any], path: Path, selection_names: list[str]) -> tuple[list[Policy], str | None, str]:
@@ -390,6 +441,7 @@ def load_recipe(
     policies, launch, base_model = _policies(raw, path, [s.name for s in selections])
     evals, eval_base, eval_serve = _evals(raw, path, base_url)
     _check_names(path, filters, selections, policies, evals)
+    _check_pilots(path, selections, policies, data.pool_limit)
     if policies and evals and evals[0].config.engine == "llamacpp":
         raise RecipeError(
             f"{path}: eval.engine llamacpp cannot load a trained LoRA adapter; use transformers or openai"

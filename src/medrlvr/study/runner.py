@@ -254,36 +254,68 @@ class Study:
 
             self._stage("filter", entry.name, out, inputs, ["labels.jsonl", "stats.json"], work)
 
-    def _selections(self) -> None:
+    def _decontaminate(self) -> None:
+        """Drop the pool questions that overlap the evaluation sets (once, for every selection), and refuse, before
+        any stage runs, a selection that asks for more questions than what is left holds."""
         from ..data.decontam import decontaminate
-        from ..filter import load_labels
-        from ..select import run_selection
 
         evals = [r for records in self.decontam_sets.values() for r in records]
         kept, dropped = decontaminate(self.pool, evals) if evals else (self.pool, [])
         self.manifest["data"]["decontamination"] = {"kept": len(kept), "dropped": len(dropped)}
-        write_json(
-            inside(self.run_dir, "data", "decontamination.json"),
-            {"against": list(self.decontam_sets), "pool": len(self.pool), "kept": len(kept), "dropped": dropped},
-        )
-        kept_hash = records_hash(kept)
+        self.decontaminated = {"against": list(self.decontam_sets), "pool": len(self.pool), "kept": len(kept),
+                               "dropped": dropped}  # fmt: skip
+        self.kept_hash = records_hash(kept)
         for entry in self.recipe.selections:
+            if entry.size > len(kept) and not entry.config.allow_short:
+                raise RecipeError(f"{self.recipe.source or self.recipe.name}: select.{entry.name}: asks for "
+                                  f"{entry.size} questions and the pool holds {len(kept)} after decontamination; ask "
+                                  "for fewer or set allow_short")  # fmt: skip
+
+    def _evidence(self, entry) -> tuple[dict[str, Any], Callable[[], Any]]:
+        """What a selection reads, as cache-key inputs (content hashes) and a loader: one filter's labels, several
+        filters' (name -> labels), or its pilot's per-question trajectories."""
+        from ..filter import load_labels
+        from ..select import STRATEGIES, trajectories, with_samples
+        from ..store import read_jsonl
+
+        needs = STRATEGIES[entry.config.strategy].needs
+        if entry.pilot:
+            log = inside(self.run_dir, "train", entry.pilot, "question_rewards.jsonl")
+
+            def pilot() -> Any:
+                if not log.is_file():
+                    raise StageError(f"select {entry.name}: pilot {entry.pilot} left no {log.name} (trained before "
+                                     f"per-question rewards were logged? delete train/{entry.pilot} to retrain it)")  # fmt: skip
+                return trajectories(read_jsonl(log))
+
+            return {"pilot": file_hash(log)}, pilot
+        files = {name: inside(self.run_dir, "filter", name, "labels.jsonl") for name in entry.filters}
+        k = {f.name: f.config.k for f in self.recipe.filters}
+
+        def labels() -> Any:
+            sets = {name: with_samples(load_labels(path.parent), k[name]) for name, path in files.items()}
+            if not sets:
+                return None
+            return sets if needs == "filters" else next(iter(sets.values()))
+
+        hashes = {name: file_hash(path) for name, path in files.items()}
+        return {"labels": next(iter(hashes.values())) if len(hashes) == 1 else hashes or None}, labels
+
+    def _selections(self, entries) -> None:
+        from ..select import run_selection
+
+        write_json(inside(self.run_dir, "data", "decontamination.json"), self.decontaminated)
+        for entry in entries:
             out = inside(self.run_dir, "select", entry.name)
             config = SelectConfig(**{**asdict(entry.config), "decontaminate": list(self.decontam_sets)})
-            labels_file = inside(self.run_dir, "filter", entry.filter, "labels.jsonl") if entry.filter else None
-            inputs = {
-                "config": asdict(config),
-                "pool": kept_hash,
-                "labels": file_hash(labels_file) if labels_file else None,
-            }
+            evidence, load = self._evidence(entry)
+            inputs = {"config": asdict(config), "pool": self.kept_hash, **evidence}
 
-            def work(entry=entry, out=out, config=config):
-                labels = load_labels(out.parent.parent / "filter" / entry.filter) if entry.filter else None
+            def work(out=out, config=config, load=load):
                 parquet = bool(self.recipe.report.get("parquet"))
-                run_selection(self.pool, labels, config, out, parquet=parquet, eval_sets=self.decontam_sets)
+                run_selection(self.pool, load(), config, out, parquet=parquet, eval_sets=self.decontam_sets)
 
             self._stage("select", entry.name, out, inputs, ["train.jsonl", "stats.json"], work)
-        self._say_identical_selections()
 
     def _say_identical_selections(self) -> None:
         """Selections that hold the same questions (filters that label every question alike pick alike): said
@@ -297,10 +329,10 @@ class Study:
                      "same settings are one policy trained twice")  # fmt: skip
         self.manifest["data"]["identical_selections"] = groups
 
-    def _trainings(self) -> None:
+    def _trainings(self, policies) -> None:
         from ..train import run as train
 
-        for policy in self.recipe.policies:
+        for policy in policies:
             out = inside(self.run_dir, "train", policy.name)
             train_file = inside(self.run_dir, "select", policy.selection, "train.jsonl")
             config = copy.copy(policy.config)  # built and checked once, when the recipe was read
@@ -400,6 +432,11 @@ class Study:
         inputs["completions"] = {p.name: file_hash(self.run_dir / "train" / p.name / "completions.jsonl")
                                  for p in self.recipe.policies}  # fmt: skip
         inputs["arms"] = self.recipe.arms
+        # the selections' profiles: what each chose and the filters' pass rates it is described by
+        inputs["selections"] = {s.name: file_hash(self.run_dir / "select" / s.name / "stats.json")
+                                for s in self.recipe.selections}  # fmt: skip
+        inputs["labels"] = {f.name: file_hash(self.run_dir / "filter" / f.name / "labels.jsonl")
+                            for f in self.recipe.filters}  # fmt: skip
 
         def work():
             write_json(inside(self.run_dir, "arms.json"), self.recipe.arms)  # the report groups seeds and sweeps by it
@@ -416,9 +453,16 @@ class Study:
             self._load_data()
             self._write_manifest()
             self.log(announce(self))  # the machine and what the stages left will take on it (medrlvr.study.eta)
+            self._decontaminate()
             self._filters()
-            self._selections()
-            self._trainings()
+            # a selection that reads a pilot run waits for it: pilot training -> that selection -> the rest
+            r = self.recipe
+            pilots = {s.pilot for s in r.selections if s.pilot}
+            self._selections([s for s in r.selections if not s.pilot])
+            self._trainings([p for p in r.policies if p.name in pilots])
+            self._selections([s for s in r.selections if s.pilot])
+            self._say_identical_selections()
+            self._trainings([p for p in r.policies if p.name not in pilots])
             self._evaluations()
             self._report()
             self._write_manifest(finished=True)

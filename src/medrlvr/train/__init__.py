@@ -9,7 +9,9 @@ What a user watches, per logging step, in ``metrics.jsonl`` (and TRL's ``report_
 std, the share of groups whose rewards are all equal (``frac_reward_zero_std``: they give no gradient), completion
 lengths, KL, learning rate, and ``rewards/self_reflection/mean`` -- the share of completions that re-check
 themselves ("wait", "let me re-check"), logged through a zero-weight reward. Completions go to
-``completions.jsonl`` (the step, the question and the completion: :class:`medrlvr.train.grpo.CompletionSampler`).
+``completions.jsonl`` (the step, the question and the completion: :class:`medrlvr.train.grpo.CompletionSampler`),
+and each question's rollouts, mean reward and mean accuracy per step to ``question_rewards.jsonl`` (a pilot run's
+trajectories for :mod:`medrlvr.select.pilot`; GRPO and PPO on the TRL path).
 
 The package, in the order a training runs: :mod:`.config` (the settings, checked once), :mod:`.dataset` (the
 questions and the trainer's rows), :mod:`.trainer` (model, LoRA, the arguments every TRL trainer shares),

@@ -43,12 +43,15 @@ public hooks: the rollouts (``rollout_func``), every reward and log (reward func
   importance-sampling code (gated on vLLM) runs for medrlvr's rollouts, which report log-probabilities too, and
   read the sampler/trainer gap off the loss's forward pass (TRL computes it only in an extra pass, for vLLM);
 - ``_calculate_rewards``: dynamic sampling's replacement groups carry their own prompts, which TRL's batch-local
-  ``prompts`` list does not know (``rollout_func`` can return extra columns but not new prompts).
+  ``prompts`` list does not know (``rollout_func`` can return extra columns but not new prompts); and each
+  question's rewards of the step are written to ``question_rewards.jsonl`` (TRL logs batch means only).
 """
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 import trl
@@ -176,7 +179,22 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
             prompts[:] = own
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._scored = (rewards_per_func, self.reward_weights)  # for sequence_scores()
+        self._log_question_rewards(inputs)
         return rewards_per_func
+
+    def _log_question_rewards(self, inputs) -> None:
+        """Append this process's questions of the batch just scored to ``question_rewards.jsonl``: per question, the
+        step, its rollouts, their mean weighted reward (what was trained on) and mean accuracy (the accuracy reward,
+        logged whatever its weight). A pilot run's selection rules read a question's accuracy step by step from it
+        (:mod:`medrlvr.select.pilot`); a resumed run appends the steps after its checkpoint again."""
+        if not inputs or "id" not in inputs[0]:
+            return
+        local = question_rewards(self.sequence_scores(), self._scored[0], self.reward_func_names,
+                                 self.accelerator.process_index, [x["id"] for x in inputs])  # fmt: skip
+        step = self.state.global_step + 1  # the optimizer step these rollouts train, as completions.jsonl numbers it
+        text = "".join(json.dumps({"step": step, **row}) + "\n" for row in local)
+        with open(Path(self.args.output_dir) / "question_rewards.jsonl", "a", encoding="utf-8") as f:
+            f.write(text)  # one write per call: processes appending at once do not interleave rows
 
     def _get_per_token_logps_and_entropies(
         self,
@@ -224,6 +242,32 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
 
 
 # --- the forward pass: logits at the completion positions only ----------------------------------------------
+
+
+def question_rewards(scores: torch.Tensor, rewards_per_func: torch.Tensor, names: list[str], rank: int,
+                     ids: list) -> list[dict]:  # fmt: skip
+    """Per question id of this process's rows (``scores``: their weighted totals; ``rewards_per_func``: every
+    process's rows, gathered), in first-seen order: rollouts, mean reward and mean accuracy (None without an
+    accuracy reward). NaN rewards (a reward that could not score a row) are left out of the means."""
+    start = rank * len(ids)
+    accuracy = names.index("accuracy_reward") if "accuracy_reward" in names else None
+    groups: dict = {}
+    for i, qid in enumerate(ids):
+        groups.setdefault(qid, []).append(i)
+    rows = []
+    for qid, members in groups.items():
+        total = scores[members].float()
+        row = {"id": qid, "rollouts": len(members), "reward": _mean(total)}
+        row["accuracy"] = (
+            _mean(rewards_per_func[[start + i for i in members], accuracy].float()) if accuracy is not None else None
+        )
+        rows.append(row)
+    return rows
+
+
+def _mean(values: torch.Tensor) -> float | None:
+    kept = values[~torch.isnan(values)]
+    return round(kept.mean().item(), 6) if kept.numel() else None
 
 
 def completion_logits(model, ids, mask, keep: int, share: bool):
