@@ -430,3 +430,6 @@ def test_skipping_in_training_logs_and_saves_its_state(tmp_path, tiny_checkpoint
     assert len(steps) == 2 and all(m["skip_zero_variance/rollouts_generated"] == 4 for m in steps)
     state = json.loads((out / "checkpoint-2" / "rollout_state-rank0.json").read_text())
     assert state["skip_after"] == 1 and set(state["history"]) <= {r.id for r in _records()} and state["history"]
+    resumed = build_trainer(config, _records())  # what medrlvr.train.run does before resuming from a checkpoint
+    resumed.restore(out / "checkpoint-2")
+    assert resumed.rollout_func.state_dict() == state
