@@ -35,6 +35,8 @@ def add_bench_commands(commands, data: argparse.ArgumentParser) -> None:
     filter_bench.add_argument("--max-new-tokens", type=int, default=32)
     filter_bench.add_argument("--temperature", type=float, default=1.0, help="the same for every k")
     filter_bench.add_argument("--batch-size", type=int, default=64, help="the engine's decode batch (rows)")
+    filter_bench.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's own choice); on a "
+                              "CPU shared with other work, 1 thread times more steadily than 2")  # fmt: skip
     filter_bench.add_argument("--json", help="also write the measurements to this file")
     filter_bench.set_defaults(func=_bench_filter)
     train_bench = bench_commands.add_parser(
@@ -88,13 +90,13 @@ def _bench_filter(args: argparse.Namespace) -> None:
         raise UserError(f"--k takes comma-separated whole numbers, got {args.k!r}") from None
     if not ks or min(ks) < 1:
         raise UserError(f"--k takes samples per question of at least 1, got {args.k!r}")
-    for name in ("limit", "max_new_tokens", "batch_size"):
-        if getattr(args, name) < 1:
+    for name in ("limit", "max_new_tokens", "batch_size", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.temperature <= 0 and max(ks) > 1:
         raise UserError("--temperature must be above 0 with k > 1 (greedy samples are all alike)")
     result = bench_filter(args.model, args.pool, args.data_dir, ks, args.limit, args.max_new_tokens,
-                          args.temperature, {"batch_size": args.batch_size})  # fmt: skip
+                          args.temperature, {"batch_size": args.batch_size}, threads=args.threads)  # fmt: skip
     print_filter(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

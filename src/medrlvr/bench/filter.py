@@ -29,6 +29,7 @@ def bench_filter(
     temperature: float = 1.0,
     engine_options: dict | None = None,
     seed: int = 0,
+    threads: int | None = None,
 ) -> dict:
     """Seconds and questions/s of the filter at each k on the first ``limit`` questions of ``pool``, and each
     k's cost against the first k's."""
@@ -40,6 +41,8 @@ def bench_filter(
     from ..models import checkpoint_dir
     from ..prompts import render
 
+    if threads:
+        torch.set_num_threads(threads)
     records = load_pool(pool, data_dir)[:limit]
     checkpoint_dir(model)  # a GGUF conversion, once, outside the timings
     options = dict(engine_options or {})
@@ -70,6 +73,7 @@ def bench_filter(
         "engine_options": options,
         "rows": rows,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
         "machine": machine_line(),
     }
 
@@ -86,4 +90,5 @@ def print_filter(result: dict) -> None:
         table.add_row(str(r["k"]), f"{r['seconds']:.1f}", f"{r['questions_per_second']:.2f}",
                       str(r["k"] * r["questions"]), str(r["tokens"]), f"{r['ratio']:.2f}")  # fmt: skip
     Console(width=160).print(table)
-    Console().print(f"CPU capability: {result['cpu_capability']}; machine: {result['machine']}")
+    Console().print(f"CPU capability: {result['cpu_capability']}, {result['threads']} torch threads; machine: "
+                    f"{result['machine']}")  # fmt: skip
