@@ -109,3 +109,27 @@ def test_lmeval_rows_compare_question_by_question_and_flag_large_subjects():
     task = yaml.safe_load(LMEVAL_TASK.format(subject="anatomy", path="t.csv", dev="d.csv", title="anatomy"))
     assert task["fewshot_split"] == "dev" and task["dataset_kwargs"]["data_files"] == {"test": "t.csv", "dev": "d.csv"}
     assert task["description"].endswith("about anatomy.\n\n")
+
+
+def test_the_filter_bench_runs_each_k_on_the_same_pool_and_refuses_bad_flags(tiny_checkpoint, capsys):
+    """`medrlvr bench filter`: one row per k, each over the same questions with k answers apiece, the first k the
+    base of the ratios, and the CPU capability with the figures; bad flags are one line (no timing is asserted)."""
+    import torch
+
+    from medrlvr.bench import bench_filter, print_filter
+    from medrlvr.cli import main
+
+    result = bench_filter(str(tiny_checkpoint), "demo:train", None, (1, 3), limit=4, max_new_tokens=3)
+    assert [(r["k"], r["questions"]) for r in result["rows"]] == [(1, 4), (3, 4)]
+    assert result["rows"][0]["ratio"] == 1.0 and result["rows"][1]["ratio"] > 0
+    assert 4 <= result["rows"][0]["tokens"] <= 12 and 12 <= result["rows"][1]["tokens"] <= 36
+    assert result["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    print_filter(result)
+    assert "CPU capability" in capsys.readouterr().out
+    for flags, message in ((["--k", "1,x"], "--k takes comma-separated whole numbers"),
+                           (["--k", "0,8"], "--k takes samples per question of at least 1"),
+                           (["--limit", "0"], "--limit must be at least 1"),
+                           (["--temperature", "0"], "--temperature must be above 0 with k > 1")):  # fmt: skip
+        assert main(["bench", "filter", "--pool", "demo:train", *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1

@@ -80,6 +80,39 @@ def test_a_shared_prefix_is_prefilled_once_with_the_same_output(engine, monkeypa
                                           for r in ref]  # fmt: skip
 
 
+def test_n_samples_of_a_prompt_prefill_it_once_and_sample_as_k_copies_would(engine, monkeypatch):
+    """A filter's k samples (GRPO's group): each prompt is prefilled once per decode batch and its cache copied to
+    its k rows; the tokens and log-probabilities are those of prefilling each of the k rows whole (transformers'
+    own cache, one padded prefill of every row) with the same seed, and a prompt's rows are not split over two
+    batches where they fit in one."""
+    prompts = ["The patient has a fever and", "A 45-year-old man presents with chest pain and", "Short"]
+    ids = engine._encode([engine.render(p) for p in prompts])
+    whole = TransformersEngine(None, model_obj=engine.model, tokenizer=engine.tokenizer, growing_cache=False,
+                               dtype="fp32", batch_size=4)  # fmt: skip
+    fed: list[int] = []  # rows of every prefill call (more than one token per row)
+    forward = engine.model.forward
+
+    def counting(*args, **kwargs):
+        shape = kwargs["input_ids"].shape
+        if shape[1] > 1:
+            fed.append(shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", counting)
+    sampling = Sampling(max_new_tokens=10, temperature=1.0, seed=11)
+    ours = engine.generate_ids(ids, n=4, sampling=sampling, logprobs=True)  # batch_size 4: one prompt per batch
+    assert sum(fed) == len(prompts)  # 3 prompts x 4 samples: 3 rows prefilled, not 12
+    assert engine._batches([0, 1, 2, 3, 4, 5], [9] * 6, 4, group=2) == [[0, 1, 2, 3], [4, 5]]
+    assert engine._batches([0, 1, 2, 3, 4, 5], [9] * 6, 4, group=3) == [[0, 1, 2], [3, 4, 5]]  # not [0..3], [4, 5]
+    fed.clear()
+    theirs = whole.generate_ids(ids, n=4, sampling=sampling, logprobs=True)
+    assert sum(fed) == 4 * len(prompts)  # every row prefilled on its own
+    assert len({tuple(r.token_ids) for r in sum(ours, [])}) > len(prompts)  # sampled: the k rows differ
+    for a, b in zip(sum(ours, []), sum(theirs, [])):
+        assert a.token_ids == b.token_ids
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4)
+
+
 def test_stop_strings(engine):
     out = engine.generate(["The patient has"], n=4, sampling=Sampling(max_new_tokens=40, temperature=1.5, seed=1))
     text = out[0][0].text

@@ -87,6 +87,23 @@ def test_filter_labels_exactly(tmp_path):
         )
 
 
+def test_k_samples_keep_each_answer_and_the_pass_rate(tmp_path):
+    """With k = 4 each question's 4 answers stay in responses.jsonl and labels.jsonl carries the pass rate and its
+    counts (4 samples, so many right), with the label by easy_min_pass_rate."""
+    script = {rec(0).question: ["\\boxed{A}", "\\boxed{B}", "\\boxed{A}", "no idea"],  # 2 of 4
+              rec(1).question: ["\\boxed{B}"] * 4,  # 4 of 4 (q01's answer is B)
+              rec(2).question: ["\\boxed{D}"] * 4}  # 0 of 4 (q02's answer is C)  # fmt: skip
+    pool = [rec(0, answer="A"), rec(1, answer="B"), rec(2, answer="C")]
+    config = FilterConfig(model="scripted", k=4, temperature=1.0, easy_min_pass_rate=0.5)
+    out = filter_pool(pool, config, tmp_path / "f", engine=ScriptedEngine(script), progress=False)
+    rows = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["pass_rate"], r["samples"], r["correct"], r["label"]) for r in rows] == [
+        ("q00", 0.5, 4, 2, "easy"), ("q01", 1.0, 4, 4, "easy"), ("q02", 0.0, 4, 0, "hard")]  # fmt: skip
+    responses = {r["id"]: r for r in map(json.loads, (out / "responses.jsonl").read_text().splitlines())}
+    assert responses["q00"]["responses"] == script[rec(0).question]
+    assert responses["q00"]["answers"] == ["A", "B", "A", None] and responses["q00"]["correct"] == [1, 0, 1, 0]
+
+
 def test_filter_resumes_after_interruption(tmp_path):
     config = FilterConfig(model="scripted", chunk_size=6, seed=7)
     with pytest.raises(KeyboardInterrupt):

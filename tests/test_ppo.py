@@ -83,7 +83,7 @@ def test_critic_warmup_leaves_the_policy_alone(tiny_checkpoint, train_file, tmp_
 def test_ppo_settings_are_checked_before_anything_runs():
     from medrlvr.errors import UserError
 
-    with pytest.raises(UserError, match="method ppo: dynamic_sampling and control are GRPO's"):
+    with pytest.raises(UserError, match="method ppo: dynamic_sampling, skip_zero_variance and control are GRPO.s"):
         TrainConfig(method="ppo", dynamic_sampling=True)
     with pytest.raises(UserError, match="its loss_type is one of grpo, dapo, bnpo.*got dr_grpo"):
         TrainConfig(method="ppo", loss_type="dr_grpo")

@@ -300,3 +300,139 @@ def test_replaced_groups_carry_their_own_prompt_and_each_rank_draws_its_own():
     assert all(p == i for p, i in zip(outs[0]["prompt"], outs[0]["id"]))  # each row's own prompt (id == prompt)
     assert outs[0]["prompt"][:2] == ["mixed-0", "mixed-0"]
     assert outs[0]["id"] != outs[1]["id"]  # the ranks drew different further questions
+
+
+# --- skipping before sampling (GRESO) -------------------------------------------------------------------------
+
+
+class _Trainer:
+    """What the rollout function reads of a trainer: the step, the process, and where metrics go."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.state = SimpleNamespace(global_step=0)
+        self.accelerator = SimpleNamespace(process_index=0)
+        self.metrics: dict[str, list[float]] = {}
+
+    def _log_metric(self, name, value):
+        self.metrics.setdefault(name, []).append(value)
+
+
+class SkippingRollouts(ScriptedRollouts):
+    def _engine(self, trainer):
+        return None
+
+    def _generate(self, engine, prompts, seed):
+        self.sampled = getattr(self, "sampled", []) + [prompts[:: self.num_generations]]
+        return super()._generate(engine, prompts, seed)
+
+
+def _skipping(skip_after=2, probability=1.0, dynamic=False, n_tie=4, n_mixed=8):
+    base = _scripted(n_tie=n_tie, n_mixed=n_mixed, max_resample=2)
+    return SkippingRollouts(**{**base.__dict__, "dynamic": dynamic, "skip_after": skip_after,
+                               "skip_probability": probability})  # fmt: skip
+
+
+def _steps(rollouts, steps, start=0, batch=4, G=2):
+    """TRL's sampler as a plain cycle over the questions: ``batch`` of them per step, each G times in a row."""
+    trainer = _Trainer()
+    names = list(rollouts.rows)
+    for step in range(start, start + steps):
+        trainer.state.global_step = step
+        drawn = [names[(step * batch + i) % len(names)] for i in range(batch)]
+        rollouts([p for p in drawn for _ in range(G)], trainer)
+    return trainer
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_a_question_whose_groups_always_tie_is_sampled_less(dynamic):
+    """tie-* questions always tie. Without skipping the cycle samples each of the 12 questions alike; with
+    skip_zero_variance {after: 2, probability: 0.5} a tie-* question is sampled less once its last two groups
+    tied, the skipped ones' rollouts are counted, and another question takes each skipped one's place."""
+    plain = _skipping(skip_after=0, dynamic=dynamic)
+    _steps(plain, 24)
+    skipping = _skipping(skip_after=2, probability=0.5, dynamic=dynamic)
+    trainer = _steps(skipping, 24)
+
+    def tie_share(r):
+        drawn = [p for step in r.sampled for p in step]
+        return sum(p.startswith("tie") for p in drawn) / len(drawn)
+
+    assert tie_share(skipping) < 0.8 * tie_share(plain)
+    skipped = trainer.metrics["skip_zero_variance/questions_skipped"]
+    assert sum(skipped) > 0 and trainer.metrics["skip_zero_variance/rollouts_saved"] == [2 * s for s in skipped]
+    assert all(len(step) == 4 or dynamic for step in skipping.sampled)  # a full batch, the skipped ones replaced
+    assert trainer.metrics["skip_zero_variance/questions_tied_out"][-1] == 4  # every tie-* question tied out
+    assert all(seen == [True, True] for p, seen in skipping.history.items() if p.startswith("tie"))
+    if not dynamic:  # TRL's rewards get the replacing questions' own prompt and columns
+        out = skipping([p for p in ["tie-0", "tie-1", "mixed-0", "mixed-1"] for _ in range(2)], trainer)
+        assert out["prompt"] == [i for i in out["id"]] and len(out["completion_ids"]) == 8
+
+
+def test_the_skip_state_resumes_exactly_from_a_checkpoint():
+    """A run stopped after 5 steps and resumed from its saved state (through JSON, as the checkpoint holds it)
+    samples what an uninterrupted run samples; resumed without the state it would not."""
+    whole = _skipping(probability=0.5)
+    _steps(whole, 12)
+    first = _skipping(probability=0.5)
+    _steps(first, 5)
+    state = json.loads(json.dumps(first.state_dict()))
+    assert set(state["history"]) <= set(first.rows) and state["skip_after"] == 2
+    resumed = _skipping(probability=0.5)
+    resumed.load_state_dict(state)
+    _steps(resumed, 7, start=5)
+    assert first.sampled + resumed.sampled == whole.sampled
+    forgot = _skipping(probability=0.5)
+    _steps(forgot, 7, start=5)
+    assert first.sampled + forgot.sampled != whole.sampled
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"after": 0, "probability": 0.5}, r"'after' \(groups that all tied before a skip\) must be a whole number"),
+        ({"after": 1.5, "probability": 0.5}, "'after'.* must be a whole number >= 1, got 1.5"),
+        ({"after": 2, "probability": 0}, "'probability' must be above 0 and at most 1, got 0"),
+        ({"after": 2, "probability": 1.5}, "'probability' must be above 0 and at most 1, got 1.5"),
+        ({"after": 2}, r"takes \{after: N, probability: p\}: missing probability"),
+        ({"after": 2, "probability": 0.5, "every": 3}, "unknown key 'every'"),
+        ("often", "must be a mapping"),
+    ],
+)
+def test_bad_skip_settings_are_one_line(value, message, capsys):
+    from medrlvr.cli import main
+    from medrlvr.config import build
+    from medrlvr.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        build(TrainConfig, {"skip_zero_variance": value}, "train", error=UserError)
+    assert main(["train", "train_file=x.jsonl", f"skip_zero_variance={json.dumps(value)}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "skip_zero_variance" in err and "Traceback" not in err
+
+
+def test_skipping_needs_our_rollouts_and_a_real_reward():
+    from medrlvr.errors import UserError
+
+    with pytest.raises(UserError, match="skip_zero_variance' needs rollout_engine medrlvr"):
+        TrainConfig(skip_zero_variance={"after": 2, "probability": 0.5}, rollout_engine="trl")
+    with pytest.raises(UserError, match="skip_zero_variance' with control random_reward"):
+        TrainConfig(skip_zero_variance={"after": 2, "probability": 0.5}, control="random_reward")
+    config = TrainConfig(skip_zero_variance={"after": 2.0, "probability": 1})
+    assert config.skip_zero_variance == {"after": 2, "probability": 1.0}
+
+
+def test_skipping_in_training_logs_and_saves_its_state(tmp_path, tiny_checkpoint, length_rewards):
+    write_jsonl(tmp_path / "train.jsonl", [r.to_dict() for r in _records()])
+    config = _config(tmp_path, model=str(tiny_checkpoint), skip_zero_variance={"after": 1, "probability": 1.0},
+                     save_steps=1)  # fmt: skip
+    out = train(config)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in metrics if "skip_zero_variance/rollouts_generated" in m]
+    assert len(steps) == 2 and all(m["skip_zero_variance/rollouts_generated"] == 4 for m in steps)
+    state = json.loads((out / "checkpoint-2" / "rollout_state-rank0.json").read_text())
+    assert state["skip_after"] == 1 and set(state["history"]) <= {r.id for r in _records()} and state["history"]
+    resumed = build_trainer(config, _records())  # what medrlvr.train.run does before resuming from a checkpoint
+    resumed.restore(out / "checkpoint-2")
+    assert resumed.rollout_func.state_dict() == state

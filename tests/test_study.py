@@ -453,3 +453,22 @@ def test_selections_holding_the_same_questions_are_said(tmp_path):
     assert study.manifest["data"]["identical_selections"] == [["a", "b"]]
     assert lines == ["[select] a and b hold the same questions: policies trained on them with the same settings are "
                      "one policy trained twice"]  # fmt: skip
+
+
+def test_the_policy_can_be_its_own_filter(recipe):
+    """``model: policy`` is the recipe's train.model, ``policy:NAME`` that policy's base model (the self-filter, the
+    paper's best medical arm); a selection may name it as ``policy``; a policy the recipe lacks is one line."""
+    shared = str(load_recipe(recipe).base_model)
+    r = load_recipe(recipe, ["filter.0.model=policy"])
+    assert r.filters[0].config.model == shared and r.filters[0].policy == "policy"
+    assert r.selections[1].filter == "tiny"
+    r = load_recipe(recipe, ["filter.0.model=policy", "filter.0.name=null", "select.hard.filter=policy"])
+    from medrlvr.models import slug
+
+    assert r.selections[1].filter == r.filters[0].name == slug(shared)  # named after the model, as any filter
+    r = load_recipe(recipe, ["filter.0.model=policy:grpo", "train.policies.grpo.model=smollm2-135m-instruct"])
+    assert r.filters[0].config.model == "smollm2-135m-instruct"
+    assert load_recipe(recipe, ["filter.0.model=policy:sft"]).filters[0].config.model == shared
+    with pytest.raises(RecipeError, match=r"filter\[0\].model: 'policy:nope' names no policy of this recipe "
+                                          r"\(policies: grpo, sft\)"):  # fmt: skip
+        load_recipe(recipe, ["filter.0.model=policy:nope"])

@@ -4,7 +4,12 @@ answer in ``\\boxed{}``), else *hard*.
 
 With ``k`` samples per question: ``pass_rate`` is the share of samples answered correctly in the boxed format,
 and a question is easy iff ``pass_rate >= easy_min_pass_rate`` (default 1.0: every sample right; with ``k=1``
-this is exactly the paper's rule).
+this is exactly the paper's rule). responses.jsonl keeps each question's k answers (text, extracted letters,
+right or not); labels.jsonl gives per question ``id``, ``label``, ``pass_rate``, ``samples`` and ``correct``: what
+selection rules on pass rates read. The engine prefills a question's prompt once for its k samples
+(:meth:`medrlvr.engines.hf.TransformersEngine.generate_ids`); ``medrlvr bench filter`` times k against 1.
+
+The filter can be the policy itself (a recipe's ``model: policy``: the self-filter, :mod:`medrlvr.study.recipe`).
 
 Questions are processed in fixed chunks, each with its own seed (``seed + chunk index``), and a chunk is written
 to the store whole. A run killed at any moment loses at most the chunk in flight; rerunning the same command
@@ -120,10 +125,18 @@ def filter_pool(
         bar.update(len(chunk))
     bar.close()
     elapsed = time.perf_counter() - started
-    labels = [{"id": r.id, "label": done[r.id]["label"], "pass_rate": done[r.id]["pass_rate"]} for r in pool]
+    labels = [_label_row(done[r.id]) for r in pool]
     write_jsonl(out / "labels.jsonl", labels)
     write_json(out / "stats.json", _stats([done[r.id] for r in pool], config, processed, elapsed))
     return out
+
+
+def _label_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A question's row of labels.jsonl: its label and pass rate, and the counts behind the rate (``samples``
+    answers, ``correct`` of them right), which rules on the k samples read (a group's reward variance
+    ``correct * (samples - correct)``); the k answers themselves stay in responses.jsonl."""
+    return {"id": row["id"], "label": row["label"], "pass_rate": row["pass_rate"], "samples": len(row["correct"]),
+            "correct": sum(row["correct"])}  # fmt: skip
 
 
 def _check_settings(out: Path, pool: Sequence[Record], config: FilterConfig) -> None:

@@ -23,6 +23,22 @@ def add_bench_commands(commands, data: argparse.ArgumentParser) -> None:
     generate.add_argument("--max-new-tokens", type=int, default=128)
     generate.add_argument("--engines", default="transformers,llamacpp", help="comma-separated")
     generate.set_defaults(func=_bench_generate)
+    filter_bench = bench_commands.add_parser(
+        "filter", parents=[data], help="seconds of the filter at k samples per question against k = 1, same pool"
+    )
+    filter_bench.add_argument("--model", default="smollm2-135m-instruct")
+    filter_bench.add_argument(
+        "--pool", default="medmcqa:dev", help="NAME[:SPLIT] or a JSONL file (never a test split)"
+    )
+    filter_bench.add_argument("--k", default="1,8", help="comma-separated samples per question; the first is the base")
+    filter_bench.add_argument("--limit", type=int, default=16, help="the first N questions of the pool")
+    filter_bench.add_argument("--max-new-tokens", type=int, default=32)
+    filter_bench.add_argument("--temperature", type=float, default=1.0, help="the same for every k")
+    filter_bench.add_argument("--batch-size", type=int, default=64, help="the engine's decode batch (rows)")
+    filter_bench.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's own choice); on a "
+                              "CPU shared with other work, 1 thread times more steadily than 2")  # fmt: skip
+    filter_bench.add_argument("--json", help="also write the measurements to this file")
+    filter_bench.set_defaults(func=_bench_filter)
     train_bench = bench_commands.add_parser(
         "train",
         parents=[data],
@@ -61,6 +77,29 @@ def _bench_generate(args: argparse.Namespace) -> None:
     engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
     rows = bench_generate(args.model, args.data_dir, args.prompts, args.max_new_tokens, engines=engines)
     print_generate(rows, args.model)
+
+
+def _bench_filter(args: argparse.Namespace) -> None:
+    import json
+
+    from . import bench_filter, print_filter
+
+    try:
+        ks = tuple(int(k) for k in args.k.split(",") if k.strip())
+    except ValueError:
+        raise UserError(f"--k takes comma-separated whole numbers, got {args.k!r}") from None
+    if not ks or min(ks) < 1:
+        raise UserError(f"--k takes samples per question of at least 1, got {args.k!r}")
+    for name in ("limit", "max_new_tokens", "batch_size", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.temperature <= 0 and max(ks) > 1:
+        raise UserError("--temperature must be above 0 with k > 1 (greedy samples are all alike)")
+    result = bench_filter(args.model, args.pool, args.data_dir, ks, args.limit, args.max_new_tokens,
+                          args.temperature, {"batch_size": args.batch_size}, threads=args.threads)  # fmt: skip
+    print_filter(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
 
 
 def _bench_train(args: argparse.Namespace) -> None:

@@ -153,7 +153,8 @@ class TransformersEngine(LoglikScoring):
             else list(range(len(jobs)))
         )
         results: dict[int, Rollout] = {}
-        for index, chunk in enumerate(self._batches(order, [len(ids[i]) for i, _ in jobs], sampling.max_new_tokens)):
+        lengths = [len(ids[i]) for i, _ in jobs]
+        for index, chunk in enumerate(self._batches(order, lengths, sampling.max_new_tokens, group=n)):
             batch = [ids[jobs[k][0]] for k in chunk]
             # one random stream per batch, each from its own seed: batches do not repeat each other's draws
             out = self._generate_batch(batch, sampling, sampling.seed + 1_000_003 * index, logprobs)
@@ -164,17 +165,23 @@ class TransformersEngine(LoglikScoring):
             grouped[i].append(results[k])
         return grouped
 
-    def _batches(self, order: list[int], lengths: list[int], new_tokens: int) -> list[list[int]]:
+    def _batches(self, order: list[int], lengths: list[int], new_tokens: int, group: int = 1) -> list[list[int]]:
         """Rows (longest first) in batches of at most ``batch_size`` and ``batch_tokens`` cache positions, and a
         new batch when a row is under half the batch's width: every row of a batch is padded to its longest, so
-        one 1,100-token MMLU passage in a batch of 40 300-token questions made a 2 GB cache (measured)."""
+        one 1,100-token MMLU passage in a batch of 40 300-token questions made a 2 GB cache (measured).
+
+        ``order`` holds each prompt's ``group`` rows (its ``n`` samples) together; a prompt's rows go into one batch
+        where they fit in it, since :meth:`_prefill` runs a prompt once per batch that holds it (a group split over
+        two batches would be prefilled twice)."""
         batches: list[list[int]] = []
         width = 0
-        for k in order:
+        for position, k in enumerate(order):
             length = lengths[k]
+            # at a prompt's first row, ask room for all its rows; a group larger than a batch fills batches whole
+            rows = group if group > 1 and position % group == 0 and group <= self.batch_size else 1
             if batches and (
-                len(batches[-1]) < self.batch_size
-                and (len(batches[-1]) + 1) * (width + new_tokens) <= self.batch_tokens
+                len(batches[-1]) + rows <= self.batch_size
+                and (len(batches[-1]) + rows) * (max(width, length) + new_tokens) <= self.batch_tokens
                 and (not self.sort_by_length or 2 * length >= width)
             ):
                 batches[-1].append(k)

@@ -52,6 +52,7 @@ class FilterEntry:
     name: str
     config: FilterConfig
     serve: str | None = None  # a command that starts a server for this model (engine: openai)
+    policy: str | None = None  # ``policy`` or ``policy:NAME`` when the recipe named the policy's model (self-filter)
 
 
 @dataclass
@@ -246,23 +247,56 @@ def _read(path: Path, overrides: Sequence[str], data_dir: str | None) -> tuple[d
     return raw, applied
 
 
+SELF_FILTER = "policy"  # a filter entry's ``model: policy`` (or ``policy:NAME``): the policy's own base model
+
+
+def _policy_model(raw: dict[str, Any], ref: str, where: str) -> str:
+    """The model a self-filter reference names: ``policy`` is the recipe's ``train.model`` (every policy's base
+    unless one overrides it), ``policy:NAME`` the base model of the policy NAME (its own ``model`` or the shared
+    one). The self-filter is the paper's best medical arm: the model to be trained labels its own training data."""
+    train = raw.get("train") if isinstance(raw.get("train"), dict) else {}
+    shared = _typed(train.get("model") or TrainConfig.model, str, f"{where}: train.model")
+    if ref == SELF_FILTER:
+        return shared
+    name = ref.split(":", 1)[1]
+    policies = train.get("policies")
+    if isinstance(policies, dict):
+        names = [str(n) for n in policies]
+    else:  # one policy per selection
+        names = [str(n) for n in (raw.get("select") or {})] if isinstance(raw.get("select"), dict) else []
+    if name not in names:
+        raise RecipeError(f"{where}.model: {ref!r} names no policy of this recipe (policies: "
+                          f"{', '.join(names) or 'none'}); use 'policy' for train.model")  # fmt: skip
+    entry = policies.get(name) if isinstance(policies, dict) else None
+    own = entry.get("model") if isinstance(entry, dict) else None
+    return _typed(own or shared, str, f"{where}: train.policies.{name}.model")
+
+
 def _filters(raw: dict[str, Any], path: Path, base_url: str | None) -> list[FilterEntry]:
     filters = []
     for i, entry in enumerate(_typed(raw.get("filter") or [], list, f"{path}: filter")):
         entry = _mapping(entry, f"{path}: filter[{i}]")
         name = _typed(entry.pop("name", None), str | None, f"{path}: filter[{i}].name")
+        ref = entry.get("model")
+        policy = ref if isinstance(ref, str) and (ref == SELF_FILTER or ref.startswith(SELF_FILTER + ":")) else None
+        if policy:
+            entry["model"] = _policy_model(raw, policy, f"{path}: filter[{i}]")
         name = name or slug(str(entry.get("model", "")))
         serve = _command(entry.pop("serve", None), f"{path}: filter[{i}].serve")
         config = _build(FilterConfig, entry, f"{path}: filter[{i}] ({name})")
         config.engine_options = key_policy(config, f"{path}: filter[{i}]", base_url, bool(serve))
-        filters.append(FilterEntry(name, config, serve))
+        filters.append(FilterEntry(name, config, serve, policy))
     if len({f.name for f in filters}) != len(filters):
         raise RecipeError(f"{path}: filter: two filters with the same name; give each a distinct 'name'")
     return filters
 
 
 def _selections(raw: dict[str, Any], path: Path, filters: list[FilterEntry]) -> list[SelectEntry]:
-    by_name = {f.name: f for f in filters} | {f.config.model: f for f in filters}
+    by_name = (
+        {f.name: f for f in filters}
+        | {f.config.model: f for f in filters}
+        | {f.policy: f for f in filters if f.policy}
+    )
     selections = []
     for name, entry in _mapping(raw.get("select"), f"{path}: select").items():
         where = f"{path}: select.{name}"

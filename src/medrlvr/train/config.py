@@ -130,6 +130,14 @@ class TrainConfig:
         False, help="DAPO dynamic sampling: refill groups whose rollouts all earn the same reward"
     )
     max_resample: int = setting(3, help="dynamic sampling: extra generation rounds per step at most", ge=0)
+    # GRESO (arXiv 2506.02177): a question whose last `after` groups all tied (zero reward variance, no gradient)
+    # is skipped before sampling with probability `probability` and another question drawn in its place; with
+    # dynamic sampling the questions drawn to refill a batch are checked too. One mapping, both keys required
+    # (a recipe key train.skip_zero_variance.after=... overrides one); None: off. medrlvr.train.grpo.rollout.
+    skip_zero_variance: dict[str, float] | None = setting(
+        None, help="GRESO: {after: N, probability: p}: skip a question whose last N groups all tied with probability "
+        "p before sampling (rollout_engine medrlvr). None: off"
+    )  # fmt: skip
     logging_steps: int = setting(1, help="optimizer steps between log lines", ge=1)
     save_steps: int = setting(10, help="optimizer steps between checkpoints", ge=1)
     save_total_limit: int = setting(2, help="checkpoints kept", ge=1)
@@ -260,9 +268,11 @@ def check(config: TrainConfig) -> None:
         raise UserError(
             "num_generations must be at least 2: GRPO compares rollouts within a group (and TRL asks it of PPO)"
         )
-    if config.method == "ppo" and (config.dynamic_sampling or config.control or config.loss_type not in PPO_LOSS_AGG):
+    if config.method == "ppo" and (
+        config.dynamic_sampling or config.skip_zero_variance or config.control or config.loss_type not in PPO_LOSS_AGG
+    ):
         raise UserError(
-            "method ppo: dynamic_sampling and control are GRPO's, and its loss_type is one of "
+            "method ppo: dynamic_sampling, skip_zero_variance and control are GRPO's, and its loss_type is one of "
             f"{', '.join(PPO_LOSS_AGG)} (how the per-token loss is averaged); got {config.loss_type}"
         )
     unknown = [name for name in config.rewards if name not in REWARDS]
@@ -270,6 +280,7 @@ def check(config: TrainConfig) -> None:
         raise UserError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")
     if config.control and (config.method != "grpo" or config.backend != "trl"):
         raise UserError("setting 'control': random_reward needs method grpo and backend trl")
+    check_skip_zero_variance(config)
     if config.control and config.dynamic_sampling:
         raise UserError("setting 'control': random_reward with dynamic_sampling would refill on coin flips; "
                         "turn one off")  # fmt: skip
@@ -281,6 +292,38 @@ def check(config: TrainConfig) -> None:
     repeated = next((k for k in config.extra if k in named), None)
     if repeated:  # extra would silently win over the named setting
         raise UserError(f"extra.{repeated} is the train setting {named[repeated]}: set that instead")
+
+
+SKIP_KEYS = ("after", "probability")
+
+
+def check_skip_zero_variance(config: TrainConfig) -> None:
+    """``skip_zero_variance``: both keys, ``after`` a whole number of at least 1, ``probability`` in (0, 1], with the
+    rollouts that can skip (medrlvr's) and a reward whose ties mean something (not the random-reward control).
+    Sets ``after`` to an int."""
+    skip = config.skip_zero_variance
+    if skip is None:
+        return
+    where = "setting 'skip_zero_variance'"
+    if set(skip) != set(SKIP_KEYS):
+        unknown = sorted(set(skip) - set(SKIP_KEYS))
+        said = (
+            f"unknown key {unknown[0]!r}" if unknown else f"missing {', '.join(k for k in SKIP_KEYS if k not in skip)}"
+        )
+        raise UserError(f"{where} takes {{after: N, probability: p}}: {said}")
+    after, probability = skip["after"], skip["probability"]
+    if float(after) != int(after) or after < 1:
+        raise UserError(
+            f"{where}: 'after' (groups that all tied before a skip) must be a whole number >= 1, got {after}"
+        )
+    if not 0 < probability <= 1:
+        raise UserError(f"{where}: 'probability' must be above 0 and at most 1, got {probability}")
+    config.skip_zero_variance = {"after": int(after), "probability": float(probability)}
+    if config.rollout_engine not in ("auto", "medrlvr"):
+        raise UserError(f"{where} needs rollout_engine medrlvr (it draws the questions it samples), got "
+                        f"{config.rollout_engine}")  # fmt: skip
+    if config.control:
+        raise UserError(f"{where} with control random_reward would skip on coin flips; turn one off")
 
 
 class TrainError(UserError):

@@ -36,12 +36,12 @@ REFLECTION = re.compile(
 
 
 def resolve_rollout_engine(config: TrainConfig, on_gpu: bool) -> str:
-    """``auto`` -> medrlvr's engine with dynamic sampling (only it refills a batch); TRL's generate or vLLM for a
+    """``auto`` -> medrlvr's engine with dynamic sampling or skip_zero_variance (only it refills a batch); TRL's generate or vLLM for a
     4-bit (QLoRA) policy (the rollout copy cannot unpack it); else vllm on a GPU with vLLM installed, else
     medrlvr's engine."""
     if config.rollout_engine != "auto":
         return config.rollout_engine
-    if config.dynamic_sampling:
+    if config.dynamic_sampling or config.skip_zero_variance:
         return "medrlvr"
     if on_gpu:
         import importlib.util
@@ -240,4 +240,6 @@ def _medrlvr_rollouts(config: TrainConfig, args, dataset, tokenizer, scored, wei
         scorer=Scorer(scored, weights),
         decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
         seed=config.seed,
+        skip_after=int((config.skip_zero_variance or {}).get("after", 0)),
+        skip_probability=float((config.skip_zero_variance or {}).get("probability", 0.0)),
     )

@@ -42,9 +42,10 @@ public hooks: the rollouts (``rollout_func``), every reward and log (reward func
 - ``_generate_and_score_completions``, ``_generate``, ``_compute_loss``: scope TRL's ``use_vllm`` flag so that its
   importance-sampling code (gated on vLLM) runs for medrlvr's rollouts, which report log-probabilities too, and
   read the sampler/trainer gap off the loss's forward pass (TRL computes it only in an extra pass, for vLLM);
-- ``_calculate_rewards``: dynamic sampling's replacement groups carry their own prompts, which TRL's batch-local
-  ``prompts`` list does not know (``rollout_func`` can return extra columns but not new prompts); and each
-  question's rewards of the step are written to ``question_rewards.jsonl`` (TRL logs batch means only).
+- ``_calculate_rewards``: dynamic sampling's (and skip_zero_variance's) replacement groups carry their own prompts,
+  which TRL's batch-local ``prompts`` list does not know (``rollout_func`` can return extra columns but not new
+  prompts); and each question's rewards of the step are written to ``question_rewards.jsonl`` (TRL logs batch means
+  only).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from trl import GRPOTrainer
 
 from ...engines.cache import cache_argument, shared_prefix, supports_growing_cache
 from ...errors import UserError
+from ...store import write_json
 
 TESTED_TRL = "1.16"  # the TRL minor whose private methods are overridden below
 
@@ -138,6 +140,24 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
             self._log_sampling_gap(logps)  # the rollout gap, as for GRPO's own loss
         return logps, entropies
 
+    # --- checkpoints: what the rollouts keep beyond transformers' state (skip_zero_variance's recent ties) ---------
+
+    def _rollout_state_file(self, folder) -> Path:
+        return Path(folder) / f"rollout_state-rank{self.accelerator.process_index}.json"
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        super().save_model(output_dir, _internal_call)
+        state = getattr(self.rollout_func, "state_dict", None)
+        if _internal_call and state is not None and getattr(self.rollout_func, "skip_after", 0):
+            # a checkpoint (transformers' _save_checkpoint): written before its completion marker (a callback's)
+            write_json(self._rollout_state_file(output_dir or self.args.output_dir), state())
+
+    def restore(self, checkpoint) -> None:
+        """The rollouts' state of ``checkpoint``, so that a resumed run skips what an uninterrupted one would."""
+        path = self._rollout_state_file(checkpoint)
+        if getattr(self.rollout_func, "skip_after", 0) and path.is_file():
+            self.rollout_func.load_state_dict(json.loads(path.read_text()))
+
     def _generate(self, prompts):
         with self._in_phase(None):  # generation itself sees TRL's real flag (vLLM's weight sync, its sampling)
             return super()._generate(prompts)
@@ -171,11 +191,11 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
             self._metrics[mode][key].append(self.accelerator.gather(value).mean().item())
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        # Dynamic sampling's replacing groups carry their own prompt in their rows (rollout_func's extra fields,
+        # Dynamic sampling's (and skip_zero_variance's) replacing groups carry their own prompt in their rows (rollout_func's extra fields,
         # merged into ``inputs``); TRL hands the rewards, and logs, the ``prompts`` list of the batch it drew.
         # That list is TRL's own local: set it in place, so rewards and the completion log see each row's prompt.
         own = [x.get("prompt") for x in inputs]
-        if getattr(self.rollout_func, "dynamic", False) and len(own) == len(prompts):
+        if getattr(self.rollout_func, "replaces_prompts", False) and len(own) == len(prompts):
             prompts[:] = own
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._scored = (rewards_per_func, self.reward_weights)  # for sequence_scores()

@@ -20,6 +20,17 @@ gives no gradient. With ``dynamic_sampling`` on, such groups are dropped and rep
 would) until the batch is full or ``max_resample`` extra generation rounds are spent; if the budget runs out the
 batch is filled with tied groups and the step says so. The rows TRL then scores carry the replacing questions'
 columns (answer, options, id, ...), passed back through ``rollout_func``'s extra fields.
+
+Skipping before sampling (GRESO, arXiv 2506.02177). A question whose groups tied once tends to tie again (GRESO
+measures strong temporal consistency of zero-variance prompts), so with ``skip_zero_variance: {after: N,
+probability: p}`` a question whose last N groups all tied is skipped with probability p before any rollout is
+generated, and another question of the training set takes its place (drawn with a seed fixed by the step, itself
+checked the same way). It composes with dynamic sampling: the questions drawn to refill a batch are checked too, so
+fewer tied groups are generated only to be dropped. Each group's tie is recorded per question (the last N) and
+saved with every checkpoint (``rollout_state-rank{R}.json``, :meth:`Rollouts.state_dict`), so a resumed run
+skips what an uninterrupted one would. Per step: ``skip_zero_variance/questions_skipped``, ``/rollouts_saved`` (the
+skipped questions' rollouts: skipped x num_generations), ``/rollouts_generated`` (every rollout sampled this step,
+dynamic sampling's rounds included) and ``/questions_tied_out`` (questions whose last N groups all tied).
 """
 
 from __future__ import annotations
@@ -239,6 +250,17 @@ class StepLog:
         }
 
 
+@dataclass
+class SkipLog:
+    questions_skipped: int = 0
+    rollouts_saved: int = 0
+    rollouts_generated: int = 0
+    questions_tied_out: int = 0
+
+    def metrics(self) -> dict[str, float]:
+        return {f"skip_zero_variance/{name}": float(value) for name, value in self.__dict__.items()}
+
+
 def group_is_tied(rewards: Sequence[float]) -> bool:
     """True when every rollout of a group earned the same total reward (no advantage, no gradient)."""
     finite = [r for r in rewards if not math.isnan(r)]
@@ -287,9 +309,18 @@ class Rollouts:
     scorer: Scorer | None = None
     decode: Callable[[list[int]], str] | None = None  # token ids -> the completion text TRL passes to rewards
     seed: int = 0
+    skip_after: int = 0  # skip_zero_variance's N (0: off)
+    skip_probability: float = 0.0  # and its p
     last: StepLog = field(default_factory=StepLog)
+    last_skip: SkipLog = field(default_factory=SkipLog)
+    history: dict[str, list[bool]] = field(default_factory=dict)  # prompt -> its last skip_after groups tied or not
     model: RolloutModel | None = None
     engine: Any = None
+
+    @property
+    def replaces_prompts(self) -> bool:
+        """Whether rows may come back with other questions than TRL drew (their own prompt and columns)."""
+        return self.dynamic or self.skip_after > 0
 
     # -- the copy and the engine --
 
@@ -346,14 +377,78 @@ class Rollouts:
         # the seed depends on the step and the process, not on how many calls this process made: a resumed run
         # samples as an uninterrupted one would, and each rank samples (and draws further questions) on its own
         seed = self.seed * 1_000_003 + step * 7_919 + rank * 104_723
+        skip = SkipLog()
+        if self.skip_after:
+            prompts = self._skip(prompts, random.Random(f"skip:{self.seed}:{step}:{rank}"), skip)
         prompt_ids, completion_ids, logprobs = self._generate(engine, prompts, seed)
+        skip.rollouts_generated = len(prompts)
         if not self.dynamic:
             self.last = StepLog()
-            return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
-        result = self._dynamic(engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank)
-        for name, value in self.last.metrics().items():
-            _log(trainer, name, value)
+            result = {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+            if self.skip_after:
+                self._remember(prompts, self._score_groups(prompts, completion_ids))
+                result |= {"prompt": prompts, **self._columns(prompts)}
+        else:
+            result = self._dynamic(engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank, skip)
+            for name, value in self.last.metrics().items():
+                _log(trainer, name, value)
+        if self.skip_after:
+            skip.rollouts_saved = skip.questions_skipped * self.num_generations
+            skip.questions_tied_out = sum(self._tied_out(p) for p in self.history)
+            self.last_skip = skip
+            for name, value in skip.metrics().items():
+                _log(trainer, name, value)
         return result
+
+    # -- skipping before sampling (GRESO) --
+
+    def _tied_out(self, prompt: str) -> bool:
+        """Whether ``prompt``'s last ``skip_after`` groups all tied."""
+        seen = self.history.get(prompt)
+        return bool(seen) and len(seen) >= self.skip_after and all(seen[-self.skip_after :])
+
+    def _skips(self, prompt: str, rng: random.Random) -> bool:
+        """Skip ``prompt`` now: its last groups all tied, and the coin (``skip_probability``) says so."""
+        return self._tied_out(prompt) and rng.random() < self.skip_probability
+
+    def _skip(self, prompts: list[str], rng: random.Random, log: SkipLog) -> list[str]:
+        """TRL's batch (each question ``num_generations`` times in a row) with the questions to skip replaced by
+        questions drawn from the rest of the training set, themselves checked; a question for which no
+        replacement is left is sampled after all."""
+        G = self.num_generations
+        groups = prompts[::G]
+        in_batch = set(groups)
+        spare = [p for p in self.rows if p not in in_batch]
+        rng.shuffle(spare)
+        out = []
+        for prompt in groups:
+            if self._skips(prompt, rng):
+                while spare and self._skips(spare[-1], rng):
+                    spare.pop()
+                    log.questions_skipped += 1
+                if spare:
+                    log.questions_skipped += 1
+                    prompt = spare.pop()
+            out.append(prompt)
+        return [p for p in out for _ in range(G)]
+
+    def _remember(self, prompts: list[str], scores: list[list[float]]) -> None:
+        """Record whether each scored group (``prompts`` in groups of ``num_generations``) tied."""
+        if not self.skip_after:
+            return
+        for g, rewards in enumerate(scores):
+            seen = self.history.setdefault(prompts[g * self.num_generations], [])
+            seen.append(group_is_tied(rewards))
+            del seen[: -self.skip_after]
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the rollouts: each question's recent ties (by id), for skip_zero_variance."""
+        ids = {p: str(row.get("id", p)) for p, row in self.rows.items()}
+        return {"skip_after": self.skip_after, "history": {ids[p]: seen for p, seen in self.history.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        prompts = {str(row.get("id", p)): p for p, row in self.rows.items()}
+        self.history = {prompts[i]: list(seen) for i, seen in state.get("history", {}).items() if i in prompts}
 
     # -- dynamic sampling --
 
@@ -368,7 +463,8 @@ class Rollouts:
         G = self.num_generations
         return [totals[i : i + G] for i in range(0, len(totals), G)]
 
-    def _dynamic(self, engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank=0) -> dict[str, Any]:
+    def _dynamic(self, engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank=0,
+                 skip: SkipLog | None = None) -> dict[str, Any]:  # fmt: skip
         G = self.num_generations
         n_groups = len(prompts) // G
         log = StepLog(groups_generated=n_groups)
@@ -377,6 +473,7 @@ class Rollouts:
 
         def sort(batch_prompts, p_ids, c_ids, lps, first: bool) -> None:
             scores = self._score_groups(batch_prompts, c_ids)
+            self._remember(batch_prompts, scores)
             n_tied = 0
             for g, rewards in enumerate(scores):
                 rows = slice(g * G, (g + 1) * G)
@@ -399,9 +496,19 @@ class Rollouts:
             fresh = rng.sample(pool, min(len(pool), missing))
             taken = set(fresh)
             pool = [p for p in pool if p not in taken]
+            if self.skip_after:  # questions that tied out are skipped here too, before any rollout
+                skip_rng = random.Random(f"skip:{self.seed}:{step}:{rank}:{log.rounds}")
+                kept_fresh = [p for p in fresh if not self._skips(p, skip_rng)]
+                if skip is not None:
+                    skip.questions_skipped += len(fresh) - len(kept_fresh)
+                fresh = kept_fresh
+                if not fresh:
+                    continue
             batch_prompts = [p for p in fresh for _ in range(G)]
             p_ids, c_ids, lps = self._generate(engine, batch_prompts, seed + 104_729 * log.rounds)
             log.groups_generated += len(fresh)
+            if skip is not None:
+                skip.rollouts_generated += len(batch_prompts)
             sort(batch_prompts, p_ids, c_ids, lps, first=False)
         log.groups_kept = len(kept)
         filler = tied[: n_groups - len(kept)]

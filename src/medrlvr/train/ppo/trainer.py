@@ -152,6 +152,7 @@ class MedrlvrPPOTrainer(MedrlvrGRPOTrainer):
 
     def restore(self, checkpoint: str | Path) -> None:
         """The critic of ``checkpoint`` (a resumed run continues with it; the policy is transformers' to load)."""
+        super().restore(checkpoint)
         self.critic.load(Path(checkpoint) / CRITIC_DIR)
 
 

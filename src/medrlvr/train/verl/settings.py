@@ -146,6 +146,9 @@ def _check_shared(config: TrainConfig) -> None:
         raise UserError(
             "backend verl: stop is medrlvr's rollouts' setting (verl samples with its own engine): unset stop"
         )
+    if config.skip_zero_variance:
+        raise UserError("backend verl: skip_zero_variance is medrlvr's rollouts' (verl 0.9 has no skipping before "
+                        "sampling): unset it")  # fmt: skip
     if config.prefill:
         raise UserError("backend verl has no prefill (verl renders the prompt and samples from it): unset prefill")
     if config.mask_truncated_completions:
