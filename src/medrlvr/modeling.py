@@ -68,6 +68,32 @@ def pick_dtype(dtype: str, device: str):
         raise ValueError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16") from None
 
 
+# --- memory ----------------------------------------------------------------------------------------------------
+
+MMAP_THRESHOLD = 128 * 1024  # bytes: glibc's own starting threshold, held fixed
+
+
+def return_freed_memory() -> bool:
+    """Have glibc give freed tensors back to the system at once: allocations of at least 128 KiB are mapped and
+    unmapped on their own (``mallopt(M_MMAP_THRESHOLD)``, which also stops glibc raising the threshold as it does by
+    default after the first large frees). Without it a CPU training step's activations and logits stay in the
+    process's heap after they are freed, and the next phase (generation, the next loss) takes fresh pages beside
+    them: measured on a PPO step of Gemma-3-270M (1 question x 8 rollouts x 16 tokens, bf16), the resident set after
+    a step was 6.3 GB of which 1.6 GB was live, and the peak fell from 6.6 to 5.0 GB. Linux with glibc only (a
+    no-op elsewhere); returns whether it applied."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, MMAP_THRESHOLD))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        return False
+
+
 # --- loading a model to train -------------------------------------------------------------------------------
 
 

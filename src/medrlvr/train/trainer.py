@@ -21,6 +21,10 @@ def build_trainer(config: TrainConfig, records: Sequence[Any], model_obj: Any = 
     import torch
 
     on_gpu = torch.cuda.is_available()
+    if not on_gpu:
+        from ..modeling import return_freed_memory
+
+        return_freed_memory()  # a CPU step's freed activations go back to the system, not to the next phase's peak
     if config.bf16 is None:
         from ..modeling import cpu_supports_bf16
 
