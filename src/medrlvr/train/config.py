@@ -130,6 +130,15 @@ class TrainConfig:
         False, help="DAPO dynamic sampling: refill groups whose rollouts all earn the same reward"
     )
     max_resample: int = setting(3, help="dynamic sampling: extra generation rounds per step at most", ge=0)
+    # Shuffled options (issue 30): with the gold letter of a question fixed, RL can pay a policy for the golds' letter
+    # distribution. On: each rollout group sees its question's options in a permutation seeded by (seed, step,
+    # question), the gold letter and every reward column remapped with it; options that speak about the others ("All
+    # of the above", "以上都不对", "Both A and B") keep their places (medrlvr.options). completions.jsonl records each
+    # permutation. Off by default (the papers train on the data's order); rollout_engine medrlvr, grpo or ppo.
+    shuffle_options: bool = setting(
+        False, help="each rollout group sees its question's options in a seeded permutation (gold letter and rewards "
+        "remapped; anchored options such as 'All of the above' stay in place)"
+    )  # fmt: skip
     logging_steps: int = setting(1, help="optimizer steps between log lines", ge=1)
     save_steps: int = setting(10, help="optimizer steps between checkpoints", ge=1)
     save_total_limit: int = setting(2, help="checkpoints kept", ge=1)
@@ -242,6 +251,8 @@ def engine_conflict(config: TrainConfig, engine: str) -> str | None:
         return (
             f"dynamic_sampling needs rollout_engine medrlvr (TRL's own generation cannot refill a batch), got {engine}"
         )
+    if config.shuffle_options and engine != "medrlvr":
+        return f"shuffle_options permutes medrlvr's rollouts; rollout_engine {engine} does not: use medrlvr"
     if engine == "medrlvr" and config.qlora:
         return "rollout_engine medrlvr cannot sample from a 4-bit (QLoRA) policy: use trl or vllm"
     if config.rollout_importance_sampling and engine == "trl":
@@ -265,6 +276,9 @@ def check(config: TrainConfig) -> None:
             "method ppo: dynamic_sampling and control are GRPO's, and its loss_type is one of "
             f"{', '.join(PPO_LOSS_AGG)} (how the per-token loss is averaged); got {config.loss_type}"
         )
+    if config.shuffle_options and (config.method not in RL_METHODS or config.backend != "trl"):
+        raise UserError("setting 'shuffle_options' permutes the options of RL rollouts: it needs method grpo or ppo "
+                        f"and backend trl, got method {config.method}, backend {config.backend}")  # fmt: skip
     unknown = [name for name in config.rewards if name not in REWARDS]
     if unknown:
         raise UserError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")

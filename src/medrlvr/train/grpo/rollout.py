@@ -20,6 +20,12 @@ gives no gradient. With ``dynamic_sampling`` on, such groups are dropped and rep
 would) until the batch is full or ``max_resample`` extra generation rounds are spent; if the budget runs out the
 batch is filled with tied groups and the step says so. The rows TRL then scores carry the replacing questions'
 columns (answer, options, id, ...), passed back through ``rollout_func``'s extra fields.
+
+Shuffled options (``shuffle_options``). Each question of a step is asked in a seeded permutation of its options
+(``shuffle``: :class:`medrlvr.train.dataset.OptionShuffle`) before it is sampled: its group's rollouts are sampled,
+trained and rewarded on the permuted prompt, and the rows TRL scores carry that prompt, the remapped ``answer`` and
+``options`` and the ``permutation`` (which the completion log writes). Questions dynamic sampling draws are permuted
+the same way.
 """
 
 from __future__ import annotations
@@ -276,7 +282,11 @@ class Rollouts:
     scorer: Scorer | None = None
     decode: Callable[[list[int]], str] | None = None  # token ids -> the completion text TRL passes to rewards
     seed: int = 0
+    shuffle: Callable[[str, int], tuple[str, dict[str, Any]]] | None = (
+        None  # (prompt, step) -> permuted prompt, columns
+    )
     last: StepLog = field(default_factory=StepLog)
+    step_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # this step's permuted prompts -> their rows
     model: RolloutModel | None = None
     engine: Any = None
 
@@ -328,6 +338,24 @@ class Rollouts:
             logprobs.append(rollout.logprobs)
         return prompt_ids, completion_ids, logprobs
 
+    @property
+    def own_prompts(self) -> bool:
+        """Whether the rows handed back carry prompts of their own (replacing questions, permuted options), which
+        :class:`medrlvr.train.grpo.loss.MedrlvrGRPOTrainer` then gives the rewards and the completion log."""
+        return self.dynamic or self.shuffle is not None
+
+    def _permuted(self, prompts: list[str], step: int) -> list[str]:
+        """``prompts`` with each question's options in this step's permutation (the same for a group's rows);
+        the permuted prompts' rows go to ``step_rows``."""
+        if self.shuffle is None:
+            return prompts
+        new = {}
+        for p in dict.fromkeys(prompts):
+            text, columns = self.shuffle(p, step)
+            new[p] = text
+            self.step_rows[text] = {**self.rows[p], **columns, "prompt": text}
+        return [new[p] for p in prompts]
+
     def __call__(self, prompts: list[str], trainer) -> dict[str, Any]:
         engine = self._engine(trainer)
         step = int(getattr(trainer.state, "global_step", 0))
@@ -335,11 +363,17 @@ class Rollouts:
         # the seed depends on the step and the process, not on how many calls this process made: a resumed run
         # samples as an uninterrupted one would, and each rank samples (and draws further questions) on its own
         seed = self.seed * 1_000_003 + step * 7_919 + rank * 104_723
+        self.step_rows = {}
+        originals = prompts
+        prompts = self._permuted(prompts, step)
         prompt_ids, completion_ids, logprobs = self._generate(engine, prompts, seed)
         if not self.dynamic:
             self.last = StepLog()
-            return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
-        result = self._dynamic(engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank)
+            out = {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+            if self.shuffle is not None:  # the permuted prompts and their remapped columns
+                out.update(prompt=prompts, **self._columns(prompts))
+            return out
+        result = self._dynamic(engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank, originals)
         for name, value in self.last.metrics().items():
             _log(trainer, name, value)
         return result
@@ -349,7 +383,10 @@ class Rollouts:
     def _columns(self, prompts: list[str]) -> dict[str, list]:
         """The dataset columns (answer, options, id, ...) of each prompt's row, as TRL hands them to rewards."""
         keys = [k for k in next(iter(self.rows.values())) if k != "prompt"]
-        return {k: [self.rows[p].get(k) for p in prompts] for k in keys}
+        if self.shuffle is not None:
+            keys.append("permutation")
+        rows = [self.step_rows.get(p) or self.rows[p] for p in prompts]
+        return {k: [row.get(k) for row in rows] for k in keys}
 
     def _score_groups(self, prompts, completion_ids) -> list[list[float]]:
         texts = [self.decode(ids) for ids in completion_ids]
@@ -357,7 +394,8 @@ class Rollouts:
         G = self.num_generations
         return [totals[i : i + G] for i in range(0, len(totals), G)]
 
-    def _dynamic(self, engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank=0) -> dict[str, Any]:
+    def _dynamic(self, engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank=0,
+                 originals=None) -> dict[str, Any]:  # fmt: skip
         G = self.num_generations
         n_groups = len(prompts) // G
         log = StepLog(groups_generated=n_groups)
@@ -380,7 +418,7 @@ class Rollouts:
 
         sort(prompts, prompt_ids, completion_ids, logprobs, first=True)
         rng = random.Random(f"{self.seed}:{step}:{rank}")
-        in_batch = set(prompts)
+        in_batch = set(originals or prompts)
         pool = [p for p in self.rows if p not in in_batch]
         while len(kept) < n_groups and log.rounds < self.max_resample and pool:
             log.rounds += 1
@@ -388,7 +426,7 @@ class Rollouts:
             fresh = rng.sample(pool, min(len(pool), missing))
             taken = set(fresh)
             pool = [p for p in pool if p not in taken]
-            batch_prompts = [p for p in fresh for _ in range(G)]
+            batch_prompts = self._permuted([p for p in fresh for _ in range(G)], step)
             p_ids, c_ids, lps = self._generate(engine, batch_prompts, seed + 104_729 * log.rounds)
             log.groups_generated += len(fresh)
             sort(batch_prompts, p_ids, c_ids, lps, first=False)
