@@ -19,6 +19,9 @@ that key is asked for again.
 
 A question that does not fit the model's context is not sent; it is scored as unanswered and counted
 (``too_long`` in results.json).
+
+``circular``: each multiple-choice question is also asked under the rotations of its options, in both modes
+(:mod:`medrlvr.evaluate.circular`: all-rotations-right accuracy, per-rotation accuracy, position bias).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from ..rewards import format_reward
 from ..rundir import eval_dir
 from ..stats import wilson
 from ..store import JsonlStore, write_json
+from . import circular
 
 log = logging.getLogger(__name__)
 STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
@@ -79,6 +83,15 @@ class EvalConfig(EngineSettings):
     stop: list[str] = setting(
         default_factory=list, help='generate mode: an answer ends where one of these ends (e.g. "</answer>", as '
         "training's rollouts did); the string stays in the answer"
+    )  # fmt: skip
+
+    circular: bool = setting(
+        False, help="also ask each question under every rotation of its options (MMBench's CircularEval): "
+        "all-rotations-right and per-rotation accuracy and position bias in results.json"
+    )  # fmt: skip
+    circular_rotations: int = setting(
+        5, ge=2, help="circular: rotations per question at most; a question with more options free to move "
+        "(MMLU-Pro's ten) gets this many seeded ones, the original order first"
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -199,6 +212,8 @@ def prediction_settings(config: EvalConfig, fingerprint: str | None = None) -> d
             settings.update(samples=config.samples, temperature=config.temperature)
         if config.stop:  # likewise
             settings["stop"] = list(config.stop)
+    if config.circular:  # only then: plain predictions keep their keys
+        settings["circular"] = {"rotations": config.circular_rotations, "seed": config.seed}
     return settings
 
 
@@ -264,6 +279,8 @@ def evaluate(
     records = subsample(records, config.limit, config.seed)
     if not records:
         raise DataError(f"{benchmark}: no questions to evaluate (is its file empty?)")
+    if config.circular:
+        circular.check_circular(records, benchmark)
     out.mkdir(parents=True, exist_ok=True)
     settings = prediction_settings(config, fingerprint)
     key = prediction_key(settings)
@@ -282,8 +299,11 @@ def evaluate(
     )
     for start in range(0, len(todo), config.chunk):
         chunk = todo[start : start + config.chunk]
-        rows = (_loglik_rows(chunk, guard, shots_by_subject, config.num_fewshot) if config.mode == "loglik"
-                else _generate_rows(chunk, guard, config, chat))  # fmt: skip
+        asked, plans = circular.plan(chunk, config.circular_rotations, config.seed) if config.circular else (chunk, [])
+        rows = (_loglik_rows(asked, guard, shots_by_subject, config.num_fewshot) if config.mode == "loglik"
+                else _generate_rows(asked, guard, config, chat))  # fmt: skip
+        if config.circular:  # a question's rotations are asked in one engine call: the stem runs once for them
+            rows = circular.fold(rows, plans)
         for row in rows:
             row["key"] = key
         store.append(rows)
@@ -305,6 +325,11 @@ def evaluate(
         **pass_at_k_results(rows),
         "too_long": too_long,
     }
+    if config.circular:
+        results["circular"] = circular.summarize(rows)
+        if results["circular"]["skipped"]:
+            log.warning("eval %s: %d questions cannot be rotated (%s); not scored as circular", benchmark,
+                        results["circular"]["skipped"], results["circular"]["skipped_reasons"])  # fmt: skip
     write_json(out / "results.json", results)
     return results
 
@@ -400,6 +425,8 @@ def run(
         engine = None
         for spec, config in jobs:
             records = spec.load(data_dir)  # a bad data file is one line before any model is loaded
+            if config.circular:
+                circular.check_circular(records, spec.label)
             shots = spec.fewshot_pool(data_dir) if config.num_fewshot else []
             if engine is None:
                 engine = get_engine(config.engine, config.model, **config.engine_options)
