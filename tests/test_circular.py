@@ -140,3 +140,22 @@ def test_loglik_rotations_share_the_stem(tiny_checkpoint, tmp_path, monkeypatch)
     rows, plain_rows = _rows(tmp_path / "c"), _rows(tmp_path / "p")
     assert [rows[r.id]["answer"] for r in long] == [plain_rows[r.id]["answer"] for r in long]
     assert res["circular"]["asked"] == 8 and plain["n"] == 2
+
+
+def test_the_report_shows_circular_accuracy_position_bias_and_uses_them(tmp_path):
+    from medrlvr.report import report
+    from medrlvr.rundir import eval_dir
+
+    run = tmp_path / "run"
+    for model, engine in (("knows", KnowsEngine({})), ("likes-a", LikesA({}))):
+        evaluate(RECS, EvalConfig(model=model, circular=True), eval_dir(run, model, "mmlu"), "mmlu",
+                 engine=engine, progress=False)  # fmt: skip
+    out = report(run)
+    table = (out / "circular.md").read_text()
+    assert "likes-a" in table and "0.000 [0.000, 0.324]" in table  # right under every rotation, Wilson of 0/8
+    assert "A: 100% [0.893, 1.000] of answers, 25% of golds" in table
+    flags = (out / "flags.md").read_text()
+    assert "position_bias" in flags.replace(" ", "_") and "likes-a" in flags and "knows" not in flags
+    baselines = [line for line in (out / "baselines.md").read_text().splitlines() if "likes-a" in line]
+    assert baselines and "right under every rotation 0.000" in (out / "baselines.md").read_text()
+    assert "Circular evaluation" in (out / "index.html").read_text()

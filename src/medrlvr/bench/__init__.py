@@ -5,9 +5,11 @@ never by timed unit tests.
 - :mod:`.generate` -- engines' tokens/s against transformers' generate (``medrlvr bench generate``)
 - :mod:`.train`    -- seconds per GRPO step, medrlvr's rollouts against TRL's (``medrlvr bench train``)
 - :mod:`.lmeval`   -- speed and agreement against lm-evaluation-harness on MMLU (``medrlvr bench lmeval``)
+- :mod:`.circular` -- log-likelihood circular evaluation's seconds against one plain pass (``medrlvr bench circular``)
 - :mod:`.study`    -- each stage's seconds and peak memory in finished studies, side by side (``medrlvr bench study``)
 """
 
+from .circular import bench_circular, print_circular
 from .generate import bench_generate, print_generate
 from .lmeval import bench_lmeval, print_lmeval
 from .rewards import ADVERSARIAL_UNITS, bench_rewards, print_rewards
@@ -15,6 +17,7 @@ from .study import print_stage_table, stage_table
 from .train import bench_train, print_train
 
 __all__ = [
-    "ADVERSARIAL_UNITS", "bench_generate", "bench_lmeval", "bench_rewards", "bench_train", "print_generate",
-    "print_lmeval", "print_rewards", "print_stage_table", "print_train", "stage_table",
+    "ADVERSARIAL_UNITS", "bench_circular", "bench_generate", "bench_lmeval", "bench_rewards", "bench_train",
+    "print_circular", "print_generate", "print_lmeval", "print_rewards", "print_stage_table", "print_train",
+    "stage_table",
 ]  # fmt: skip
