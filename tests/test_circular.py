@@ -159,3 +159,11 @@ def test_the_report_shows_circular_accuracy_position_bias_and_uses_them(tmp_path
     baselines = [line for line in (out / "baselines.md").read_text().splitlines() if "likes-a" in line]
     assert baselines and "right under every rotation 0.000" in (out / "baselines.md").read_text()
     assert "Circular evaluation" in (out / "index.html").read_text()
+
+
+def test_bench_circular_checks_its_arguments_in_one_line(capsys):
+    from medrlvr.cli import main
+
+    assert main(["bench", "circular", "--rotations", "1"]) not in (0, None)  # before any model loads
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--rotations must be at least 2, got 1") and len(err.splitlines()) == 1
