@@ -1,7 +1,8 @@
 """Log-likelihood scoring for medrlvr's transformers engine (:class:`medrlvr.engines.hf.TransformersEngine`): the
 option positions scored from fp32 logits (:func:`fp32_head`: the trunk keeps its dtype, and bf16's 1/16-nat steps
-no longer tie options), a prefix that contexts share (a benchmark's header, its few-shot block) run once into a KV
-cache their rows start from (:func:`medrlvr.engines.cache.prefix_groups`), and batches sized by tokens."""
+no longer tie options), a prefix that contexts share (a benchmark's header, its few-shot block, a question's stem
+under circular evaluation) run once into a KV cache their rows start from (:func:`medrlvr.engines.cache.prefix_groups`;
+many groups' prefixes in one pass), and batches sized by tokens."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ class LoglikScoring:
         (:func:`fp32_head`). Pairs that share a context and whose continuation is one token (" A", " B", ... for
         multiple choice) share one forward pass. Contexts that share a prefix (a benchmark's header and few-shot
         block) run it once: it goes into a KV cache that every row of their batches starts from
-        (:func:`medrlvr.engines.cache.prefix_groups`). Batches hold rows of similar length up to ``loglik_tokens``
+        (:func:`medrlvr.engines.cache.prefix_groups`); the prefixes of many groups (a question's stem, which its
+        rotations under circular evaluation share) run together in one left-padded pass
+        (:meth:`_prefix_bundles`). Batches hold rows of similar length up to ``loglik_tokens``
         tokens: a CPU runs a forward pass of a few thousand tokens near its GEMM speed, and more only grows the
         activations."""
         encoded = []
