@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "medrlvr"
 FLOORS = [
     {"errors"},
     {"config", "records", "stats"},
-    {"store", "extract", "prompts", "models"},
+    {"store", "extract", "prompts", "models", "options"},
     {"data", "rewards", "modeling"},
     {"engines", "rundir"},
     {"filter", "select", "evaluate", "train"},  # the stages: none imports another

@@ -63,6 +63,17 @@ def add_bench_commands(commands, data: argparse.ArgumentParser) -> None:
                         "lm-eval in fp32; medrlvr's head is fp32 in every row")  # fmt: skip
     lmeval.add_argument("--json", help="also write the measurements to this file")
     lmeval.set_defaults(func=_bench_lmeval)
+    circ = bench_commands.add_parser(
+        "circular", parents=[data], help="log-likelihood: seconds of circular evaluation against one plain pass"
+    )
+    circ.add_argument("--model", default="smollm2-135m-instruct")
+    circ.add_argument("--benchmark", default="mmlu:medical")
+    circ.add_argument("--limit", type=int, default=40, help="questions (a seeded subsample)")
+    circ.add_argument("--rotations", type=int, default=4, help="rotations per question at most")
+    circ.add_argument("--repeats", type=int, default=2, help="timed runs of each row (the fastest is kept)")
+    circ.add_argument("--unshared", action="store_true", help="also time circular with prefix sharing off")
+    circ.add_argument("--json", help="also write the measurements to this file")
+    circ.set_defaults(func=_bench_circular)
     study = bench_commands.add_parser(
         "study", help="seconds and peak memory per stage of finished studies, side by side (before/after)"
     )
@@ -141,6 +152,22 @@ def _bench_study(args: argparse.Namespace) -> None:
 
     result = stage_table(args.run_dirs)
     print_stage_table(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def _bench_circular(args: argparse.Namespace) -> None:
+    import json
+
+    from . import bench_circular, print_circular
+
+    for flag, value, least in (("--limit", args.limit, 1), ("--rotations", args.rotations, 2),
+                               ("--repeats", args.repeats, 1)):  # fmt: skip
+        if value < least:
+            raise UserError(f"{flag} must be at least {least}, got {value}")
+    result = bench_circular(args.model, args.data_dir, args.benchmark, args.limit, args.rotations, args.repeats,
+                            unshared=args.unshared)  # fmt: skip
+    print_circular(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

@@ -1,7 +1,8 @@
 """Log-likelihood scoring for medrlvr's transformers engine (:class:`medrlvr.engines.hf.TransformersEngine`): the
 option positions scored from fp32 logits (:func:`fp32_head`: the trunk keeps its dtype, and bf16's 1/16-nat steps
-no longer tie options), a prefix that contexts share (a benchmark's header, its few-shot block) run once into a KV
-cache their rows start from (:func:`medrlvr.engines.cache.prefix_groups`), and batches sized by tokens."""
+no longer tie options), a prefix that contexts share (a benchmark's header, its few-shot block, a question's stem
+under circular evaluation) run once into a KV cache their rows start from (:func:`medrlvr.engines.cache.prefix_groups`;
+many groups' prefixes in one pass), and batches sized by tokens."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ class LoglikScoring:
         (:func:`fp32_head`). Pairs that share a context and whose continuation is one token (" A", " B", ... for
         multiple choice) share one forward pass. Contexts that share a prefix (a benchmark's header and few-shot
         block) run it once: it goes into a KV cache that every row of their batches starts from
-        (:func:`medrlvr.engines.cache.prefix_groups`). Batches hold rows of similar length up to ``loglik_tokens``
+        (:func:`medrlvr.engines.cache.prefix_groups`); the prefixes of many groups (a question's stem, which its
+        rotations under circular evaluation share) run together in one left-padded pass
+        (:meth:`_prefix_bundles`). Batches hold rows of similar length up to ``loglik_tokens``
         tokens: a CPU runs a forward pass of a few thousand tokens near its GEMM speed, and more only grows the
         activations."""
         encoded = []
@@ -52,14 +55,23 @@ class LoglikScoring:
         else:
             groups = [(0, list(range(len(keys))))]
         results: dict[int, tuple[float, bool]] = {}
-        for shared, members in groups:
-            head = self._run_prefix(fed[members[0]][:shared]) if shared else None
-            members = sorted(members, key=lambda m: -len(fed[m]))  # little padding within a batch
-            for batch in self._loglik_batches([len(fed[m]) - shared for m in members], shared):
-                rows = [members[i] for i in batch]
-                keep = max(len(keys[m][1] or (0,)) for m in rows)
-                logprobs = self._last_logprobs([fed[m][shared:] for m in rows], keep, head, shared)
-                for row, m in enumerate(rows):
+        # Groups whose prefixes run together in one forward pass (left-padded), their rows then in batches over
+        # those caches: a question asked under several orders of its options is a group of its own, and a call per
+        # group would cost a forward pass per question (on a busy CPU each call's overhead is what costs)
+        for bundle in self._prefix_bundles(groups):
+            width = max(shared for shared, _ in bundle)
+            head = prefix_mask = None
+            if width:
+                head, prefix_mask = self._run_prefixes([fed[members[0]][:shared] for shared, members in bundle])
+            rows = [(g, m) for g, (_, members) in enumerate(bundle) for m in members]
+            rows.sort(key=lambda gm: -(len(fed[gm[1]]) - bundle[gm[0]][0]))  # little padding within a batch
+            for batch in self._loglik_batches([len(fed[m]) - bundle[g][0] for g, m in rows], width):
+                chosen = [rows[i] for i in batch]
+                keep = max(len(keys[m][1] or (0,)) for _, m in chosen)
+                seqs = [fed[m][bundle[g][0] :] for g, m in chosen]
+                where = [(g, bundle[g][0]) for g, _ in chosen]
+                logprobs = self._last_logprobs(seqs, keep, head, width, where, prefix_mask)
+                for row, (_, m) in enumerate(chosen):
                     for k in sequences[keys[m]]:
                         target = encoded[k][1]
                         lp = logprobs[row, keep - len(target) :]
@@ -67,6 +79,23 @@ class LoglikScoring:
                         greedy = all(int(lp[i].argmax()) == t for i, t in enumerate(target))
                         results[k] = (total, greedy)
         return [results[k] for k in range(len(pairs))]
+
+    def _prefix_bundles(self, groups: list[tuple[int, list[int]]]) -> list[list[tuple[int, list[int]]]]:
+        """The prefix groups in bundles whose prefixes run in one forward pass: a group without a prefix alone;
+        the others by prefix length, a bundle holding at most ``loglik_tokens`` padded prefix tokens and
+        ``batch_size`` prefixes, none under half the bundle's longest."""
+        bundles = [[(0, members)] for shared, members in groups if not shared]
+        bundle: list[tuple[int, list[int]]] = []
+        for shared, members in sorted(((s, m) for s, m in groups if s), key=lambda g: -g[0]):
+            longest = bundle[0][0] if bundle else 0
+            if bundle and ((len(bundle) + 1) * longest <= self.loglik_tokens and len(bundle) < self.batch_size
+                           and 2 * shared >= longest):  # fmt: skip
+                bundle.append((shared, members))
+            else:
+                if bundle:
+                    bundles.append(bundle)
+                bundle = [(shared, members)]
+        return bundles + ([bundle] if bundle else [])
 
     def _loglik_batches(self, widths: list[int], shared: int) -> list[list[int]]:
         """Rows (longest first) in batches of at most ``loglik_tokens`` padded tokens fed, ``batch_size`` rows and
@@ -88,32 +117,37 @@ class LoglikScoring:
                 width = w
         return batches
 
-    def _run_prefix(self, prefix: list[int]):
-        """A growing cache holding ``prefix`` (one row), for :meth:`_last_logprobs` to start its rows from."""
+    def _run_prefixes(self, prefixes: list[list[int]]):
+        """A growing cache holding ``prefixes`` (one row each, left-padded to the longest) and their attention mask,
+        for :meth:`_last_logprobs` to start its rows from."""
         import torch
 
-        head = growing_cache(self.model, len(prefix))
-        ids = torch.tensor([prefix], device=self.device)
+        ids, mask, positions = self._left_pad(prefixes)
+        head = growing_cache(self.model, ids.shape[1])
         with torch.inference_mode():
-            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(len(prefix),
-                       device=self.device)[None], use_cache=True, logits_to_keep=1, **{self._cache_arg: head})  # fmt: skip
-        return head
+            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                       **{self._cache_arg: head})  # fmt: skip
+        return head, mask
 
-    def _last_logprobs(self, seqs: list[list[int]], keep: int, head=None, shared: int = 0):
+    def _last_logprobs(self, seqs: list[list[int]], keep: int, head=None, shared: int = 0, where=None,
+                       prefix_mask=None):  # fmt: skip
         """Log-softmax over the vocabulary at the last ``keep`` positions of each (left-padded) sequence; with
-        ``head``, a cache holding ``shared`` tokens every sequence continues (the layout of :meth:`_prefill`:
-        the prefix in the first columns, then each row's tokens left-padded)."""
+        ``head``, a cache of ``shared`` (padded) prefix positions each sequence continues: sequence i continues
+        the prefix row ``where[i][0]`` of real length ``where[i][1]`` (the layout of :meth:`_prefill`: the prefix
+        in the first columns, then each row's tokens left-padded)."""
         import torch
 
         ids, mask, positions = self._left_pad(seqs)
         cache = {"use_cache": False}
         if head is not None:
+            index = torch.tensor([g for g, _ in where], device=self.device)
+            lengths = torch.tensor([n for _, n in where], device=self.device)
             grown = growing_cache(self.model, shared + ids.shape[1])
             for grow, cached in zip(grown.layers, head.layers):
                 grow.reserve(cached.keys, cached.values, len(seqs), shared)
-                grow.write(cached.keys, cached.values, 0)
-            mask = torch.cat([torch.ones(len(seqs), shared, dtype=mask.dtype, device=self.device), mask], dim=1)
-            positions = positions + shared
+                grow.write(cached.keys.index_select(0, index), cached.values.index_select(0, index), 0)
+            mask = torch.cat([prefix_mask.index_select(0, index).to(mask.dtype), mask], dim=1)
+            positions = positions + lengths[:, None]
             cache = {"use_cache": True, self._cache_arg: grown}
         with torch.inference_mode(), fp32_head(self.model):
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep,

@@ -25,6 +25,8 @@ every row is labelled reasoning- or knowledge-heavy and accuracy is given for ea
 ``adversarial_prefill`` asks again with the answer begun by an argument for a wrong option (:mod:`.prefill`,
 ``prefill.jsonl``); ``open_form`` asks without the options and grades the free answer (:mod:`.openform`,
 ``open_form.jsonl``).
+``circular``: each multiple-choice question is also asked under the rotations of its options, in both modes
+(:mod:`medrlvr.evaluate.circular`: all-rotations-right accuracy, per-rotation accuracy, position bias).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from ..rewards import format_reward
 from ..rundir import eval_dir
 from ..stats import wilson
 from ..store import JsonlStore, write_json
-from . import openform, prefill, split
+from . import circular, openform, prefill, split
 
 log = logging.getLogger(__name__)
 STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
@@ -103,6 +105,14 @@ class EvalConfig(EngineSettings):
     judge_options: dict[str, Any] = setting(
         default_factory=dict, help="open_form judge's engine options, as JSON or key=value (base_url, concurrency)"
     )
+    circular: bool = setting(
+        False, help="also ask each question under every rotation of its options (MMBench's CircularEval): "
+        "all-rotations-right and per-rotation accuracy and position bias in results.json"
+    )  # fmt: skip
+    circular_rotations: int = setting(
+        5, ge=2, help="circular: rotations per question at most; a question with more options free to move "
+        "(MMLU-Pro's ten) gets this many seeded ones, the original order first"
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         # 0 or a negative number used to mean "all" or "all but N" through Python's slicing: refused by the ranges
@@ -231,6 +241,8 @@ def prediction_settings(config: EvalConfig, fingerprint: str | None = None) -> d
             settings.update(samples=config.samples, temperature=config.temperature)
         if config.stop:  # likewise
             settings["stop"] = list(config.stop)
+    if config.circular:  # only then: plain predictions keep their keys
+        settings["circular"] = {"rotations": config.circular_rotations, "seed": config.seed}
     return settings
 
 
@@ -300,6 +312,8 @@ def evaluate(
     records = subsample(records, config.limit, config.seed)
     if not records:
         raise DataError(f"{benchmark}: no questions to evaluate (is its file empty?)")
+    if config.circular:
+        circular.check_circular(records, benchmark)
     out.mkdir(parents=True, exist_ok=True)
     settings = prediction_settings(config, fingerprint)
     key = prediction_key(settings)
@@ -318,10 +332,14 @@ def evaluate(
     )
     for start in range(0, len(todo), config.chunk):
         chunk = todo[start : start + config.chunk]
-        rows = (_loglik_rows(chunk, guard, shots_by_subject, config.num_fewshot) if config.mode == "loglik"
-                else _generate_rows(chunk, guard, config, chat))  # fmt: skip
-        for r, row in zip(chunk, rows):
-            row.update(key=key, kind=split.question_kind(r))  # the reasoning/knowledge label, stored with the row
+        asked, plans = circular.plan(chunk, config.circular_rotations, config.seed) if config.circular else (chunk, [])
+        rows = (_loglik_rows(asked, guard, shots_by_subject, config.num_fewshot) if config.mode == "loglik"
+                else _generate_rows(asked, guard, config, chat))  # fmt: skip
+        if config.circular:  # a question's rotations are asked in one engine call: the stem runs once for them
+            rows = circular.fold(rows, plans)
+        kinds = {r.id: split.question_kind(r) for r in chunk}
+        for row in rows:
+            row.update(key=key, kind=kinds.get(row["id"]))  # the reasoning/knowledge label, stored with the row
         store.append(rows)
         done.update((row["id"], row) for row in rows)
         bar.update(len(chunk))
@@ -353,6 +371,11 @@ def evaluate(
         "by_kind": split.results(rows),
         **probes,
     }
+    if config.circular:
+        results["circular"] = circular.summarize(rows)
+        if results["circular"]["skipped"]:
+            log.warning("eval %s: %d questions cannot be rotated (%s); not scored as circular", benchmark,
+                        results["circular"]["skipped"], results["circular"]["skipped_reasons"])  # fmt: skip
     write_json(out / "results.json", results)
     return results
 
@@ -508,6 +531,8 @@ def run(
         engine = None
         for spec, config in jobs:
             records = spec.load(data_dir)  # a bad data file is one line before any model is loaded
+            if config.circular:
+                circular.check_circular(records, spec.label)
             shots = spec.fewshot_pool(data_dir) if config.num_fewshot else []
             if engine is None:
                 engine = get_engine(config.engine, config.model, **config.engine_options)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..data import folder_name
 from . import arms as arm_sections
-from . import probes, trust
+from . import circular, probes, trust
 from . import selection as selection_sections
 from .charts import TRAINING_HEADER, bars, radar, training_summary
 from .tables import (
@@ -47,11 +47,16 @@ def report(
     Before any gain: every multiple-choice accuracy is set against chance and constant answers (``baselines.md``),
     a model whose generate-mode answers collapsed onto one letter, hacked the format or never answer in it is
     flagged in Table 1, and each policy's training stages are in ``dynamics.md``. The robustness probes a benchmark
-    ran have a table each (:mod:`medrlvr.report.probes`: ``split.md``, ``prefill.md``, ``open_form.md``)."""
+    ran have a table each (:mod:`medrlvr.report.probes`: ``split.md``, ``prefill.md``, ``open_form.md``). Benchmarks
+    evaluated with ``circular`` get ``circular.md`` (accuracy right under every rotation, position bias), a
+    ``position_bias`` flag where one position is chosen well above its share of the golds, and a baseline reason
+    where the circular accuracy is not above chance."""
     table = collect(run_dir, models, benchmarks)
     out = Path(out_dir or Path(run_dir) / "report")
     out.mkdir(parents=True, exist_ok=True)
     flags = trust.flags(run_dir, table)
+    for model, found in circular.flags(table).items():  # position bias, read from circular evaluations
+        flags.setdefault(model, []).extend(found)
     header, rows = table1(table)
     benches = header[1:]
     if flags:  # a column of its own: the model's name stays its name (CSV, LaTeX and scripts read it)
@@ -70,6 +75,7 @@ def report(
          trust.TRIVIAL_HEADER, trivial_rows),
         ("Generate mode: format and committed answers", GENERATE_HEADER, generate_table(table)),
         ("Against the base model (paired, exact McNemar)", PAIRED_HEADER, paired_rows),
+        (circular.TITLE, circular.HEADER, circular.rows(table)),
     ]  # fmt: skip
     for _, head, body in ((n, h, b) for n, h, b in sections[1:] if b):
         (out / f"{_STEMS[head[-1]]}.md").write_text(to_markdown(head, body))
@@ -148,7 +154,8 @@ COMPARE_TITLE = ("Arms compared against seed variance (Welch's t and a permutati
                  "on matched seeds' questions)")  # fmt: skip
 
 
-_STEMS = {"Why": "flags", "Verdict": "baselines", "Flexible accuracy": "generate", "McNemar p": "paired"}
+_STEMS = {"Why": "flags", "Verdict": "baselines", "Flexible accuracy": "generate", "McNemar p": "paired",
+          "Position bias (TV)": "circular"}  # fmt: skip
 
 
 def _write_csv(path: Path, table: dict[str, dict[str, dict]]) -> None:

@@ -14,6 +14,7 @@ from ..rundir import eval_dir
 from ..store import read_jsonl
 from .baselines import gain_verdict
 from .charts import plot_dynamics
+from .circular import baseline_reason
 from .dynamics import analyze_training, flag_predictions
 
 TRIVIAL_HEADER = ["Model", "Benchmark", "n", "Accuracy [95% CI]", "Chance", "Best constant", "Own top letter",
@@ -64,11 +65,16 @@ def trivial_table(run_dir, table, baseline: str | None = None) -> tuple[list[lis
             answers = [r.get("answer") for r in preds]
             base_rate = base_well_formed(table, baseline, bench) if model != baseline else None
             v = gain_verdict(golds, answers, _letters(preds), base_well_formed_rate=base_rate)
+            rotated = baseline_reason(per[bench])  # a circular evaluation: right under every rotation?
+            if rotated:
+                v = {**v, "trivial": True, "reasons": [*v["reasons"], rotated]}
             verdicts[(model, bench)] = v
             b, own = v["baselines"], v["vs_own_constant"]
             lo, hi = v["accuracy_ci"]
             top = f"{b['top_letter']} ({b['top_share']:.0%} of {b['answered']})" if b["top_letter"] else "-"
             verdict = ("no gain: " + v["reasons"][0]) if v["trivial"] else "above chance and constant answers"
+            if rotated and v["reasons"][0] != rotated:
+                verdict += f"; {rotated}"
             if model == baseline:
                 verdict = "(the baseline) " + (v["reasons"][0] if v["trivial"] else verdict)
             rows.append([model, bench, str(b["n"]), f"{b['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]", f"{b['chance']:.3f}",

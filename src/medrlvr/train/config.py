@@ -138,6 +138,15 @@ class TrainConfig:
         None, help="GRESO: {after: N, probability: p}: skip a question whose last N groups all tied with probability "
         "p before sampling (rollout_engine medrlvr). None: off"
     )  # fmt: skip
+    # Shuffled options (issue 30): with the gold letter of a question fixed, RL can pay a policy for the golds' letter
+    # distribution. On: each rollout group sees its question's options in a permutation seeded by (seed, step,
+    # question), the gold letter and every reward column remapped with it; options that speak about the others ("All
+    # of the above", "以上都不对", "Both A and B") keep their places (medrlvr.options). completions.jsonl records each
+    # permutation. Off by default (the papers train on the data's order); rollout_engine medrlvr, grpo or ppo.
+    shuffle_options: bool = setting(
+        False, help="each rollout group sees its question's options in a seeded permutation (gold letter and rewards "
+        "remapped; anchored options such as 'All of the above' stay in place)"
+    )  # fmt: skip
     logging_steps: int = setting(1, help="optimizer steps between log lines", ge=1)
     save_steps: int = setting(10, help="optimizer steps between checkpoints", ge=1)
     save_total_limit: int = setting(2, help="checkpoints kept", ge=1)
@@ -250,6 +259,8 @@ def engine_conflict(config: TrainConfig, engine: str) -> str | None:
         return (
             f"dynamic_sampling needs rollout_engine medrlvr (TRL's own generation cannot refill a batch), got {engine}"
         )
+    if config.shuffle_options and engine != "medrlvr":
+        return f"shuffle_options permutes medrlvr's rollouts; rollout_engine {engine} does not: use medrlvr"
     if engine == "medrlvr" and config.qlora:
         return "rollout_engine medrlvr cannot sample from a 4-bit (QLoRA) policy: use trl or vllm"
     if config.rollout_importance_sampling and engine == "trl":
@@ -275,6 +286,9 @@ def check(config: TrainConfig) -> None:
             "method ppo: dynamic_sampling, skip_zero_variance and control are GRPO's, and its loss_type is one of "
             f"{', '.join(PPO_LOSS_AGG)} (how the per-token loss is averaged); got {config.loss_type}"
         )
+    if config.shuffle_options and (config.method not in RL_METHODS or config.backend != "trl"):
+        raise UserError("setting 'shuffle_options' permutes the options of RL rollouts: it needs method grpo or ppo "
+                        f"and backend trl, got method {config.method}, backend {config.backend}")  # fmt: skip
     unknown = [name for name in config.rewards if name not in REWARDS]
     if unknown:
         raise UserError(f"unknown reward {unknown[0]!r} in 'rewards'; known: {', '.join(REWARDS)}")
@@ -324,6 +338,9 @@ def check_skip_zero_variance(config: TrainConfig) -> None:
                         f"{config.rollout_engine}")  # fmt: skip
     if config.control:
         raise UserError(f"{where} with control random_reward would skip on coin flips; turn one off")
+    if config.shuffle_options:  # a question's tie history is kept by its prompt, which a permutation changes
+        raise UserError(f"{where} and shuffle_options cannot be combined yet (the skip history follows a question's "
+                        "prompt text, which shuffled options change every step); turn one off")  # fmt: skip
 
 
 class TrainError(UserError):

@@ -1,14 +1,18 @@
 """The training questions and the trainer's dataset: a train.jsonl (test-split records refused), one row per
-question with the columns the rewards read and the prompt (GRPO, PPO) or prompt and target (SFT)."""
+question with the columns the rewards read and the prompt (GRPO, PPO) or prompt and target (SFT); and, with
+``shuffle_options``, each rollout group's question in a seeded permutation of its options (:class:`OptionShuffle`)."""
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..options import permute, shuffled
 from ..prompts import render
+from ..records import Record
 from .config import RL_METHODS, TrainConfig, TrainError
 
 
@@ -61,6 +65,8 @@ def build_dataset(records, tokenizer, config: TrainConfig):
         }
         if config.method in RL_METHODS:
             row["prompt"] = prompt_text(r, tokenizer, config)
+            if config.shuffle_options:  # what OptionShuffle re-renders the question from
+                row["question"] = r.question
         else:  # SFT target: the R1-Zero format with the data's explanation (if any) as the reasoning
             reasoning = r.explanation or f"The answer is {r.answer}."
             target = f"<think>{reasoning}</think>\n<answer>{r.answer}</answer>"
@@ -70,3 +76,33 @@ def build_dataset(records, tokenizer, config: TrainConfig):
                 row["prompt"], row["completion"] = render(r, config.prompt, chat), " " + target
         rows.append(row)
     return Dataset.from_list(rows)
+
+
+class OptionShuffle:
+    """``shuffle_options``: a rollout group's question with its options in a seeded permutation.
+
+    Called with a dataset row's prompt and the optimizer step, it returns the prompt of the same question with its
+    options reordered (:func:`medrlvr.options.shuffled`: options that speak about the others keep their places) and
+    the reward columns of that order: ``answer`` (the gold's new letter), ``options`` (the new lettering, JSON) and
+    ``permutation`` (the original letters in their new places, e.g. "CABD"; None for a question without options).
+    The order is drawn from ``random.Random(f"{seed}:{step}:{id}")``: a group's rollouts share it, each step draws
+    anew, and a resumed run draws what an uninterrupted one would."""
+
+    def __init__(self, rows, tokenizer, config: TrainConfig):
+        self.tokenizer, self.config, self.seed = tokenizer, config, config.seed
+        self.records = {}
+        for row in rows:
+            options = json.loads(row["options"])
+            if options:
+                self.records[row["prompt"]] = Record(id=row["id"], question=row["question"], options=options,
+                                                     answer=row["answer"], subject=row.get("subject") or "")  # fmt: skip
+
+    def __call__(self, prompt: str, step: int) -> tuple[str, dict[str, Any]]:
+        record = self.records.get(prompt)
+        if record is None:
+            return prompt, {"permutation": None}
+        order = shuffled(record, random.Random(f"{self.seed}:{step}:{record.id}"))
+        moved = permute(record, order)
+        columns = {"answer": moved.answer, "options": json.dumps(dict(moved.options), ensure_ascii=False),
+                   "permutation": "".join(order)}  # fmt: skip
+        return prompt_text(moved, self.tokenizer, self.config), columns

@@ -36,12 +36,13 @@ REFLECTION = re.compile(
 
 
 def resolve_rollout_engine(config: TrainConfig, on_gpu: bool) -> str:
-    """``auto`` -> medrlvr's engine with dynamic sampling or skip_zero_variance (only it refills a batch); TRL's generate or vLLM for a
+    """``auto`` -> medrlvr's engine with dynamic sampling, skip_zero_variance or shuffled options (only it refills a
+    batch, skips a question before sampling or permutes a group's options); TRL's generate or vLLM for a
     4-bit (QLoRA) policy (the rollout copy cannot unpack it); else vllm on a GPU with vLLM installed, else
     medrlvr's engine."""
     if config.rollout_engine != "auto":
         return config.rollout_engine
-    if config.dynamic_sampling or config.skip_zero_variance:
+    if config.dynamic_sampling or config.skip_zero_variance or config.shuffle_options:
         return "medrlvr"
     if on_gpu:
         import importlib.util
@@ -120,8 +121,10 @@ class CompletionSampler:
     """A zero-weight reward that writes completions of each generation step to a JSON Lines file, up to
     ``per_step`` per call, one row each: ``step`` (the optimizer step they train: the trainer's global step + 1,
     as ``metrics.jsonl`` numbers the step whose rewards they earned), ``call`` (this process's generation call),
-    the question's ``id``, ``gold`` answer and ``options`` (letter -> text), its ``prompt`` the first time the id
-    is written, and the ``completion``. Rewards are not known inside a reward function: they are not written."""
+    the question's ``id``, ``gold`` answer and ``options`` (letter -> text) as the rollout saw them, the
+    ``permutation`` of its options with ``shuffle_options`` (the original letters in their new places), its
+    ``prompt`` the first time the id (in that permutation) is written, and the ``completion``. Rewards are not known
+    inside a reward function: they are not written."""
 
     __name__ = "completion_sampler"
 
@@ -130,7 +133,15 @@ class CompletionSampler:
         self.seen: set[Any] = set()
 
     def __call__(
-        self, completions, prompts=None, answer=None, id=None, options=None, trainer_state=None, **kwargs
+        self,
+        completions,
+        prompts=None,
+        answer=None,
+        id=None,
+        options=None,
+        trainer_state=None,
+        permutation=None,
+        **kwargs,
     ) -> list[float]:
         self.calls += 1
         step = trainer_state.global_step + 1 if trainer_state is not None else self.calls
@@ -140,9 +151,12 @@ class CompletionSampler:
                 row["gold"] = answer[i] if answer else None
                 if options:
                     row["options"] = json.loads(options[i]) if isinstance(options[i], str) else options[i]
-                if prompts and row["id"] not in self.seen:
+                if permutation is not None:
+                    row["permutation"] = permutation[i]
+                seen = (row["id"], row.get("permutation"))
+                if prompts and seen not in self.seen:
                     row["prompt"] = prompts[i]
-                    self.seen.add(row["id"])
+                    self.seen.add(seen)
                 row["completion"] = completion_text(c)
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         return [0.0] * len(completions)
@@ -219,6 +233,7 @@ def _medrlvr_rollouts(config: TrainConfig, args, dataset, tokenizer, scored, wei
     import os
 
     from ...engines import Sampling
+    from ..dataset import OptionShuffle
     from .rollout import Rollouts, Scorer
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's documented hook
@@ -242,4 +257,5 @@ def _medrlvr_rollouts(config: TrainConfig, args, dataset, tokenizer, scored, wei
         seed=config.seed,
         skip_after=int((config.skip_zero_variance or {}).get("after", 0)),
         skip_probability=float((config.skip_zero_variance or {}).get("probability", 0.0)),
+        shuffle=OptionShuffle(list(dataset), tokenizer, config) if config.shuffle_options else None,
     )

@@ -42,10 +42,10 @@ public hooks: the rollouts (``rollout_func``), every reward and log (reward func
 - ``_generate_and_score_completions``, ``_generate``, ``_compute_loss``: scope TRL's ``use_vllm`` flag so that its
   importance-sampling code (gated on vLLM) runs for medrlvr's rollouts, which report log-probabilities too, and
   read the sampler/trainer gap off the loss's forward pass (TRL computes it only in an extra pass, for vLLM);
-- ``_calculate_rewards``: dynamic sampling's (and skip_zero_variance's) replacement groups carry their own prompts,
-  which TRL's batch-local ``prompts`` list does not know (``rollout_func`` can return extra columns but not new
-  prompts); and each question's rewards of the step are written to ``question_rewards.jsonl`` (TRL logs batch means
-  only).
+- ``_calculate_rewards``: dynamic sampling's and skip_zero_variance's replacement groups (and permuted options) carry
+  their own prompts, which TRL's batch-local ``prompts`` list does not know (``rollout_func`` can return extra columns
+  but not new prompts); and each question's rewards of the step are written to ``question_rewards.jsonl`` (TRL logs
+  batch means only).
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ class MedrlvrGRPOTrainer(GRPOTrainer):
         # merged into ``inputs``); TRL hands the rewards, and logs, the ``prompts`` list of the batch it drew.
         # That list is TRL's own local: set it in place, so rewards and the completion log see each row's prompt.
         own = [x.get("prompt") for x in inputs]
-        if getattr(self.rollout_func, "replaces_prompts", False) and len(own) == len(prompts):
+        if getattr(self.rollout_func, "own_prompts", False) and len(own) == len(prompts):
             prompts[:] = own
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._scored = (rewards_per_func, self.reward_weights)  # for sequence_scores()

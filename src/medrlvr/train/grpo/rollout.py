@@ -31,6 +31,11 @@ saved with every checkpoint (``rollout_state-rank{R}.json``, :meth:`Rollouts.sta
 skips what an uninterrupted one would. Per step: ``skip_zero_variance/questions_skipped``, ``/rollouts_saved`` (the
 skipped questions' rollouts: skipped x num_generations), ``/rollouts_generated`` (every rollout sampled this step,
 dynamic sampling's rounds included) and ``/questions_tied_out`` (questions whose last N groups all tied).
+Shuffled options (``shuffle_options``). Each question of a step is asked in a seeded permutation of its options
+(``shuffle``: :class:`medrlvr.train.dataset.OptionShuffle`) before it is sampled: its group's rollouts are sampled,
+trained and rewarded on the permuted prompt, and the rows TRL scores carry that prompt, the remapped ``answer`` and
+``options`` and the ``permutation`` (which the completion log writes). Questions dynamic sampling draws are permuted
+the same way.
 """
 
 from __future__ import annotations
@@ -311,16 +316,15 @@ class Rollouts:
     seed: int = 0
     skip_after: int = 0  # skip_zero_variance's N (0: off)
     skip_probability: float = 0.0  # and its p
+    shuffle: Callable[[str, int], tuple[str, dict[str, Any]]] | None = (
+        None  # (prompt, step) -> permuted prompt, columns
+    )
     last: StepLog = field(default_factory=StepLog)
     last_skip: SkipLog = field(default_factory=SkipLog)
     history: dict[str, list[bool]] = field(default_factory=dict)  # prompt -> its last skip_after groups tied or not
+    step_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # this step's permuted prompts -> their rows
     model: RolloutModel | None = None
     engine: Any = None
-
-    @property
-    def replaces_prompts(self) -> bool:
-        """Whether rows may come back with other questions than TRL drew (their own prompt and columns)."""
-        return self.dynamic or self.skip_after > 0
 
     # -- the copy and the engine --
 
@@ -370,6 +374,25 @@ class Rollouts:
             logprobs.append(rollout.logprobs)
         return prompt_ids, completion_ids, logprobs
 
+    @property
+    def own_prompts(self) -> bool:
+        """Whether the rows handed back carry prompts of their own (questions replacing tied or skipped ones,
+        permuted options), which
+        :class:`medrlvr.train.grpo.loss.MedrlvrGRPOTrainer` then gives the rewards and the completion log."""
+        return self.dynamic or self.skip_after > 0 or self.shuffle is not None
+
+    def _permuted(self, prompts: list[str], step: int) -> list[str]:
+        """``prompts`` with each question's options in this step's permutation (the same for a group's rows);
+        the permuted prompts' rows go to ``step_rows``."""
+        if self.shuffle is None:
+            return prompts
+        new = {}
+        for p in dict.fromkeys(prompts):
+            text, columns = self.shuffle(p, step)
+            new[p] = text
+            self.step_rows[text] = {**self.rows[p], **columns, "prompt": text}
+        return [new[p] for p in prompts]
+
     def __call__(self, prompts: list[str], trainer) -> dict[str, Any]:
         engine = self._engine(trainer)
         step = int(getattr(trainer.state, "global_step", 0))
@@ -380,6 +403,9 @@ class Rollouts:
         skip = SkipLog()
         if self.skip_after:
             prompts = self._skip(prompts, random.Random(f"skip:{self.seed}:{step}:{rank}"), skip)
+        self.step_rows = {}
+        originals = prompts
+        prompts = self._permuted(prompts, step)
         prompt_ids, completion_ids, logprobs = self._generate(engine, prompts, seed)
         skip.rollouts_generated = len(prompts)
         if not self.dynamic:
@@ -387,9 +413,11 @@ class Rollouts:
             result = {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
             if self.skip_after:
                 self._remember(prompts, self._score_groups(prompts, completion_ids))
+            if self.skip_after or self.shuffle is not None:  # replaced questions, permuted prompts: their columns
                 result |= {"prompt": prompts, **self._columns(prompts)}
         else:
-            result = self._dynamic(engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank, skip)
+            result = self._dynamic(engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank, skip,
+                                   originals)  # fmt: skip
             for name, value in self.last.metrics().items():
                 _log(trainer, name, value)
         if self.skip_after:
@@ -455,7 +483,10 @@ class Rollouts:
     def _columns(self, prompts: list[str]) -> dict[str, list]:
         """The dataset columns (answer, options, id, ...) of each prompt's row, as TRL hands them to rewards."""
         keys = [k for k in next(iter(self.rows.values())) if k != "prompt"]
-        return {k: [self.rows[p].get(k) for p in prompts] for k in keys}
+        if self.shuffle is not None:
+            keys.append("permutation")
+        rows = [self.step_rows.get(p) or self.rows[p] for p in prompts]
+        return {k: [row.get(k) for row in rows] for k in keys}
 
     def _score_groups(self, prompts, completion_ids) -> list[list[float]]:
         texts = [self.decode(ids) for ids in completion_ids]
@@ -464,7 +495,7 @@ class Rollouts:
         return [totals[i : i + G] for i in range(0, len(totals), G)]
 
     def _dynamic(self, engine, prompts, prompt_ids, completion_ids, logprobs, step, seed, rank=0,
-                 skip: SkipLog | None = None) -> dict[str, Any]:  # fmt: skip
+                 skip: SkipLog | None = None, originals=None) -> dict[str, Any]:  # fmt: skip
         G = self.num_generations
         n_groups = len(prompts) // G
         log = StepLog(groups_generated=n_groups)
@@ -488,7 +519,7 @@ class Rollouts:
 
         sort(prompts, prompt_ids, completion_ids, logprobs, first=True)
         rng = random.Random(f"{self.seed}:{step}:{rank}")
-        in_batch = set(prompts)
+        in_batch = set(originals or prompts)
         pool = [p for p in self.rows if p not in in_batch]
         while len(kept) < n_groups and log.rounds < self.max_resample and pool:
             log.rounds += 1
@@ -504,7 +535,7 @@ class Rollouts:
                 fresh = kept_fresh
                 if not fresh:
                     continue
-            batch_prompts = [p for p in fresh for _ in range(G)]
+            batch_prompts = self._permuted([p for p in fresh for _ in range(G)], step)
             p_ids, c_ids, lps = self._generate(engine, batch_prompts, seed + 104_729 * log.rounds)
             log.groups_generated += len(fresh)
             if skip is not None:
