@@ -94,6 +94,15 @@ def return_freed_memory() -> bool:
         return False
 
 
+def unfreeze_for_inference(model):
+    """``model`` with every weight's ``requires_grad`` on, for a model that only ever runs under inference_mode (an
+    engine's, the rollout copy). On a bf16 CPU, running with frozen weights peaked higher, measured twice (cause not
+    pinned down): Gemma-3-270M merged with a LoRA adapter scoring 32 MedQA options, 3.6 GB peak frozen against 2.2 GB;
+    the rollout copy's first generation in a PPO step, 2.6 GB above the resident set frozen, none unfrozen. Under
+    inference_mode the flag builds no graph, so it changes nothing else. Returns ``model``."""
+    return model.requires_grad_(True)
+
+
 # --- loading a model to train -------------------------------------------------------------------------------
 
 

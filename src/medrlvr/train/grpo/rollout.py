@@ -160,9 +160,9 @@ class RolloutModel:
                 plain = _plain_name(name)
                 self.low_rank[plain] = wrapper(model.get_submodule(plain))
                 model.set_submodule(plain, self.low_rank[plain])
-        # not frozen: sampling (always under inference_mode) with frozen weights peaked higher on a bf16 CPU -- a
-        # Gemma-3-270M PPO step's first generation rose 2.6 GB above the resident set, none with the flag on
-        self.model = model.to(device).eval().requires_grad_(True)
+        from ...modeling import unfreeze_for_inference
+
+        self.model = unfreeze_for_inference(model.to(device).eval())  # it only samples, under inference_mode
         self.dtype, self.device = dtype, device
         self.params = dict(self.model.named_parameters())
         buffers = dict(self.model.named_buffers())
