@@ -80,7 +80,8 @@ def test_strategies_against_random_profiles_and_overlaps(tmp_path):
     pilot = [x for x in lines if x.startswith("| pilot (pilot) |")]  # the pilot is listed, compared with nothing
     assert pilot and all(x.endswith("| - | - | - | - | - | - |") for x in pilot)
     control = next(x for x in lines if x.startswith("| control (control: random_reward) | random |"))
-    assert "| random | -0.075 | - | - |" in control and control.endswith("(1 seed: no test over seeds) |")
+    assert "| random | -0.075 | - | - |" in control and control.endswith("(1 seed: no test over seeds)) |")
+    assert "| no gain in either arm: accuracy 0.250" in control  # at chance, as the random arm is
 
     text = (out / "selections.md").read_text()
     # learnability's questions under the self filter: 0.25, 0.5, 0.75, 0.5 -> mean 0.50; no 0 and no 1
@@ -101,3 +102,39 @@ def test_strategies_against_random_profiles_and_overlaps(tmp_path):
     assert (out / "strategies.png").stat().st_size > 1000 and (out / "selections.png").stat().st_size > 1000
     page = (out / "index.html").read_text()
     assert "Selection strategies against random selection" in page and "overlap (Jaccard" in page
+
+
+def test_a_strategy_below_chance_is_no_gain_whatever_random_scored(tmp_path):
+    """The demo's case: a strategy's policies at 0.20, below chance, against random-selection policies that never
+    answered right. McNemar finds the difference; the verdict must say first that neither arm learned anything."""
+    run = tmp_path
+    _selection(run, "random", "random", ["q0", "q1"], ["s0", "s0"])
+    _selection(run, "hard", "hard", ["q2", "q3"], ["s0", "s0"])
+    arms = {}
+    for arm, acc in {"random": 0.0, "hard": 0.20}.items():
+        members = [f"{arm}-seed{s}" for s in range(2)]
+        for member in members:
+            _eval(run, member, acc)
+        arms[arm] = {"policies": members, "seeds": [0, 1], "values": {}, "selection": arm, "control": None}
+    (run / "arms.json").write_text(json.dumps(arms))
+    lines = (report(run) / "strategies.md").read_text().splitlines()
+    hard = next(x for x in lines if x.startswith("| hard |") and "| accuracy |" in x)
+    cells = [c.strip() for c in hard.split("|")[1:-1]]
+    assert cells[9] == "+0.200" and float(cells[12]) < 0.05  # McNemar sees a difference between the arms...
+    assert cells[13].startswith("no gain in either arm: accuracy 0.200")  # ...which is no gain
+    assert "is not above chance 0.250" in cells[13] and "(against random: differs" in cells[13]
+    formed = next(x for x in lines if x.startswith("| hard |") and "| well-formed |" in x)
+    assert "no gain" not in formed  # the letter floor is a rule for accuracies only
+
+
+def test_a_study_with_one_selection_has_no_strategy_sections(tmp_path):
+    run = tmp_path
+    _selection(run, "train", "random", ["q0", "q1"], ["s0", "s0"])
+    members = ["ppo-seed0", "ppo-seed1"]
+    for member in members:
+        _eval(run, member, 0.3)
+    arms = {"ppo": {"policies": members, "seeds": [0, 1], "values": {}, "selection": "train", "control": None}}
+    (run / "arms.json").write_text(json.dumps(arms))
+    out = report(run)
+    assert (out / "arms.md").is_file()  # the seeds are reported...
+    assert not (out / "strategies.md").exists() and not (out / "selections.md").exists()  # ...no comparison of one

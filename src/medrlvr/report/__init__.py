@@ -89,7 +89,7 @@ def report(
         sections += _arm_sections(out, run_dir, table, arms)
         figures += [(f"sweep_{s}", arm_sections.sweep_figure(table, arms, s))
                     for s in sorted({a["sweep"] for a in arms.values() if a.get("sweep")})]  # fmt: skip
-    if selection_sections.selections(run_dir):
+    if len(selection_sections.selections(run_dir)) > 1:  # one selection: nothing to compare it with
         sections += _selection_sections(out, run_dir, table, arms)
         figures += [("strategies", selection_sections.strategy_figure(table, arms, run_dir)),
                     ("selections", selection_sections.profile_figure(run_dir))]  # fmt: skip

@@ -17,6 +17,8 @@ from typing import Any
 from ..stats import compare_seeds
 from ..store import read_jsonl
 from .arms import _measures, _paired_p, arm_values
+from .baselines import gain_verdict
+from .trust import letter_rows, predictions
 
 STRATEGY_HEADER = ["Strategy (arm)", "Selection", "Questions", "Benchmark", "Measure", "Seeds", "Mean ± std",
                    "Min-max", "Against", "Difference", "Welch p", "Permutation p", "McNemar p (matched seeds)",
@@ -102,9 +104,30 @@ def _verdict(welch: float | None, perm: float | None, mcnemar: float | None, see
     return "no difference shown" + few if any(p is not None for p in (welch, perm, mcnemar)) else "n/a"
 
 
+def letter_floor(run_dir, policies: list[str], bench: str) -> str | None:
+    """Why an arm's multiple-choice accuracy on ``bench`` is no gain, when it is none in every seed: the first reason
+    of :func:`medrlvr.report.baselines.gain_verdict` (not above chance, not above always answering the golds' most
+    frequent letter, not unlike answering its own favourite letter) for the first seed; None when some seed is above
+    all three, or the benchmark is not multiple choice."""
+    reasons = []
+    for policy in policies:
+        rows = predictions(run_dir, policy, bench)
+        letters = letter_rows(rows) if rows else None
+        if letters is None:
+            return None
+        verdict = gain_verdict(*letters)
+        if not verdict["trivial"]:
+            return None
+        reasons.append(verdict["reasons"][0])
+    return reasons[0] if reasons else None
+
+
 def strategy_rows(run_dir, table, arms) -> list[list[str]]:
     """Every arm trained on a selection, per benchmark and measure: its mean and spread over seeds, and against the
-    random arm of its size the difference, Welch's t and permutation p over seeds, McNemar on matched seeds."""
+    random arm of its size the difference, Welch's t and permutation p over seeds, McNemar on matched seeds. An
+    accuracy that a letter prior earns (:func:`letter_floor`, for the arm or the random arm it is set against) says so
+    in the verdict before any difference: two arms below chance can differ from each other and still have learned
+    nothing."""
     kinds = _arm_kinds(run_dir, arms, selections(run_dir))
     rows = []
     order = sorted(
@@ -136,8 +159,15 @@ def strategy_rows(run_dir, table, arms) -> list[list[str]]:
                 field = "correct" if key == "accuracy" else "well_formed"
                 mcnemar = _paired_p(run_dir, arm, arms[ref], bench, field)
                 sizes = "" if kinds[ref]["size"] == kind["size"] else f" (size {kinds[ref]['size']})"
+                verdict = _verdict(welch, perm, mcnemar, min(len(values), len(theirs)))
+                floor = letter_floor(run_dir, arm["policies"], bench) if key == "accuracy" else None
+                ref_floor = letter_floor(run_dir, arms[ref]["policies"], bench) if key == "accuracy" else None
+                if floor and ref_floor:
+                    verdict = f"no gain in either arm: {floor} (against random: {verdict})"
+                elif floor:
+                    verdict = f"no gain: {floor} (against random: {verdict})"
                 rows.append(row + [ref + sizes, f"{c['difference']:+.3f}", _p(welch), _p(perm), _p(mcnemar),
-                                   _verdict(welch, perm, mcnemar, min(len(values), len(theirs)))])  # fmt: skip
+                                   verdict])  # fmt: skip
     return rows
 
 

@@ -45,6 +45,13 @@ def _letters(rows: list[dict]) -> Any:
     return 4
 
 
+def letter_rows(rows: list[dict]) -> tuple[list[str], list[str | None], Any] | None:
+    """Golds, answers and options per question of multiple-choice prediction rows; None for other benchmarks."""
+    if not _letter_golds(rows):
+        return None
+    return [r["gold"] for r in rows], [r.get("answer") for r in rows], _letters(rows)
+
+
 def base_well_formed(table: dict[str, dict[str, dict]], baseline: str | None, bench: str) -> float | None:
     res = table.get(baseline or "", {}).get(bench, {})
     return res.get("well_formed_rate")
