@@ -2,7 +2,7 @@
 
 import pytest
 
-from medrlvr.study.eta import REFERENCE, describe, estimate, model_params
+from medrlvr.study.eta import REFERENCE, describe, estimate, model_params, remaining
 from medrlvr.study.provenance import machine, machine_line
 
 
@@ -68,3 +68,12 @@ def test_plan_estimates_from_the_recipe_alone_where_sizes_are_given(monkeypatch,
     filters = [w for w in seen[0] if w["stage"] == "filter"]
     assert filters[0]["tokens"] == 64 * 96  # the pool as data.pool_limit questions
     assert "needs data.pool_limit" in eta.plan_estimate(load_recipe(root / "demo-cpu.yaml", ["data.pool_limit=null"]))
+
+
+def test_time_left_learns_from_the_stages_that_ran():
+    left = {"train ppo": 100.0, "train grpo": 60.0, "eval base medqa": 20.0, "filter f": 10.0}
+    assert remaining(left, {}) == 190.0  # nothing ran: the estimates stand
+    # training ran 2.5x its estimate, evaluation as estimated: each kind scaled by its own ratio, filtering (none
+    # finished) by all kinds together ((250 + 20) / (100 + 20))
+    measured = {"train": (250.0, 100.0), "eval": (20.0, 20.0)}
+    assert remaining(left, measured) == pytest.approx(160 * 2.5 + 20 + 10 * 270 / 120)

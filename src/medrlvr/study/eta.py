@@ -107,6 +107,24 @@ def estimate(work: list[dict[str, Any]], gflops: float | None = None, dtype: str
             "by_label": by_label}  # fmt: skip
 
 
+def remaining(estimates: dict[str, float], measured: dict[str, tuple[float, float]]) -> float:
+    """Seconds left for the stages in ``estimates`` (label -> estimate; the finished ones removed by the caller), each
+    scaled by how its stage kind ran so far: ``measured`` holds kind -> (seconds taken, seconds estimated) over the
+    finished stages. A kind with none finished takes the ratio of all kinds together; with nothing finished yet, the
+    estimates stand. The calibration of :func:`estimate` times one small product and prices every model by its
+    parameters, so a model unlike the reference (Gemma-3-270M's 262k-token vocabulary: its losses and log-softmaxes
+    cost more than its parameters say) or a busy machine moves the first figure; this one learns from the run."""
+    taken = sum(t for t, _ in measured.values())
+    guessed = sum(g for _, g in measured.values())
+    overall = taken / guessed if guessed else 1.0
+    total = 0.0
+    for label, seconds in estimates.items():
+        kind = label.split(" ", 1)[0]
+        t, g = measured.get(kind, (0.0, 0.0))
+        total += seconds * (t / g if g else overall)
+    return total
+
+
 def minutes(seconds: float) -> str:
     """``14 min`` from 90 s up, else ``75 s``."""
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

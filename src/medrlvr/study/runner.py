@@ -54,6 +54,7 @@ from . import stagedirs
 from .commands import commands_trusted, launch_training, served_model, trust_commands
 from .eta import announce
 from .eta import minutes as eta_text
+from .eta import remaining
 from .inputs import load_inputs
 from .plan import check_commands, check_models, launched, plan, recipe_commands
 from .provenance import (
@@ -96,6 +97,7 @@ class Study:
         self.log = log or (lambda line: print(line, flush=True))
         self.stages: list[dict[str, Any]] = []
         self.stage_estimates: dict[str, float] = {}  # label -> seconds on this machine (medrlvr.study.eta.announce)
+        self.stage_measured: dict[str, tuple[float, float]] = {}  # kind -> (seconds taken, estimated) so far
         self.manifest: dict[str, Any] = {}
         self.started = time.perf_counter()
 
@@ -161,8 +163,19 @@ class Study:
             stagedirs.prune(kept.parent, self.run_dir)
         status = "ran" if not resumed else "resumed" if previous.get("key") == key else "updated"
         self._record(kind, name, out, key, status, seconds)
-        self.log(f"[{label}] done in {seconds:.1f} s (peak memory so far {peak_rss_mb():.0f} MB)")
+        self.log(f"[{label}] done in {seconds:.1f} s (peak memory so far {peak_rss_mb():.0f} MB){self._left(label, seconds)}")
         return "ran"
+
+    def _left(self, label: str, seconds: float) -> str:
+        """``; about N min left`` for the stages still to run, their estimates scaled by how this run's stages of
+        each kind compared with theirs (:func:`medrlvr.study.eta.remaining`); empty without estimates."""
+        guess = self.stage_estimates.pop(label, None)
+        if guess:
+            taken, guessed = self.stage_measured.get(label.split(" ", 1)[0], (0.0, 0.0))
+            self.stage_measured[label.split(" ", 1)[0]] = (taken + seconds, guessed + guess)
+        if not self.stage_estimates:
+            return ""
+        return f"; about {eta_text(remaining(self.stage_estimates, self.stage_measured))} left"
 
     def _set_aside_if_damaged(self, label: str, folder: Path) -> None:
         """Move a finished stage folder whose files differ from what its marker recorded (cut, edited, deleted) to
