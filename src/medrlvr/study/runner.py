@@ -163,7 +163,9 @@ class Study:
             stagedirs.prune(kept.parent, self.run_dir)
         status = "ran" if not resumed else "resumed" if previous.get("key") == key else "updated"
         self._record(kind, name, out, key, status, seconds)
-        self.log(f"[{label}] done in {seconds:.1f} s (peak memory so far {peak_rss_mb():.0f} MB){self._left(label, seconds)}")
+        self.log(
+            f"[{label}] done in {seconds:.1f} s (peak memory so far {peak_rss_mb():.0f} MB){self._left(label, seconds)}"
+        )
         return "ran"
 
     def _left(self, label: str, seconds: float) -> str:
