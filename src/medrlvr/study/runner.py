@@ -52,9 +52,8 @@ from ..select import SelectConfig
 from ..store import write_json
 from . import stagedirs
 from .commands import commands_trusted, launch_training, served_model, trust_commands
-from .eta import announce
+from .eta import announce, remaining
 from .eta import minutes as eta_text
-from .eta import remaining
 from .inputs import load_inputs
 from .plan import check_commands, check_models, launched, plan, recipe_commands
 from .provenance import (
