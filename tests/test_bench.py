@@ -133,3 +133,15 @@ def test_the_filter_bench_runs_each_k_on_the_same_pool_and_refuses_bad_flags(tin
         assert main(["bench", "filter", "--pool", "demo:train", *flags]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+
+
+def test_lmeval_prints_what_bf16_can_gain_on_this_cpu(capsys):
+    from medrlvr.bench.lmeval import matmul_gflops, print_lmeval
+
+    speed = matmul_gflops(rows=8, inner=16, outer=32, seconds=0.01)
+    assert set(speed) == {"fp32", "bf16"} and all(v > 0 for v in speed.values())
+    result = {"model": "m", "device": "cpu", "cpu_capability": "AVX512", "threads": 2, "limit_per_subject": 5,
+              "lm_eval": {"version": "0.4", "dtype": "fp32", "batch_size": 8}, "rows": [],
+              "matmul_gflops": {"fp32": 150.0, "bf16": 100.0}}  # fmt: skip
+    print_lmeval(result)
+    assert "fp32 150 GFLOP/s, bf16 100 GFLOP/s" in capsys.readouterr().out

@@ -80,12 +80,36 @@ def bench_lmeval(
     return {
         "model": model,
         "device": device,
+        "matmul_gflops": matmul_gflops() if device == "cpu" else None,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "limit_per_subject": limit,
         "lm_eval": {"version": _version("lm_eval"), "dtype": "fp32", "batch_size": LMEVAL_BATCH},
         "rows": rows,
     }
+
+
+def matmul_gflops(rows: int = 512, inner: int = 576, outer: int = 1536, seconds: float = 0.5) -> dict[str, float]:
+    """GFLOP/s of one scoring-shaped matrix product (``rows`` prompt tokens through a 135M model's MLP) in fp32 and
+    in bf16 on this CPU: what bf16 can gain. Scoring is compute-bound (every prompt token through every layer), so
+    bf16 is faster only where the CPU multiplies bf16 faster than fp32 (AMX); with AVX512-BF16 alone it measured
+    slower here (2 cores: fp32 about 150 GFLOP/s, bf16 about 100), while decoding (a few rows, memory-bound) gains
+    from bf16's smaller weights. Printed with every bench lmeval run so that its bf16 rows can be read."""
+    import torch
+
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        x, w = torch.randn(rows, inner, dtype=dtype), torch.randn(outer, inner, dtype=dtype)
+        with torch.inference_mode():
+            for _ in range(3):
+                torch.nn.functional.linear(x, w)
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                torch.nn.functional.linear(x, w)
+                n += 1
+            elapsed = time.perf_counter() - start
+        out[name] = 2 * rows * inner * outer * n / elapsed / 1e9
+    return out
 
 
 def _first_per_subject(records, limit: int | None):
@@ -215,6 +239,10 @@ def print_lmeval(result: dict) -> None:
     print(f"{result['model']} on MMLU, {result['device']} ({result['cpu_capability']}, {result['threads']} threads), "
           f"limit {result['limit_per_subject'] or 'none'} per subject; lm-eval {lm['version']} {lm['dtype']} "
           f"batch {lm['batch_size']}")  # fmt: skip
+    speed = result.get("matmul_gflops")
+    if speed:
+        print(f"this CPU's scoring-shaped matrix product (512 x 576 -> 1536): fp32 {speed['fp32']:.0f} GFLOP/s, bf16 "
+              f"{speed['bf16']:.0f} GFLOP/s (bf16 rows can gain only where bf16 is the faster)")  # fmt: skip
     print("| shots | medrlvr dtype (head fp32) | loglik_tokens | questions | lm-eval q/s | medrlvr q/s | ratio | "
           "lm-eval acc | medrlvr acc | same | ties |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")
