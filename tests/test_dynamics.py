@@ -90,6 +90,16 @@ def _honest(i: int, gold: str) -> str:
     )
 
 
+def test_collapse_is_judged_from_twelve_answers():
+    """Twelve answered questions, all "D" against golds spread over the letters: collapsed; eleven: too few to say."""
+    golds = list("ABCDABCDABCD")
+    twelve = flag_predictions(_eval_rows(["<think>Anemia</think><answer>D</answer>"] * 12, golds))
+    assert twelve[0]["flag"] == "collapsed"
+    assert twelve[0]["reason"].startswith("answers D to 12 of 12 answered questions")
+    eleven = flag_predictions(_eval_rows(["<think>Anemia</think><answer>D</answer>"] * 11 + ["<think>"], golds))
+    assert "collapsed" not in [f["flag"] for f in eleven]
+
+
 def test_an_honest_varied_policy_is_not_flagged():
     rows = _eval_rows([_honest(i, g) for i, g in enumerate(GOLDS)])
     assert flag_predictions(rows, OPTIONS) == []
