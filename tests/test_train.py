@@ -151,11 +151,19 @@ def test_an_interrupted_run_resumes_and_equals_an_uninterrupted_one(
         with pytest.raises(Interrupt):
             train(_config(tiny_checkpoint, train_file, tmp_path / "cut", max_steps=2))
     assert (tmp_path / "cut" / "checkpoint-1").exists() and not (tmp_path / "cut" / "adapter").exists()
+    # what a kill during step 2 leaves: its rows in the step logs, the last one cut mid-line
+    for name in ("completions.jsonl", "question_rewards.jsonl", "metrics.jsonl"):
+        with open(tmp_path / "cut" / name, "a") as f:
+            f.write(json.dumps({"step": 2, "id": "from-the-killed-run"}) + '\n{"step": 2, "id": "cu')
     resumed = train(_config(tiny_checkpoint, train_file, tmp_path / "cut", max_steps=2))
     state = json.loads((resumed / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     a, b = _adapter(whole), _adapter(resumed)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    for name, key in (("completions.jsonl", ("step",)), ("question_rewards.jsonl", ("step", "id")),
+                      ("metrics.jsonl", ("step",))):  # fmt: skip
+        rows = [[tuple(json.loads(x).get(k) for k in key) for x in open(d / name)] for d in (whole, resumed)]
+        assert rows[0] == rows[1], name  # the killed run's rows of step 2 are gone, the resumed run's are there
 
 
 def test_a_checkpoint_cut_while_saving_is_never_resumed(tiny_checkpoint, train_file, tmp_path, monkeypatch):
@@ -268,3 +276,15 @@ def test_the_completion_log_says_which_step_and_question_each_completion_came_fr
     ]  # fmt: skip
     assert rows[0]["options"] == {"A": "one", "B": "two"}
     assert [r.get("prompt") for r in rows] == ["P1", None, "P2", None, None, None]  # each id's prompt once
+
+
+def test_resuming_drops_the_step_logs_rows_after_the_checkpoint(tmp_path):
+    from medrlvr.train.checkpoints import trim_step_logs
+
+    rows = [{"step": 1, "id": "a"}, {"step": 2, "id": "a"}, {"step": 3, "id": "a"}]
+    (tmp_path / "question_rewards.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 3')
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n")
+    assert trim_step_logs(tmp_path, 2) == {"metrics.jsonl": 0, "question_rewards.jsonl": 2}
+    kept = [json.loads(x) for x in (tmp_path / "question_rewards.jsonl").read_text().splitlines()]
+    assert kept == rows[:2] and (tmp_path / "metrics.jsonl").read_text() == json.dumps({"step": 1}) + "\n"
+    assert not list(tmp_path.glob("*.partial"))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store import write_json
-from .checkpoints import DONE_FILE, check_previous, last_complete_checkpoint
+from .checkpoints import DONE_FILE, check_previous, last_complete_checkpoint, trim_step_logs
 from .config import ROLLOUT_ENGINES, TrainConfig, TrainError, load_config
 from .dataset import check_size, training_records
 from .trainer import build_trainer
@@ -68,6 +68,8 @@ def run(config: TrainConfig, data_dir: str | None = None, model_obj: Any = None,
     write_json(out / "train_config.json", asdict(config))
     trainer = build_trainer(config, records, model_obj, tokenizer)
     last = last_complete_checkpoint(out)
+    if last:
+        trim_step_logs(out, int(last.name.split("-")[-1]))
     if last and hasattr(trainer, "restore"):  # what a checkpoint holds beyond transformers' (PPO's critic)
         trainer.restore(last)
     trainer.train(resume_from_checkpoint=str(last) if last else None)

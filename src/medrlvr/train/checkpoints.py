@@ -40,6 +40,38 @@ def last_complete_checkpoint(out: Path) -> Path | None:
     return Path(last) if last else None
 
 
+STEP_LOGS = ("metrics.jsonl", "completions.jsonl", "question_rewards.jsonl")
+"""The logs a training appends to step by step, each row with its optimizer ``step``."""
+
+
+def trim_step_logs(out: Path, step: int) -> dict[str, int]:
+    """Drop from each of ``STEP_LOGS`` the rows of steps after ``step`` (the checkpoint a run resumes from): the
+    killed run wrote them, the resumed one writes them again, so that a resumed run's logs equal an uninterrupted
+    run's. A row without a step (a last line cut by the kill) goes too. Each file is replaced whole (written beside, then renamed). Returns the rows dropped per file."""
+    dropped = {}
+    for name in STEP_LOGS:
+        path = out / name
+        if not path.is_file():
+            continue
+        kept, gone = [], 0
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                row_step = json.loads(line).get("step")
+            except (json.JSONDecodeError, AttributeError):
+                row_step = None
+            if isinstance(row_step, int) and row_step <= step and line.endswith("\n"):
+                kept.append(line)
+            else:
+                gone += 1
+        if gone:
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text("".join(kept), encoding="utf-8")
+            partial.replace(path)
+            log.warning("%s: %d rows after step %d dropped (the resumed run writes them again)", path, gone, step)
+        dropped[name] = gone
+    return dropped
+
+
 def _settings(values: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide what is trained (``COSMETIC`` ones left out)."""
     return {k: v for k, v in values.items() if k not in COSMETIC}
