@@ -45,8 +45,8 @@ EVAL_COLLAPSE_MIN_ANSWERED = 12
 """On evaluation answers, collapse is judged over at least this many answered questions. At the rule's edge (a top
 letter's share of 0.8 against golds whose own top letter has 0.5), a policy whose letters follow the golds names one
 letter 10 or more times in 12 with probability 1.9% (binomial; 0.6% for 16 in 20, 5.5% for 8 in 10); 12 lets the CPU
-recipes' 12-question generate evaluations be judged (the Med-RLVR CPU study: an SFT policy answering "D" to 11 of 11
-went unflagged at 20)."""
+recipes' 12-question generate evaluations be judged when every question is answered (the Med-RLVR CPU study had an
+SFT policy answering "D" to all 11 questions it answered, of 12: still below the rule, shown in baselines.md's top-letter column)."""
 HACK_SHARE = 0.5
 """At or above this share of completions well-formed (paid in full by format rewards) whose reasoning is empty,
 leaks the answer or names another option, the policy is hacking the reward."""
