@@ -66,12 +66,11 @@ def trivial_table(run_dir, table, baseline: str | None = None) -> tuple[list[lis
     for model, per in table.items():
         for bench in sorted(per):
             preds = predictions(run_dir, model, bench)
-            if not preds or not _letter_golds(preds):
+            letters = letter_rows(preds) if preds else None
+            if letters is None:
                 continue
-            golds = [r["gold"] for r in preds]
-            answers = [r.get("answer") for r in preds]
             base_rate = base_well_formed(table, baseline, bench) if model != baseline else None
-            v = gain_verdict(golds, answers, _letters(preds), base_well_formed_rate=base_rate)
+            v = gain_verdict(*letters, base_well_formed_rate=base_rate)
             rotated = baseline_reason(per[bench])  # a circular evaluation: right under every rotation?
             if rotated:
                 v = {**v, "trivial": True, "reasons": [*v["reasons"], rotated]}
