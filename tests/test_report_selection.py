@@ -81,7 +81,7 @@ def test_strategies_against_random_profiles_and_overlaps(tmp_path):
     assert pilot and all(x.endswith("| - | - | - | - | - | - |") for x in pilot)
     control = next(x for x in lines if x.startswith("| control (control: random_reward) | random |"))
     assert "| random | -0.075 | - | - |" in control and control.endswith("(1 seed: no test over seeds)) |")
-    assert "| no gain in either arm: accuracy 0.250" in control  # at chance, as the random arm is
+    assert "| no gain in either arm: control: accuracy 0.250" in control  # at chance, as the random arm is
 
     text = (out / "selections.md").read_text()
     # learnability's questions under the self filter: 0.25, 0.5, 0.75, 0.5 -> mean 0.50; no 0 and no 1
@@ -121,10 +121,33 @@ def test_a_strategy_below_chance_is_no_gain_whatever_random_scored(tmp_path):
     hard = next(x for x in lines if x.startswith("| hard |") and "| accuracy |" in x)
     cells = [c.strip() for c in hard.split("|")[1:-1]]
     assert cells[9] == "+0.200" and float(cells[12]) < 0.05  # McNemar sees a difference between the arms...
-    assert cells[13].startswith("no gain in either arm: accuracy 0.200")  # ...which is no gain
+    assert cells[13].startswith("no gain in either arm: hard-seed0: accuracy 0.200")  # ...which is no gain
     assert "is not above chance 0.250" in cells[13] and "(against random: differs" in cells[13]
     formed = next(x for x in lines if x.startswith("| hard |") and "| well-formed |" in x)
     assert "no gain" not in formed  # the letter floor is a rule for accuracies only
+
+
+def test_a_rule_that_chose_random_s_questions_says_so(tmp_path):
+    """The CPU sweep's case: every filter failed every pool question, so filter_agreement kept the whole pool and
+    sampled it with random's seed: the same questions, the same training, the same scores. The verdict says that
+    before anything else; a rule with other questions does not get it."""
+    run = tmp_path
+    _selection(run, "random", "random", ["q0", "q1", "q2"], ["s0"] * 3)
+    _selection(run, "agreement", "filter_agreement", ["q2", "q1", "q0"], ["s0"] * 3)
+    _selection(run, "limr", "limr", ["q0", "q1", "q3"], ["s0"] * 3)
+    arms = {}
+    for arm, acc in {"random": 0.5, "agreement": 0.5, "limr": 0.6}.items():
+        members = [f"{arm}-seed{s}" for s in range(2)]
+        for member in members:
+            _eval(run, member, acc)
+        arms[arm] = {"policies": members, "seeds": [0, 1], "values": {}, "selection": arm, "control": None}
+    (run / "arms.json").write_text(json.dumps(arms))
+    lines = (report(run) / "strategies.md").read_text().splitlines()
+    for arm, same in (("agreement", True), ("limr", False)):
+        rows = [x for x in lines if x.startswith(f"| {arm} |")]
+        assert len(rows) == 2  # accuracy and well-formed
+        verdicts = [x.split("|")[-2].strip() for x in rows]
+        assert all(v.startswith("same 3 questions as random's selection") == same for v in verdicts), verdicts
 
 
 def test_a_study_with_one_selection_has_no_strategy_sections(tmp_path):

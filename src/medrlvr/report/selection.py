@@ -107,8 +107,9 @@ def _verdict(welch: float | None, perm: float | None, mcnemar: float | None, see
 def letter_floor(run_dir, policies: list[str], bench: str) -> str | None:
     """Why an arm's multiple-choice accuracy on ``bench`` is no gain, when it is none in every seed: the first reason
     of :func:`medrlvr.report.baselines.gain_verdict` (not above chance, not above always answering the golds' most
-    frequent letter, not unlike answering its own favourite letter) for the first seed; None when some seed is above
-    all three, or the benchmark is not multiple choice."""
+    frequent letter, not unlike answering its own favourite letter) for the first seed, named (the arm's mean can
+    differ from that seed's accuracy); None when some seed is above all three, or the benchmark is not multiple
+    choice."""
     reasons = []
     for policy in policies:
         rows = predictions(run_dir, policy, bench)
@@ -118,7 +119,7 @@ def letter_floor(run_dir, policies: list[str], bench: str) -> str | None:
         verdict = gain_verdict(*letters)
         if not verdict["trivial"]:
             return None
-        reasons.append(verdict["reasons"][0])
+        reasons.append(f"{policy}: {verdict['reasons'][0]}")
     return reasons[0] if reasons else None
 
 
@@ -127,8 +128,11 @@ def strategy_rows(run_dir, table, arms) -> list[list[str]]:
     random arm of its size the difference, Welch's t and permutation p over seeds, McNemar on matched seeds. An
     accuracy that a letter prior earns (:func:`letter_floor`, for the arm or the random arm it is set against) says so
     in the verdict before any difference: two arms below chance can differ from each other and still have learned
-    nothing."""
-    kinds = _arm_kinds(run_dir, arms, selections(run_dir))
+    nothing. An arm whose selection holds the same questions as the random arm's (a rule that keeps the whole pool
+    when every filter failed every question, then samples with random's seed) says so first: the two trained on
+    the same data, and a difference between them is not the rule's."""
+    chosen = selections(run_dir)
+    kinds = _arm_kinds(run_dir, arms, chosen)
     rows = []
     order = sorted(
         kinds, key=lambda n: (kinds[n]["pilot"], bool(kinds[n]["control"]), kinds[n]["strategy"] != "random", n)
@@ -166,6 +170,11 @@ def strategy_rows(run_dir, table, arms) -> list[list[str]]:
                     verdict = f"no gain in either arm: {floor} (against random: {verdict})"
                 elif floor:
                     verdict = f"no gain: {floor} (against random: {verdict})"
+                ids, ref_ids = (set(chosen[kinds[n]["selection"]].get("ids", [])) for n in (name, ref))
+                if ids and ids == ref_ids and kind["selection"] != kinds[ref]["selection"]:  # a control shares it
+                    verdict = (
+                        f"same {len(ids)} questions as {ref}'s selection (the rule chose what random did); {verdict}"
+                    )
                 rows.append(row + [ref + sizes, f"{c['difference']:+.3f}", _p(welch), _p(perm), _p(mcnemar),
                                    verdict])  # fmt: skip
     return rows
