@@ -178,14 +178,25 @@ QUESTIONS = ["Which nerve?", "A 45-year-old man has chest pain. Which artery is 
     ],
     ids=["header", "fewshot", "two-subjects-small-batches"],
 )
-def test_shared_prefixes_run_once_with_the_log_likelihoods_of_whole_prompts(engine, contexts, budget):
+@pytest.mark.parametrize("in_place", [True, False], ids=["prefix-attention", "prefix-copied"])
+def test_shared_prefixes_run_once_with_the_log_likelihoods_of_whole_prompts(engine, contexts, budget, in_place,
+                                                                            monkeypatch):  # fmt: skip
     """Rows of differing lengths (left padding between the cached prefix and each row's tokens) score what each
-    prompt scored whole does, single-token letters and multi-token continuations alike, at 1e-4 in fp32."""
+    prompt scored whole does, single-token letters and multi-token continuations alike, at 1e-4 in fp32: on a CPU
+    with the prefix read in place by :func:`medrlvr.engines.cache.prefix_attention` (two flash calls joined by
+    their log-sum-exps), and as on a GPU, with the prefix copied into each row's cache."""
+    from medrlvr.engines import cache
+
+    calls = [0]
+    attend = cache.prefix_attention
+    monkeypatch.setattr(cache, "prefix_attention", lambda *a: calls.__setitem__(0, calls[0] + 1) or attend(*a))
     pairs = [(c, cont) for c in contexts for cont in (" A", " B", " C", " D", " two and more")]
-    shared = TransformersEngine(None, model_obj=engine.model, tokenizer=engine.tokenizer, loglik_tokens=budget)
+    shared = TransformersEngine(None, model_obj=engine.model, tokenizer=engine.tokenizer, loglik_tokens=budget,
+                                prefix_in_place=in_place)  # fmt: skip
     whole = TransformersEngine(None, model_obj=engine.model, tokenizer=engine.tokenizer, share_prefixes=False)
     fed, remove = _fed_tokens(engine)
     ours = shared.loglikelihood(pairs)
+    assert (calls[0] > 0) == in_place  # the path named is the path taken
     shared_tokens, fed[0] = fed[0], 0
     reference = whole.loglikelihood(pairs)
     remove()

@@ -58,6 +58,7 @@ class TransformersEngine(LoglikScoring):
         batch_tokens: int = 32768,
         loglik_tokens: int = LOGLIK_TOKENS,
         share_prefixes: bool = True,
+        prefix_in_place: bool = True,
         prefill_batch_size: int = 8,
         growing_cache: bool = True,
         decode_attention_kernel: bool = True,
@@ -75,6 +76,7 @@ class TransformersEngine(LoglikScoring):
         self.batch_tokens = batch_tokens  # rows x (prompt + new tokens) of one decode batch: bounds its KV cache
         self.loglik_tokens = loglik_tokens  # padded tokens of one log-likelihood forward pass
         self.share_prefixes = share_prefixes  # log-likelihood: run a prefix that contexts share once
+        self.prefix_in_place = prefix_in_place  # ... and on a CPU attend to it in place (else: copied into each row)
         self.prefill_batch_size = prefill_batch_size
         self.growing_cache = growing_cache
         self.sort_by_length = sort_by_length

@@ -10,15 +10,15 @@ import contextlib
 from collections.abc import Sequence
 
 from . import Prompt
-from .cache import growing_cache, prefix_groups, supports_growing_cache
+from .cache import DECODE_ATTENTION, attend_to_prefix, growing_cache, prefix_groups, supports_growing_cache
 
 LOGLIK_TOKENS = 4096  # tokens of one log-likelihood forward pass (fed, padding included): see the README
 
 
 class LoglikScoring:
     """The engine's ``loglikelihood`` and its helpers; the engine provides ``model``, ``tokenizer``, ``device``,
-    ``render``, ``_encode``, ``_left_pad``, ``_cache_arg``, ``loglik_tokens``, ``batch_size`` and
-    ``share_prefixes``."""
+    ``render``, ``_encode``, ``_left_pad``, ``_cache_arg``, ``loglik_tokens``, ``batch_size``, ``share_prefixes``
+    and ``prefix_in_place``."""
 
     def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[tuple[float, bool]]:
         """Sum of log-probabilities of each continuation's tokens, and whether each was the argmax.
@@ -31,7 +31,9 @@ class LoglikScoring:
         block) run it once: it goes into a KV cache that every row of their batches starts from
         (:func:`medrlvr.engines.cache.prefix_groups`); the prefixes of many groups (a question's stem, which its
         rotations under circular evaluation share) run together in one left-padded pass
-        (:meth:`_prefix_bundles`). Batches hold rows of similar length up to ``loglik_tokens``
+        (:meth:`_prefix_bundles`); on a CPU the rows attend to that cache in place
+        (:func:`medrlvr.engines.cache.prefix_attention`), elsewhere it is copied into each row's cache. Batches hold
+        rows of similar length up to ``loglik_tokens``
         tokens: a CPU runs a forward pass of a few thousand tokens near its GEMM speed, and more only grows the
         activations."""
         encoded = []
@@ -99,8 +101,8 @@ class LoglikScoring:
 
     def _loglik_batches(self, widths: list[int], shared: int) -> list[list[int]]:
         """Rows (longest first) in batches of at most ``loglik_tokens`` padded tokens fed, ``batch_size`` rows and
-        ``batch_tokens`` cache positions (the shared prefix is copied into each row's cache), and a new batch when a
-        row is under half the batch's width."""
+        ``batch_tokens`` prefix and row positions (what each row attends to: on a GPU the shared prefix is copied
+        into each row's cache), and a new batch when a row is under half the batch's width."""
         batches: list[list[int]] = []
         width = 0
         for i, w in enumerate(widths):
@@ -139,7 +141,14 @@ class LoglikScoring:
 
         ids, mask, positions = self._left_pad(seqs)
         cache = {"use_cache": False}
-        if head is not None:
+        attend = contextlib.nullcontext()
+        in_place = (self.prefix_in_place and self.device == "cpu"
+                    and getattr(self.model.config, "_attn_implementation", None) == DECODE_ATTENTION)  # fmt: skip
+        if head is not None and in_place:
+            index = torch.tensor([g for g, _ in where], device=self.device)
+            positions = positions + torch.tensor([n for _, n in where], device=self.device)[:, None]
+            attend = attend_to_prefix(head, index, prefix_mask)  # the prefix read in place, not copied per row
+        elif head is not None:
             index = torch.tensor([g for g, _ in where], device=self.device)
             lengths = torch.tensor([n for _, n in where], device=self.device)
             grown = growing_cache(self.model, shared + ids.shape[1])
@@ -149,7 +158,7 @@ class LoglikScoring:
             mask = torch.cat([prefix_mask.index_select(0, index).to(mask.dtype), mask], dim=1)
             positions = positions + lengths[:, None]
             cache = {"use_cache": True, self._cache_arg: grown}
-        with torch.inference_mode(), fp32_head(self.model):
+        with torch.inference_mode(), fp32_head(self.model), attend:
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep,
                                 **cache).logits  # fmt: skip
         return torch.log_softmax(logits[:, -keep:].float(), dim=-1)
