@@ -71,7 +71,8 @@ def add_bench_commands(commands, data: argparse.ArgumentParser) -> None:
     circ.add_argument("--limit", type=int, default=40, help="questions (a seeded subsample)")
     circ.add_argument("--rotations", type=int, default=4, help="rotations per question at most")
     circ.add_argument("--repeats", type=int, default=2, help="timed runs of each row (the fastest is kept)")
-    circ.add_argument("--unshared", action="store_true", help="also time circular with prefix sharing off")
+    circ.add_argument("--unshared", action="store_true", help="also time circular with the stem copied into each "
+                      "row's cache (the GPU layout) and with prefix sharing off")  # fmt: skip
     circ.add_argument("--json", help="also write the measurements to this file")
     circ.set_defaults(func=_bench_circular)
     study = bench_commands.add_parser(

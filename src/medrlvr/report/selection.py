@@ -242,7 +242,9 @@ def strategy_figure(table, arms, run_dir):
         for r in randoms[:1]:
             values = arm_values(table, arms[r], bench, "accuracy")
             if values:
-                ax.axhline(sum(values) / len(values), linestyle="--", color="gray", label=f"{r} selection: mean accuracy")
+                ax.axhline(
+                    sum(values) / len(values), linestyle="--", color="gray", label=f"{r} selection: mean accuracy"
+                )
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
         ax.set_ylim(0, 1)
