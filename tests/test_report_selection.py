@@ -42,6 +42,17 @@ def _filter(run, name, k, rates):
                                                  for i, p in rates.items()))  # fmt: skip
 
 
+def _two_seed_arms(run, accuracies):
+    """arms.json with one arm per selection named in ``accuracies``, two seeds each scoring the accuracy given."""
+    arms = {}
+    for arm, acc in accuracies.items():
+        members = [f"{arm}-seed{s}" for s in range(2)]
+        for member in members:
+            _eval(run, member, acc)
+        arms[arm] = {"policies": members, "seeds": [0, 1], "values": {}, "selection": arm, "control": None}
+    (run / "arms.json").write_text(json.dumps(arms))
+
+
 def test_strategies_against_random_profiles_and_overlaps(tmp_path):
     run = tmp_path
     # the pool q0-q7; the policy as its own filter (k = 4) and a second filter (k = 1)
@@ -110,13 +121,7 @@ def test_a_strategy_below_chance_is_no_gain_whatever_random_scored(tmp_path):
     run = tmp_path
     _selection(run, "random", "random", ["q0", "q1"], ["s0", "s0"])
     _selection(run, "hard", "hard", ["q2", "q3"], ["s0", "s0"])
-    arms = {}
-    for arm, acc in {"random": 0.0, "hard": 0.20}.items():
-        members = [f"{arm}-seed{s}" for s in range(2)]
-        for member in members:
-            _eval(run, member, acc)
-        arms[arm] = {"policies": members, "seeds": [0, 1], "values": {}, "selection": arm, "control": None}
-    (run / "arms.json").write_text(json.dumps(arms))
+    _two_seed_arms(run, {"random": 0.0, "hard": 0.20})
     lines = (report(run) / "strategies.md").read_text().splitlines()
     hard = next(x for x in lines if x.startswith("| hard |") and "| accuracy |" in x)
     cells = [c.strip() for c in hard.split("|")[1:-1]]
@@ -135,13 +140,7 @@ def test_a_rule_that_chose_random_s_questions_says_so(tmp_path):
     _selection(run, "random", "random", ["q0", "q1", "q2"], ["s0"] * 3)
     _selection(run, "agreement", "filter_agreement", ["q2", "q1", "q0"], ["s0"] * 3)
     _selection(run, "limr", "limr", ["q0", "q1", "q3"], ["s0"] * 3)
-    arms = {}
-    for arm, acc in {"random": 0.5, "agreement": 0.5, "limr": 0.6}.items():
-        members = [f"{arm}-seed{s}" for s in range(2)]
-        for member in members:
-            _eval(run, member, acc)
-        arms[arm] = {"policies": members, "seeds": [0, 1], "values": {}, "selection": arm, "control": None}
-    (run / "arms.json").write_text(json.dumps(arms))
+    _two_seed_arms(run, {"random": 0.5, "agreement": 0.5, "limr": 0.6})
     lines = (report(run) / "strategies.md").read_text().splitlines()
     for arm, same in (("agreement", True), ("limr", False)):
         rows = [x for x in lines if x.startswith(f"| {arm} |")]
