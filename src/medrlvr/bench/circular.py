@@ -35,16 +35,16 @@ def bench_circular(model: str, data_dir: str | None, benchmark: str = "mmlu:medi
     engine = get_engine("transformers", model)
     plain = EvalConfig(model=model, mode="loglik", seed=seed)
     circular = EvalConfig(model=model, mode="loglik", seed=seed, circular=True, circular_rotations=rotations)
-    rows = [("plain", plain, True), ("circular", circular, True)]
+    rows = [("plain", plain, True, True), ("circular", circular, True, True)]  # (name, config, share, in place)
     if unshared:
-        rows += [("circular_copied", circular, "copied"), ("circular_unshared", circular, False)]
-    timings: dict[str, list[float]] = {name: [] for name, _, _ in rows}
+        rows += [("circular_copied", circular, True, False), ("circular_unshared", circular, False, False)]
+    timings: dict[str, list[float]] = {name: [] for name, *_ in rows}
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         evaluate(records[:2], plain, Path(tmp) / "warm", benchmark, engine=engine, progress=False)  # warm-up
         for r in range(repeats):
-            for name, config, share in rows:
-                engine.share_prefixes, engine.prefix_in_place = bool(share), share != "copied"
+            for name, config, share, in_place in rows:
+                engine.share_prefixes, engine.prefix_in_place = share, in_place
                 start = time.perf_counter()
                 results[name] = evaluate(records, config, Path(tmp) / f"{name}-{r}", benchmark, engine=engine,
                                          progress=False)  # fmt: skip

@@ -142,22 +142,20 @@ class LoglikScoring:
         ids, mask, positions = self._left_pad(seqs)
         cache = {"use_cache": False}
         attend = contextlib.nullcontext()
-        in_place = (self.prefix_in_place and self.device == "cpu"
-                    and getattr(self.model.config, "_attn_implementation", None) == DECODE_ATTENTION)  # fmt: skip
-        if head is not None and in_place:
+        if head is not None:
             index = torch.tensor([g for g, _ in where], device=self.device)
             positions = positions + torch.tensor([n for _, n in where], device=self.device)[:, None]
-            attend = attend_to_prefix(head, index, prefix_mask)  # the prefix read in place, not copied per row
-        elif head is not None:
-            index = torch.tensor([g for g, _ in where], device=self.device)
-            lengths = torch.tensor([n for _, n in where], device=self.device)
-            grown = growing_cache(self.model, shared + ids.shape[1])
-            for grow, cached in zip(grown.layers, head.layers):
-                grow.reserve(cached.keys, cached.values, len(seqs), shared)
-                grow.write(cached.keys.index_select(0, index), cached.values.index_select(0, index), 0)
-            mask = torch.cat([prefix_mask.index_select(0, index).to(mask.dtype), mask], dim=1)
-            positions = positions + lengths[:, None]
-            cache = {"use_cache": True, self._cache_arg: grown}
+            in_place = (self.prefix_in_place and self.device == "cpu"
+                        and getattr(self.model.config, "_attn_implementation", None) == DECODE_ATTENTION)  # fmt: skip
+            if in_place:
+                attend = attend_to_prefix(head, index, prefix_mask)  # the prefix read in place, not copied per row
+            else:
+                grown = growing_cache(self.model, shared + ids.shape[1])
+                for grow, cached in zip(grown.layers, head.layers):
+                    grow.reserve(cached.keys, cached.values, len(seqs), shared)
+                    grow.write(cached.keys.index_select(0, index), cached.values.index_select(0, index), 0)
+                mask = torch.cat([prefix_mask.index_select(0, index).to(mask.dtype), mask], dim=1)
+                cache = {"use_cache": True, self._cache_arg: grown}
         with torch.inference_mode(), fp32_head(self.model), attend:
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep,
                                 **cache).logits  # fmt: skip
