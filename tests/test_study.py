@@ -125,6 +125,23 @@ def test_study_runs_end_to_end_then_skips_what_is_done(recipe, tmp_path):
         "select random", "train sft", "eval sft demo@generate", "report"
     }  # fmt: skip
 
+    # Switching a probe on reruns the evaluations over their old outputs: the answers stay, only the probe is asked;
+    # the estimate before the stages counts that work (the stage folders are finished, their settings are not).
+    answers = (run_dir / "eval" / "grpo" / "demo@generate" / "predictions.jsonl").read_text()
+    lines: list[str] = []
+    run_study(recipe, ["eval.limit=12", "eval.mode=generate", "eval.max_new_tokens=4", "select.random.n=5",
+                       "eval.open_form=true"], run_dir=str(run_dir), progress=False, log=lines.append)  # fmt: skip
+    statuses = _statuses(run_dir)
+    assert {k: v for k, v in statuses.items() if v != "cached"} == {
+        "eval base demo@generate": "updated", "eval grpo demo@generate": "updated",
+        "eval sft demo@generate": "updated", "report": "ran"
+    }  # fmt: skip
+    assert (run_dir / "eval" / "grpo" / "demo@generate" / "predictions.jsonl").read_text() == answers
+    probe = json.loads((run_dir / "eval" / "grpo" / "demo@generate" / "results.json").read_text())["open_form"]
+    assert probe["n"] + sum(probe["skipped"].values()) == 12
+    estimate = next(line for line in lines if line.startswith("estimate:"))
+    assert "not estimated (model size unknown): eval" in estimate and "nothing left" not in estimate, estimate
+
 
 def test_an_interrupted_study_resumes_to_the_same_result(recipe, tmp_path, monkeypatch):
     whole = _run(recipe, tmp_path / "whole")
@@ -192,7 +209,10 @@ def test_recipe_errors_name_the_file_and_the_key(recipe, tmp_path, capsys):
     "path",
     sorted(
         p.relative_to(ROOT)
-        for p in [ROOT / "recipes" / "demo-cpu.yaml", *ROOT.glob("recipes/*/*.yaml")]
+        for p in [
+            *(ROOT / "recipes" / f"{name}-cpu.yaml" for name in ("demo", "probes")),
+            *ROOT.glob("recipes/*/*.yaml"),
+        ]
         if "accelerate" not in p.parts
     ),  # fmt: skip
     ids=str,

@@ -59,6 +59,10 @@ from . import circular, openform, prefill, split
 
 log = logging.getLogger(__name__)
 STRICT = {"r1_zero": ("answer_tag",), "filter": ("boxed",)}
+# Settings whose rows live in stores keyed by what decides them (the probes' own files; circular rows under their
+# own prediction key): switching one on or off over a finished evaluation computes only what no store holds, so a
+# study reruns such a stage over its old outputs (medrlvr.study.runner) instead of setting them aside.
+KEYED_PROBES = ("adversarial_prefill", "open_form", "judge_model", "judge_options", "circular", "circular_rotations")
 
 
 @dataclass
@@ -244,6 +248,19 @@ def prediction_settings(config: EvalConfig, fingerprint: str | None = None) -> d
     if config.circular:  # only then: plain predictions keep their keys
         settings["circular"] = {"rotations": config.circular_rotations, "seed": config.seed}
     return settings
+
+
+def stage_settings(config: EvalConfig) -> dict[str, Any]:
+    """The settings a study keys an evaluation stage by, in three parts: ``config`` (a change recomputes the stage),
+    ``subsample`` and ``probes`` (a change reruns it over its old outputs: predictions are stored per question, and
+    probe rows under their own keys). The model, its engine options and the chunk size are not settings of the
+    result."""
+    return {
+        "config": {k: v for k, v in asdict(config).items()
+                   if k not in ("model", "engine_options", "chunk_size", "limit", "seed", *KEYED_PROBES)},
+        "subsample": {"limit": config.limit, "seed": config.seed},
+        "probes": {name: getattr(config, name) for name in KEYED_PROBES},
+    }  # fmt: skip
 
 
 def _strict(text: str, record: Record, prompt: str) -> str | None:

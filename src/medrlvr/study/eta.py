@@ -16,7 +16,7 @@ import re
 import time
 from typing import Any
 
-from .stagedirs import is_finished
+from .stagedirs import is_finished, settled
 
 # Seconds on the reference machine for a 135M model, in each dtype medrlvr computes in on a CPU: this project's CPU
 # (2 cores AMD EPYC, AVX512-BF16) on 2026-12-01 running the demo from a fresh clone (``bench study``): in bf16 as it
@@ -133,7 +133,8 @@ def minutes(seconds: float) -> str:
 def describe(result: dict[str, Any], machine: str) -> str:
     """``estimate: filter 1 min, train 9 min, eval 4 min; about 14 min on this machine (...)``."""
     parts = ", ".join(f"{k} {minutes(v)}" for k, v in result["seconds"].items())
-    text = (f"estimate: {parts or 'nothing left to run'}; about {minutes(result['total'])} on this machine "
+    empty = "no stage of a known size left" if result["unknown"] else "nothing left to run"
+    text = (f"estimate: {parts or empty}; about {minutes(result['total'])} on this machine "
             f"({machine}; {result['speed']:.2f}x the reference CPU's speed)")  # fmt: skip
     if result["unknown"]:
         text += f"; not estimated (model size unknown): {', '.join(result['unknown'])}"
@@ -142,6 +143,7 @@ def describe(result: dict[str, Any], machine: str) -> str:
 
 def study_work(study) -> list[dict[str, Any]]:
     """The unfinished stages of a :class:`medrlvr.study.runner.Study` whose data is loaded, as :func:`estimate` rows."""
+    from ..evaluate import stage_settings
     from ..rundir import eval_dir
 
     r, run = study.recipe, study.run_dir
@@ -163,7 +165,7 @@ def study_work(study) -> list[dict[str, Any]]:
     models = [("base", r.base_model)] * r.eval_base + [(p.name, p.config.model) for p in r.policies]
     for name, model in models:
         for e in r.evals:
-            if is_finished(eval_dir(run, name, e.name)):
+            if settled(eval_dir(run, name, e.name), stage_settings(e.config)):
                 continue
             n = min(len(study.eval_sets[e.benchmark]), e.config.limit or 10**9)
             label = f"eval {name} {e.name}"

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CommandsNotAllowed, RecipeError, StageError
-from ..evaluate import EvalConfig
+from ..evaluate import EvalConfig, stage_settings
 from ..rundir import LOCK_ENV, eval_dir, inside, locked
 from ..select import SelectConfig
 from ..store import write_json
@@ -416,14 +416,15 @@ class Study:
                              fingerprint=fingerprint)  # fmt: skip
 
                 inputs = {
-                    "config": without(config, "model", "engine_options", "chunk_size", "limit", "seed"),
-                    "subsample": {"limit": config.limit, "seed": config.seed},
+                    **stage_settings(config),
                     "model": fingerprint,
                     "benchmark": e.spec.benchmark,
                     "records": self.eval_hashes[e.spec.benchmark],
                     "fewshot": records_hash(shots) if shots else None,
                 }
-                self._stage("eval", f"{name} {e.spec.label}", out, inputs, ["results.json"], work, ("subsample",))
+                self._stage(
+                    "eval", f"{name} {e.spec.label}", out, inputs, ["results.json"], work, ("subsample", "probes")
+                )
 
     def _report(self) -> None:
         from ..report import report

@@ -38,6 +38,13 @@ def is_finished(folder: Path) -> bool:
     return finished(marker(folder))
 
 
+def settled(folder: Path, settings: dict[str, Any]) -> bool:
+    """Whether a run finished this stage folder with these settings (each a part of the inputs its marker keeps):
+    a stage whose settings changed since is work left, though its folder is finished."""
+    found, asked = marker(folder), json.loads(json.dumps(settings, default=str))  # as the marker wrote them
+    return finished(found) and all((found.get("inputs") or {}).get(k) == v for k, v in asked.items())
+
+
 def set_aside(out: Path, kept: Path) -> None:
     """Move a finished stage folder to ``kept`` (a rename: nothing is copied), replacing an older one there."""
     if kept.exists():
