@@ -236,7 +236,7 @@ def test_generate_mode_writes_every_16_questions_by_default(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         evaluate(records, config, tmp_path, "mmlu", engine=ScriptedEngine({}, fail_after_calls=2), progress=False)
     assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 32
-    assert EvalConfig(model="fake").chunk == 64 and EvalConfig(model="fake", chunk_size=5).chunk == 5
+    assert EvalConfig(model="fake").chunk == 1024 and EvalConfig(model="fake", chunk_size=5).chunk == 5
 
 
 @pytest.mark.parametrize("limit", [0, -5])

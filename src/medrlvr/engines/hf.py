@@ -31,7 +31,7 @@ from .cache import (
     register_decode_attention,
     shared_prefix,
 )
-from .loglik import LOGLIK_TOKENS, LoglikScoring
+from .loglik import LOGLIK_TOKENS, LOGLIK_TOKENS_ELSEWHERE, LoglikScoring
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class TransformersEngine(LoglikScoring):
         device: str = "auto",
         batch_size: int = 64,
         batch_tokens: int = 32768,
-        loglik_tokens: int = LOGLIK_TOKENS,
+        loglik_tokens: int | None = None,
         share_prefixes: bool = True,
         prefix_in_place: bool = True,
         prefill_batch_size: int = 8,
@@ -74,7 +74,8 @@ class TransformersEngine(LoglikScoring):
         self.dtype = pick_dtype(dtype, self.device)
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens  # rows x (prompt + new tokens) of one decode batch: bounds its KV cache
-        self.loglik_tokens = loglik_tokens  # padded tokens of one log-likelihood forward pass
+        # padded tokens of one log-likelihood forward pass (default: sized for the device)
+        self.loglik_tokens = loglik_tokens or LOGLIK_TOKENS.get(self.device, LOGLIK_TOKENS_ELSEWHERE)
         self.share_prefixes = share_prefixes  # log-likelihood: run a prefix that contexts share once
         self.prefix_in_place = prefix_in_place  # ... and on a CPU attend to it in place (else: copied into each row)
         self.prefill_batch_size = prefill_batch_size

@@ -75,11 +75,12 @@ class EvalConfig(EngineSettings):
     limit: int | None = setting(None, ge=1, help="a seeded subsample of N questions per benchmark (default: all)")
     seed: int = setting(0, help="the subsample's seed")
     # Questions per engine call and per write to predictions.jsonl: a kill loses at most one chunk. Bigger chunks
-    # batch better on a GPU. None: 16 in generate mode (seconds to a minute of generation on a CPU), 64 in loglik
-    # mode (one short forward pass per question).
+    # batch better: the engine sorts a chunk's rows by length. None: 16 in generate mode (seconds to a minute of
+    # generation on a CPU), 1024 in loglik mode (0-shot MMLU on a 2-core CPU: 1.2x the speed of 64-question chunks,
+    # and about 2.5 minutes of work that a kill can lose).
     chunk_size: int | None = setting(
         None, ge=1, help="questions per engine call and per write to predictions.jsonl; a kill loses at most one "
-        "chunk (default: 16 in generate mode, 64 in loglik mode)"
+        "chunk (default: 16 in generate mode, 1024 in loglik mode)"
     )  # fmt: skip
     prefill: str | None = setting(
         None, help='generate mode: text the answer starts with, as in training (e.g. "<think>")'
@@ -133,7 +134,7 @@ class EvalConfig(EngineSettings):
 
     @property
     def chunk(self) -> int:
-        return self.chunk_size or (16 if self.mode == "generate" else 64)
+        return self.chunk_size or (16 if self.mode == "generate" else 1024)
 
 
 def subsample(records: Sequence[Record], limit: int | None, seed: int) -> list[Record]:
