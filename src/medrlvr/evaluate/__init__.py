@@ -10,7 +10,7 @@ Two modes, as the field scores multiple choice:
   tie, not the first of them: the row names them (``tied``), has no single answer, and earns 1/k of a point when the
   gold is among the k (``credit``); accuracy is the mean credit and results.json counts the ``ties``.
 
-Predictions are written per chunk of questions to ``predictions.jsonl`` (fsync; 16 questions in generate mode, 64 in
+Predictions are written per chunk of questions to ``predictions.jsonl`` (fsync; 16 questions in generate mode, 1024 in
 loglik mode by default), so a kill loses at most the chunk in flight and a rerun skips what is done. Each row
 carries the *prediction key*: the hash of what decides an answer (mode, the model's fingerprint, the engine, and
 for generate mode the prompt, chat, prefill and max_new_tokens; for loglik mode the number of shots). Rows of
